@@ -1,0 +1,3 @@
+from dumpsafe.cli import main
+
+main()

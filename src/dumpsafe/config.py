@@ -1,0 +1,308 @@
+"""Typed configuration: the TOML file users write, validated before any work.
+
+Found by ``--config PATH``, else ``$DUMPSAFE_CONFIG``, else ``./dumpsafe.toml``.
+Relative paths in the file are relative to the file's own directory.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from dumpsafe.errors import ConfigError
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+_DURATION_RE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse "90s", "30m", "26h", "7d", "2w" into a timedelta."""
+    m = _DURATION_RE.match(text)
+    if not m:
+        raise ValueError(f"expected a duration like 26h, 30m or 7d, got {text!r}")
+    return timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LocalStoreConfig(_Strict):
+    kind: Literal["local"]
+    path: Path
+
+
+class S3StoreConfig(_Strict):
+    kind: Literal["s3"]
+    bucket: str
+    prefix: str = ""
+    endpoint_url: str | None = None
+    region: str | None = None
+    part_size_mb: int = Field(default=0, ge=0)  # 0: chosen from the expected size
+
+
+class GCSStoreConfig(_Strict):
+    kind: Literal["gcs"]
+    bucket: str
+    prefix: str = ""
+    project: str | None = None
+
+
+StoreConfig = Annotated[
+    Union[LocalStoreConfig, S3StoreConfig, GCSStoreConfig], Field(discriminator="kind")
+]
+
+
+class RetentionPolicy(_Strict):
+    """Keep rules; kept = union of the rules. See retention.py."""
+
+    last: int = Field(default=0, ge=0)
+    hourly: int = Field(default=0, ge=0)
+    daily: int = Field(default=0, ge=0)
+    weekly: int = Field(default=0, ge=0)
+    monthly: int = Field(default=0, ge=0)
+    yearly: int = Field(default=0, ge=0)
+    keep_verified: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _keeps_something(self) -> "RetentionPolicy":
+        if not any((self.last, self.hourly, self.daily, self.weekly, self.monthly, self.yearly)):
+            raise ValueError("a retention policy that keeps nothing is refused (set last, daily, ... to at least 1)")
+        return self
+
+
+class TenantConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=5432, ge=1, le=65535)
+    user: str = "postgres"
+    password_env: str | None = None
+    password_file: Path | None = None
+    databases: list[str] | None = None
+    uploads: Path | None = None
+    exec: list[str] | None = None
+    store: str | None = None
+    copy_to: list[str] = Field(default_factory=list)
+    schedule: str | None = None
+    drill_schedule: str | None = None
+    timezone: str | None = None
+    retention: RetentionPolicy | None = None
+    max_age: str | None = None
+    encrypt_to: list[str] = Field(default_factory=list)
+    identity_file: Path | None = None
+    include_globals: bool = False
+    notify: list[str] = Field(default_factory=list)
+    pg_bin_dir: Path | None = None
+
+    @field_validator("max_age")
+    @classmethod
+    def _duration(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_duration(v)
+        return v
+
+    @model_validator(mode="after")
+    def _one_password_source(self) -> "TenantConfig":
+        if self.password_env and self.password_file:
+            raise ValueError("set password_env or password_file, not both")
+        return self
+
+    @property
+    def max_age_delta(self) -> timedelta | None:
+        return parse_duration(self.max_age) if self.max_age else None
+
+
+class Config(_Strict):
+    state_dir: Path = Path(".dumpsafe")
+    default_store: str | None = None
+    pg_bin_dir: Path | None = None
+    retention: RetentionPolicy | None = None
+    notify: list[str] = Field(default_factory=list)
+    anomaly_drop: float = Field(default=0.5, gt=0, le=1)
+    max_parallel: int = Field(default=2, ge=1)
+    stores: dict[str, StoreConfig] = Field(default_factory=dict)
+    tenants: dict[str, TenantConfig] = Field(default_factory=dict)
+    # where the file was read from; not a TOML key
+    source: Path | None = Field(default=None, exclude=True)
+
+    @field_validator("stores", "tenants")
+    @classmethod
+    def _names(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for name in v:
+            if not NAME_RE.match(name):
+                raise ValueError(
+                    f"name {name!r} must be 1-63 letters, digits, '_' or '-', starting with a letter or digit"
+                )
+        return v
+
+    @model_validator(mode="after")
+    def _references(self) -> "Config":
+        if self.default_store and self.default_store not in self.stores:
+            raise ValueError(f"default_store: no store named {self.default_store!r} (define [stores.{self.default_store}])")
+        for tname, t in self.tenants.items():
+            for ref in ([t.store] if t.store else []) + list(t.copy_to):
+                if ref not in self.stores:
+                    raise ValueError(f"tenants.{tname}: no store named {ref!r} (define [stores.{ref}])")
+        return self
+
+    # ---- lookups used by the service -------------------------------------------------
+    def tenant(self, name: str) -> TenantConfig:
+        from dumpsafe.errors import NotFoundError
+
+        try:
+            return self.tenants[name]
+        except KeyError:
+            known = ", ".join(sorted(self.tenants)) or "none"
+            raise NotFoundError(f"unknown tenant {name!r} (configured tenants: {known})") from None
+
+    def store_for(self, tenant: str, override: str | None = None) -> str:
+        """The store name a tenant's backups go to."""
+        name = override or self.tenant(tenant).store or self.default_store
+        if name is None:
+            if len(self.stores) == 1:
+                return next(iter(self.stores))
+            raise ConfigError(
+                f"tenant {tenant!r} has no store (set tenants.{tenant}.store or default_store, or pass --store)"
+            )
+        if name not in self.stores:
+            from dumpsafe.errors import NotFoundError
+
+            raise NotFoundError(f"unknown store {name!r} (configured stores: {', '.join(sorted(self.stores)) or 'none'})")
+        return name
+
+    def retention_for(self, tenant: str) -> RetentionPolicy | None:
+        return self.tenant(tenant).retention or self.retention
+
+    def notify_for(self, tenant: str) -> list[str]:
+        return list(self.notify) + list(self.tenant(tenant).notify)
+
+
+def tenant_password(name: str, t: TenantConfig) -> str | None:
+    """Read the tenant's password from its env var or file. Never echo it."""
+    if t.password_env:
+        value = os.environ.get(t.password_env)
+        if value is None:
+            raise ConfigError(
+                f"tenant {name!r}: environment variable {t.password_env} is not set (export it or use password_file)"
+            )
+        return value
+    if t.password_file:
+        try:
+            return t.password_file.read_text().rstrip("\r\n")
+        except OSError as e:
+            raise ConfigError(
+                f"tenant {name!r}: cannot read password_file {t.password_file} ({e.strerror}); fix the path or its permissions"
+            ) from None
+    return None
+
+
+_FRIENDLY = {
+    "int_parsing": "expected an integer",
+    "int_type": "expected an integer",
+    "string_type": "expected a string",
+    "bool_type": "expected true or false",
+    "bool_parsing": "expected true or false",
+    "list_type": "expected a list",
+    "dict_type": "expected a table",
+    "model_type": "expected a table",
+    "missing": "required key is missing",
+    "extra_forbidden": "unknown key (check the spelling against the documentation)",
+    "union_tag_invalid": "kind must be one of local, s3, gcs",
+    "union_tag_not_found": "kind is required (local, s3 or gcs)",
+    "literal_error": "unexpected value",
+}
+
+
+def _format_error(path: Path, err: ValidationError) -> str:
+    e = err.errors()[0]
+    loc_parts: list[str] = []
+    for part in e["loc"]:
+        # discriminated unions insert the tag ("local", "s3") into the location
+        if isinstance(part, str) and part in ("local", "s3", "gcs") and loc_parts and loc_parts[-2:-1] == ["stores"]:
+            continue
+        if isinstance(part, int):
+            loc_parts.append(f"[{part}]")
+        else:
+            loc_parts.append(str(part))
+    loc = ".".join(loc_parts).replace(".[", "[")
+    msg = _FRIENDLY.get(e["type"])
+    if msg is None:
+        msg = e["msg"]
+        msg = re.sub(r"^(Value|Assertion) error, ", "", msg)
+        if e["type"] == "greater_than_equal":
+            msg = f"must be at least {e['ctx']['ge']}"
+        elif e["type"] == "less_than_equal":
+            msg = f"must be at most {e['ctx']['le']}"
+    return f"{path}: {loc}: {msg}" if loc else f"{path}: {msg}"
+
+
+def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("DUMPSAFE_CONFIG")
+    if env:
+        return Path(env)
+    return Path("dumpsafe.toml")
+
+
+def _resolve(base: Path, p: Path | None) -> Path | None:
+    if p is None:
+        return None
+    p = p.expanduser()
+    return p if p.is_absolute() else (base / p)
+
+
+def load_config(explicit: str | os.PathLike[str] | None = None) -> Config:
+    """Load and validate the config file, or raise ConfigError naming the file and key."""
+    path = config_path(explicit)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: config file not found (create it, pass --config PATH or set DUMPSAFE_CONFIG)"
+        ) from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read config file ({e.strerror})") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+    return config_from_dict(data, path)
+
+
+def config_from_dict(data: dict[str, Any], path: Path) -> Config:
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_error(path, e)) from None
+    base = path.resolve().parent
+    stores = {
+        name: (s.model_copy(update={"path": _resolve(base, s.path)}) if isinstance(s, LocalStoreConfig) else s)
+        for name, s in cfg.stores.items()
+    }
+    tenants = {
+        name: t.model_copy(
+            update={
+                "uploads": _resolve(base, t.uploads),
+                "password_file": _resolve(base, t.password_file),
+                "identity_file": _resolve(base, t.identity_file),
+                "pg_bin_dir": _resolve(base, t.pg_bin_dir),
+            }
+        )
+        for name, t in cfg.tenants.items()
+    }
+    return cfg.model_copy(
+        update={
+            "state_dir": _resolve(base, cfg.state_dir),
+            "pg_bin_dir": _resolve(base, cfg.pg_bin_dir),
+            "stores": stores,
+            "tenants": tenants,
+            "source": path,
+        }
+    )

@@ -1,0 +1,111 @@
+"""One error hierarchy. Each class carries its CLI exit code and HTTP status.
+
+Messages are single sentences a user can act on; they never contain secrets.
+The CLI, REST and MCP fronts map these in one place each.
+"""
+
+from __future__ import annotations
+
+
+class DumpsafeError(Exception):
+    """Base class: a failure dumpsafe explains in one sentence."""
+
+    exit_code = 1
+    http_status = 500
+    kind = "error"
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(DumpsafeError):
+    """The caller asked for something malformed (bad ID, bad flag combination)."""
+
+    exit_code = 2
+    http_status = 400
+    kind = "usage"
+
+
+class ConfigError(UsageError):
+    """The config file is missing, unreadable or invalid."""
+
+    kind = "config"
+
+
+class NotFoundError(DumpsafeError):
+    """A tenant, store or backup does not exist (or is not visible to the caller)."""
+
+    http_status = 404
+    kind = "not_found"
+
+
+class ConflictError(DumpsafeError):
+    """The request collides with existing state (target database exists, lock held)."""
+
+    http_status = 409
+    kind = "conflict"
+
+
+class RefusedError(DumpsafeError):
+    """A destructive action was not confirmed."""
+
+    exit_code = 1
+    http_status = 409
+    kind = "refused"
+
+
+class IntegrityError(DumpsafeError):
+    """Stored bytes do not match the checksum recorded at backup time."""
+
+    http_status = 422
+    kind = "integrity"
+
+
+class BackupFailed(DumpsafeError):
+    """A backup could not be made (database down, bad password, disk full)."""
+
+    http_status = 502
+    kind = "backup_failed"
+
+
+class RestoreFailed(DumpsafeError):
+    """A restore or drill failed; the target was left as it was."""
+
+    http_status = 502
+    kind = "restore_failed"
+
+
+class StoreError(DumpsafeError):
+    """A store could not be read or written."""
+
+    http_status = 502
+    kind = "store"
+
+    def __init__(self, message: str, *, transient: bool = False):
+        super().__init__(message)
+        self.transient = transient
+
+
+class ObjectMissing(StoreError, NotFoundError):
+    """An object a record points to is not in the store."""
+
+    http_status = 404
+    kind = "not_found"
+
+
+class AuthError(DumpsafeError):
+    """No token, a bad token or an expired token."""
+
+    http_status = 401
+    kind = "unauthorized"
+
+
+class ForbiddenError(DumpsafeError):
+    """The token lacks the scope the action needs."""
+
+    http_status = 403
+    kind = "forbidden"
