@@ -15,6 +15,7 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import tarfile
 import tempfile
 import time
 from contextlib import contextmanager
@@ -237,7 +238,7 @@ class Restorer:
     def _extract(stream: fetch.PlainStream, staged: Path) -> files.TreeStats:
         try:
             return files.extract_tree(stream, staged)
-        except files.UnsafeMember as e:
+        except (files.UnsafeMember, tarfile.FilterError) as e:
             raise RestoreFailed(f"refusing to restore the uploads tree: {e}; nothing was changed") from None
         except OSError as e:
             raise fetch.LocalFailure(f"cannot write the uploads staging tree {staged} ({e.strerror})") from None
