@@ -6,7 +6,7 @@ import os
 
 import zstandard
 
-from dumpsafe.pipeline import PackWriter, hash_stream, pack_stream, unpack_stream
+from dumpsafe.pipeline import hash_stream, pack_stream, unpack_stream
 
 
 class Generated:
@@ -63,14 +63,38 @@ def test_pack_unpack_roundtrip_and_hashes():
     assert hash_stream(io.BytesIO(stored)) == (res.sha256, len(stored))
 
 
-def test_pack_writer_matches_pack_stream_format():
+def test_encrypted_roundtrip_needs_the_identity():
+    import pyrage
+    from pyrage import x25519
+
+    ident, other = x25519.Identity.generate(), x25519.Identity.generate()
+    data = os.urandom(1_000_000) + b"z" * 3_000_000
     sink = io.BytesIO()
-    pw = PackWriter(sink)
-    for _ in range(10):
-        pw.write(b"hello world " * 1000)
-    res = pw.close()
-    assert zstandard.ZstdDecompressor().stream_reader(io.BytesIO(sink.getvalue())).read() == b"hello world " * 10000
-    assert res.sha256 == hashlib.sha256(sink.getvalue()).hexdigest()
+    res = pack_stream(io.BytesIO(data), sink, recipients=[ident.to_public()])
+    stored = sink.getvalue()
+    assert stored.startswith(b"age-encryption.org/v1") and res.sha256 == hashlib.sha256(stored).hexdigest()
+    assert b"z" * 1000 not in stored
+    out = io.BytesIO()
+    assert unpack_stream(io.BytesIO(stored), out, identities=[ident]).hexdigest == res.sha256
+    assert out.getvalue() == data
+    try:
+        unpack_stream(io.BytesIO(stored), io.BytesIO(), identities=[other])
+    except pyrage.DecryptError:
+        pass
+    else:
+        raise AssertionError("a wrong identity decrypted the stream")
+
+
+def test_encrypted_memory_stays_flat():
+    from pyrage import x25519
+
+    _reset_hwm()
+    base = _hwm_kib()
+    sink = NullSink()
+    res = pack_stream(Generated(256 << 20), sink, recipients=[x25519.Identity.generate().to_public()])
+    grew_mib = (_hwm_kib() - base) / 1024
+    assert res.raw_bytes == 256 << 20 and sink.n == res.stored_bytes
+    assert grew_mib < 96, f"peak RSS grew {grew_mib:.0f} MiB for a 256 MiB encrypted stream"
 
 
 def test_memory_stays_flat_for_512_mib():

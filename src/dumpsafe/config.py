@@ -107,6 +107,15 @@ class TenantConfig(_Strict):
             parse_duration(v)
         return v
 
+    @field_validator("encrypt_to")
+    @classmethod
+    def _recipients(cls, v: list[str]) -> list[str]:
+        from dumpsafe.crypto import parse_recipient
+
+        for r in v:
+            parse_recipient(r)
+        return v
+
     @model_validator(mode="after")
     def _one_password_source(self) -> "TenantConfig":
         if self.password_env and self.password_file:
