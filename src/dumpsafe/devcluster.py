@@ -144,7 +144,11 @@ class Cluster:
 
 
 SAMPLE_SQL = """
-CREATE EXTENSION IF NOT EXISTS pgcrypto;
+DO $$ BEGIN
+    IF EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pgcrypto') THEN
+        CREATE EXTENSION IF NOT EXISTS pgcrypto;
+    END IF;
+END $$;
 CREATE TABLE customers (
     id bigserial PRIMARY KEY,
     name text NOT NULL,
