@@ -315,3 +315,21 @@ def test_disk_full_fails_cleanly(env, pg, tiny_disk):
     leftovers = [p for p in tiny_disk.rglob("*") if p.is_file()]
     assert leftovers == []
     assert _audit(env)[-1]["outcome"] == "failed"
+
+
+def test_include_globals_stores_roles_without_passwords(env, pg):
+    with pg.connect() as c:
+        c.execute("DROP ROLE IF EXISTS app_reader")
+        c.execute("CREATE ROLE app_reader LOGIN PASSWORD 'reader-secret-xyz'")
+    try:
+        env.tenant_extra = "include_globals = true"
+        env.write_config()
+        rec = env.cli("backup", "create", "acme", "--json").json()
+        g = [o for o in rec["objects"] if o["role"] == "globals"]
+        assert len(g) == 1
+        sql = _decompress(env.store_dir / g[0]["key"]).decode()
+        assert "CREATE ROLE app_reader" in sql
+        assert "reader-secret-xyz" not in sql and "SCRAM-SHA-256" not in sql
+    finally:
+        with pg.connect() as c:
+            c.execute("DROP ROLE IF EXISTS app_reader")

@@ -25,6 +25,7 @@ from dumpsafe.storage import Store, open_store
 
 DUMP_OBJECT = "database.dump.zst"
 UPLOADS_OBJECT = "uploads.tar.zst"
+GLOBALS_OBJECT = "globals.sql.zst"
 
 
 class BackupService:
@@ -150,6 +151,8 @@ class BackupService:
                         ref, stats = self._write_uploads(st, bid, tenant, tcfg.uploads, recipients, progress)
                         objects.append(ref)
                         uploads_info = UploadsInfo(files=stats.files, bytes=stats.bytes)
+                    if tcfg.include_globals:
+                        objects.append(self._write_globals(st, bid, target, snap.server_major, recipients))
                     key = object_key(bid, DUMP_OBJECT + (".age" if recipients else ""))
                     with st.open_write(key) as w, progress.task(f"dump {tenant}/{db}") as advance:
                         with postgres.pg_dump_stream(target, db, snap, pg_dump) as out:
@@ -201,6 +204,14 @@ class BackupService:
                 res = pack_stream(tar, w, advance, recipients)
         assert tar.stats is not None
         return ObjectRef(role="uploads", key=key, size_bytes=res.stored_bytes, sha256=res.sha256, raw_bytes=res.raw_bytes), tar.stats
+
+    def _write_globals(self, st: Store, bid: str, target: postgres.PgTarget, major: int, recipients: list | None) -> ObjectRef:
+        tool, _ = self.pg_tool(target, "pg_dumpall", major)
+        key = object_key(bid, GLOBALS_OBJECT + (".age" if recipients else ""))
+        with st.open_write(key) as w:
+            with postgres.pg_dumpall_globals_stream(target, tool) as out:
+                res = pack_stream(out, w, None, recipients)
+        return ObjectRef(role="globals", key=key, size_bytes=res.stored_bytes, sha256=res.sha256, raw_bytes=res.raw_bytes)
 
     def _after_create(self, record: BackupRecord, *, actor: str, progress: Progress) -> None:
         """Follow-up work after a committed backup (copies, notifications): see issues 4 and 5."""
