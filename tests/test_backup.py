@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from conftest import table_digest
+from conftest import all_cmdlines, table_digest
 
 REQUIRED = {
     "id", "tenant", "database", "engine", "server_version", "status", "created_at", "completed_at",
@@ -272,13 +272,7 @@ def test_password_never_on_any_command_line(env, pg):
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
-            for pid in os.listdir("/proc"):
-                if not pid.isdigit():
-                    continue
-                try:
-                    cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-                except OSError:
-                    continue
+            for pid, cmd in all_cmdlines():
                 assert secret not in cmd, f"password on the command line of pid {pid}"
                 if b"pg_dump" in cmd and b"--snapshot" in cmd:
                     seen_pg_dump = True
