@@ -11,7 +11,7 @@ import pytest
 
 from dumpsafe.engines import files
 from dumpsafe.index import object_key
-from dumpsafe.pipeline import PackWriter
+from dumpsafe.pipeline import pack_stream
 from restore_helpers import databases, db_state, tree_state
 
 
@@ -117,9 +117,7 @@ def test_restore_of_a_hostile_uploads_archive_changes_nothing(env, tmp_path: Pat
     payload = _tar([_file("fine.txt", b"ok"), _file("../../escaped-by-restore.txt", b"pwned")])
     key = object_key(rec.id, "uploads.tar.zst")
     with st.open_write(key) as w:
-        pw = PackWriter(w)
-        pw.write(payload)
-        res = pw.close()
+        res = pack_stream(io.BytesIO(payload), w)
     objects = [o.model_copy(update={"size_bytes": res.stored_bytes, "sha256": res.sha256, "raw_bytes": res.raw_bytes})
                if o.role == "uploads" else o for o in rec.objects]
     svc.save_record(rec.model_copy(update={"objects": objects}))

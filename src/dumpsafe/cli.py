@@ -147,18 +147,25 @@ def backup_delete(
 
 
 # --- restore & verify (issue 3) ---
+IdentityOpt = Annotated[
+    Optional[Path],
+    typer.Option("--identity", help="age identity file for encrypted backups [default: tenant identity_file, $DUMPSAFE_AGE_IDENTITY]."),
+]
+
+
 @backup_app.command("verify")
 def backup_verify(
     ctx: typer.Context,
     backup_id: IdArg,
     drill: Annotated[bool, typer.Option("--drill", help="Also restore into a scratch database and compare row counts.")] = False,
+    identity: IdentityOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Check a backup's checksums and archive (with --drill: restore it for real); exit 1 if it fails."""
     validate_backup_id(backup_id)
     svc = _state(ctx).service()
     try:
-        record = svc.verify(backup_id, drill=drill, progress=output.progress_for(as_json))
+        record = svc.verify(backup_id, drill=drill, identity=identity, progress=output.progress_for(as_json))
     except DumpsafeError:
         if as_json:  # scripts still get the record with its failed last_verification
             try:
@@ -182,6 +189,7 @@ def backup_restore(
     no_uploads: Annotated[bool, typer.Option("--no-uploads", help="Leave the uploads tree alone.")] = False,
     uploads_to: Annotated[Optional[Path], typer.Option("--uploads-to", help="Restore the uploads tree into this directory.")] = None,
     keep_old: Annotated[bool, typer.Option("--keep-old", help="atomic: keep the replaced database under a new name.")] = False,
+    identity: IdentityOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Check everything and report; change nothing.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     as_json: JsonOpt = False,
@@ -196,7 +204,7 @@ def backup_restore(
             confirm(f"{plan.describe()[0].upper()}{plan.describe()[1:]}?", yes,
                     f"refusing to {plan.describe()} without confirmation (pass --yes)")
         mode = plan.mode  # what was confirmed is what runs
-    result = svc.restore(backup_id, mode=mode, dry_run=dry_run, progress=output.progress_for(as_json), **opts)
+    result = svc.restore(backup_id, mode=mode, dry_run=dry_run, identity=identity, progress=output.progress_for(as_json), **opts)
     if dry_run:
         output.show_preflight(result, as_json)
         if not result.ok:

@@ -9,16 +9,18 @@ Every restore path reads each remote object exactly once:
   is hashed; a mismatch removes the staging directory before the live tree is touched.
 - verify without a drill streams each object through the checks and keeps nothing.
 
-Encryption (issue 7) slots in at ``_plain_reader``: stored bytes -> hash -> decrypt -> zstd.
+Read side: stored bytes -> hash -> [age decrypt, in a thread feeding a pipe] -> zstd -> consumer.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 
+import pyrage
 import zstandard
 
 from dumpsafe.errors import DumpsafeError, IntegrityError, RestoreFailed, UsageError
@@ -36,11 +38,16 @@ class LocalFailure(RestoreFailed):
 class PlainStream:
     """The decompressed bytes of one object (``read``); ``finish`` drains and checks the hash."""
 
-    def __init__(self, record: BackupRecord, ref: ObjectRef, hashed: HashingReader, plain):
+    def __init__(self, record: BackupRecord, ref: ObjectRef, hashed: HashingReader, identities: list[Any] | None):
         self.record, self.ref = record, ref
         self._hashed = hashed
-        self._plain = plain
+        self._decrypt = _Decrypting(record, hashed, identities) if record.encryption else None
+        self._plain = _decompressor(record, self._decrypt or hashed)
         self.plain_bytes = 0
+
+    def close(self) -> None:
+        if self._decrypt is not None:
+            self._decrypt.close()
 
     def read(self, n: int = -1) -> bytes:
         data = self._plain.read(CHUNK if n is None or n < 0 else n)
@@ -57,11 +64,14 @@ class PlainStream:
         try:
             while self.read(CHUNK):
                 pass
-        except zstandard.ZstdError as e:
+        except (zstandard.ZstdError, DecryptFailed) as e:
             decode_error = e
+        self.close()  # the decrypting thread is done with the stored stream before we drain it
         while self._hashed.read(CHUNK):
             pass
         check_digest(self.record, self.ref, self._hashed.hexdigest, self._hashed.count)
+        if isinstance(decode_error, DecryptFailed):
+            raise decode_error
         if decode_error is not None:
             raise RestoreFailed(
                 f"backup {self.record.id}: {self.ref.key} matches its checksum but does not decompress ({decode_error}); "
@@ -97,27 +107,78 @@ def check_sizes(store: Store, record: BackupRecord, refs: list[ObjectRef]) -> No
             )
 
 
-def _plain_reader(record: BackupRecord, hashed: HashingReader):
-    if record.encryption:
-        raise UsageError(
-            f"backup {record.id} is encrypted ({record.encryption}); this version of dumpsafe cannot decrypt it yet"
-        )
+class DecryptFailed(RestoreFailed):
+    """The stored bytes are intact but the identity given cannot decrypt them."""
+
+
+def _decompressor(record: BackupRecord, source):
     if record.compression != "zstd":
         raise RestoreFailed(f"backup {record.id}: unknown compression {record.compression!r}")
-    return zstandard.ZstdDecompressor().stream_reader(hashed, read_size=CHUNK, read_across_frames=True)
+    return zstandard.ZstdDecompressor().stream_reader(source, read_size=CHUNK, read_across_frames=True)
+
+
+class _Decrypting:
+    """age decryption as a pull reader: pyrage pushes into a pipe from a thread, we read the other end."""
+
+    def __init__(self, record: BackupRecord, hashed: HashingReader, identities: list[Any] | None):
+        if record.encryption != "age":
+            raise RestoreFailed(f"backup {record.id}: unknown encryption {record.encryption!r}")
+        if not identities:
+            raise UsageError(
+                f"backup {record.id} is encrypted: pass --identity FILE (or set identity_file for the tenant, "
+                "or DUMPSAFE_AGE_IDENTITY); nothing was changed"
+            )
+        self._record = record
+        rfd, wfd = os.pipe()
+        self._reader = os.fdopen(rfd, "rb", buffering=CHUNK)
+        writer = os.fdopen(wfd, "wb", buffering=CHUNK)
+        self._error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                with writer:
+                    pyrage.decrypt_io(hashed, writer, identities)
+            except BrokenPipeError:
+                pass  # the reader went away (its own error is what matters)
+            except BaseException as e:  # re-raised on the reading side
+                self._error = e
+
+        self._thread = threading.Thread(target=run, name="age-decrypt", daemon=True)
+        self._thread.start()
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._reader.read(n)
+        if not data:
+            self._thread.join()
+            if self._error is not None:  # sticky: every later read says the same
+                e = self._error
+                raise DecryptFailed(
+                    f"backup {self._record.id} cannot be decrypted with the identity given ({_first_line(e)}); "
+                    "is it one of the tenant's keys? Nothing was changed"
+                )
+        return data
+
+    def close(self) -> None:
+        if not self._reader.closed:
+            self._reader.close()  # unblocks a writer still pushing
+        self._thread.join()
 
 
 @contextmanager
-def open_plain(store: Store, record: BackupRecord, ref: ObjectRef, advance: Advance | None = None) -> Iterator[PlainStream]:
+def open_plain(store: Store, record: BackupRecord, ref: ObjectRef, advance: Advance | None = None,
+               identities: list[Any] | None = None) -> Iterator[PlainStream]:
     with store.open_read(ref.key) as raw:
-        hashed = HashingReader(raw, advance)
-        yield PlainStream(record, ref, hashed, _plain_reader(record, hashed))
+        stream = PlainStream(record, ref, HashingReader(raw, advance), identities)
+        try:
+            yield stream
+        finally:
+            stream.close()
 
 
 def consume(store: Store, record: BackupRecord, ref: ObjectRef, fn: Callable[[PlainStream], T],
-            advance: Advance | None = None) -> T:
+            advance: Advance | None = None, identities: list[Any] | None = None) -> T:
     """Run ``fn`` over an object's plain bytes, then check its integrity (also when ``fn`` failed)."""
-    with open_plain(store, record, ref, advance) as stream:
+    with open_plain(store, record, ref, advance, identities) as stream:
         try:
             result = fn(stream)
         except LocalFailure:
@@ -132,7 +193,8 @@ def consume(store: Store, record: BackupRecord, ref: ObjectRef, fn: Callable[[Pl
         return result
 
 
-def spool(store: Store, record: BackupRecord, ref: ObjectRef, path: Path, advance: Advance | None = None) -> int:
+def spool(store: Store, record: BackupRecord, ref: ObjectRef, path: Path, advance: Advance | None = None,
+          identities: list[Any] | None = None) -> int:
     """Write an object's plain bytes to ``path`` (0600), verified; return its size. Removed on failure."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     ok = False
@@ -151,7 +213,7 @@ def spool(store: Store, record: BackupRecord, ref: ObjectRef, path: Path, advanc
                     n += len(chunk)
                 return n
 
-            n = consume(store, record, ref, copy, advance)
+            n = consume(store, record, ref, copy, advance, identities)
         ok = True
         return n
     finally:

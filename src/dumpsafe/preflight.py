@@ -21,8 +21,7 @@ from dumpsafe.progress import Progress
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
-def inspect_database(store, record: BackupRecord, ref: ObjectRef, target: postgres.PgTarget, tool: str,
-                     advance=None) -> pgr.Toc:
+def inspect_database(store, record: BackupRecord, ref: ObjectRef, tool: str, advance=None, identities=None) -> pgr.Toc:
     """Stream the dump once: hash it, decode it, read its TOC (and the roles its schema names)."""
 
     def read(stream: fetch.PlainStream) -> pgr.Toc:
@@ -37,19 +36,19 @@ def inspect_database(store, record: BackupRecord, ref: ObjectRef, target: postgr
                 return head
             return stream.read(n)
 
-        return pgr.read_toc(target, tool, feed, with_sql=True, known_tables=set(record.tables))
+        return pgr.read_toc(tool, feed, with_sql=True, known_tables=set(record.tables))
 
-    return fetch.consume(store, record, ref, read, advance)
+    return fetch.consume(store, record, ref, read, advance, identities)
 
 
-def inspect_uploads(store, record: BackupRecord, ref: ObjectRef, advance=None) -> files.TreeStats:
+def inspect_uploads(store, record: BackupRecord, ref: ObjectRef, advance=None, identities=None) -> files.TreeStats:
     def scan(stream: fetch.PlainStream) -> files.TreeStats:
         try:
             return files.scan_tree_archive(stream)
         except files.UnsafeMember as e:
             raise RestoreFailed(f"backup {record.id}: the uploads archive is unsafe to extract: {e}") from None
 
-    stats = fetch.consume(store, record, ref, scan, advance)
+    stats = fetch.consume(store, record, ref, scan, advance, identities)
     if record.uploads and (stats.files, stats.bytes) != (record.uploads.files, record.uploads.bytes):
         raise RestoreFailed(
             f"backup {record.id}: the uploads archive holds {stats.files} files / {stats.bytes} bytes, "
@@ -81,11 +80,11 @@ def preflight(restorer: Any, record: BackupRecord, plan: Any, target: postgres.P
     server_major, tool = restorer._tool(target, plan.database)
     integrity: list[dict[str, Any]] = []
     with progress.task(f"verify {record.id}", total=db_ref.size_bytes) as advance:
-        toc = inspect_database(st, record, db_ref, target, tool, advance)
+        toc = inspect_database(st, record, db_ref, restorer.toc_tool(record), advance, restorer.identities)
     integrity.append({"key": db_ref.key, "role": "database", "size_bytes": db_ref.size_bytes, "sha256": db_ref.sha256, "ok": True})
     if up_ref is not None:
         with progress.task(f"verify uploads {record.id}", total=up_ref.size_bytes) as advance:
-            inspect_uploads(st, record, up_ref, advance)
+            inspect_uploads(st, record, up_ref, advance, restorer.identities)
         integrity.append({"key": up_ref.key, "role": "uploads", "size_bytes": up_ref.size_bytes, "sha256": up_ref.sha256, "ok": True})
 
     data_entries = toc.table_data()

@@ -124,6 +124,16 @@ class Restorer:
     def __init__(self, service: Any):
         self.svc = service
         self.config = service.config
+        self.identities: list[Any] | None = None
+
+    def load_identities(self, record: BackupRecord, identity: Path | None) -> list[Any] | None:
+        """age identities for an encrypted backup (--identity, the tenant's identity_file, $DUMPSAFE_AGE_IDENTITY)."""
+        if not record.encryption:
+            return None
+        from dumpsafe import crypto
+
+        t = self.config.tenants.get(record.tenant)
+        return crypto.load_identities(identity, t.identity_file if t else None, f"backup {record.id}")
 
     # ---- plan ------------------------------------------------------------------------------
     def plan(self, record: BackupRecord, *, database: str | None, mode: str | None, uploads: bool,
@@ -132,6 +142,11 @@ class Restorer:
             raise UsageError(f"unknown restore mode {mode!r} (use atomic, clean or new)")
         target_db = pgr.check_db_name(database or record.database)
         target = self.svc.pg_target(record.tenant)
+        if target.exec_prefix:
+            raise UsageError(
+                f"tenant {record.tenant!r} is reached through an exec channel ({target.exec_prefix[0]}); restoring through "
+                "it is not supported yet, nothing was changed (restore with a directly reachable server in the config)"
+            )
         with pgr.admin(target, target_db) as conn:
             exists = pgr.database_exists(conn, target_db)
         mode = mode or ("atomic" if exists else "new")
@@ -169,8 +184,8 @@ class Restorer:
 
     # ---- restore ---------------------------------------------------------------------------
     def restore(self, backup_id: str, *, database: str | None = None, mode: str | None = None, uploads: bool = True,
-                uploads_to: Path | None = None, keep_old: bool = False, dry_run: bool = False, actor: str = "local",
-                progress: Progress = NULL) -> RestoreResult | Preflight:
+                uploads_to: Path | None = None, keep_old: bool = False, dry_run: bool = False, identity: Path | None = None,
+                actor: str = "local", progress: Progress = NULL) -> RestoreResult | Preflight:
         record = self.svc.get(backup_id)
         with self.svc.audit.record("restore", actor, backup_id=record.id, tenant=record.tenant,
                                    database=database or record.database, store=record.store) as ev:
@@ -179,6 +194,7 @@ class Restorer:
                                              uploads_to=uploads_to, keep_old=keep_old)
             ev.extra.update(mode=plan.mode, target=f"{plan.server}/{plan.database}", uploads_to=plan.uploads_to)
             ev.size_bytes = record.size_bytes
+            self.identities = self.load_identities(record, identity)
             if dry_run:
                 pf = self._preflight(record, plan, target, up_ref, progress)
                 ev.extra["problems"] = len(pf.problems)
@@ -197,10 +213,10 @@ class Restorer:
         with self.spool_dir() as tmp:
             dump = tmp / "database.dump"
             with progress.task(f"fetch {record.id}", total=db_ref.size_bytes) as advance:
-                fetch.spool(st, record, db_ref, dump, advance)
+                fetch.spool(st, record, db_ref, dump, advance, self.identities)
             server_major, tool = self._tool(target, plan.database)
             with open(dump, "rb") as fh:
-                toc = pgr.read_toc(target, tool, fh, with_sql=True, known_tables=set(record.tables))
+                toc = pgr.read_toc(self.toc_tool(record), fh, with_sql=True, known_tables=set(record.tables))
             staged: Path | None = None
             stats = None
             try:
@@ -208,7 +224,7 @@ class Restorer:
                     dest = Path(plan.uploads_to)
                     staged = files.staging_dir(dest)
                     with progress.task(f"uploads {record.id}", total=up_ref.size_bytes) as advance:
-                        stats = fetch.consume(st, record, up_ref, lambda s: self._extract(s, staged), advance)
+                        stats = fetch.consume(st, record, up_ref, lambda s: self._extract(s, staged), advance, self.identities)
                 # every object is verified and staged: from here on we touch the target
                 with progress.task(f"restore {plan.database}") as _:
                     if plan.mode == "clean":
@@ -295,6 +311,13 @@ class Restorer:
             major = conn.info.server_version // 10000
         tool, _ = self.svc.pg_tool(target, "pg_restore", major)
         return major, tool
+
+    def toc_tool(self, record: BackupRecord) -> str:
+        """A local pg_restore able to read the archive (at least the major of the pg_dump that wrote it)."""
+        t = self.config.tenants.get(record.tenant)
+        dirs = tuple(p for p in ((t.pg_bin_dir if t and not t.exec else None), self.config.pg_bin_dir) if p)
+        path, _ = postgres.find_tool("pg_restore", pgr.major_of(record.client_version), dirs)
+        return path
 
     @staticmethod
     def _db_ref(record: BackupRecord) -> ObjectRef:

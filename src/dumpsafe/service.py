@@ -303,6 +303,7 @@ class BackupService:
         uploads_to: Path | None = None,
         keep_old: bool = False,
         dry_run: bool = False,
+        identity: Path | None = None,
         actor: str = "local",
         progress: Progress = NULL,
     ):
@@ -311,14 +312,16 @@ class BackupService:
 
         return Restorer(self).restore(
             backup_id, database=database, mode=mode, uploads=uploads, uploads_to=uploads_to, keep_old=keep_old,
-            dry_run=dry_run, actor=actor, progress=progress,
+            dry_run=dry_run, identity=identity, actor=actor, progress=progress,
         )
 
-    def verify(self, backup_id: str, *, drill: bool = False, actor: str = "local", progress: Progress = NULL) -> BackupRecord:
+    def verify(
+        self, backup_id: str, *, drill: bool = False, identity: Path | None = None, actor: str = "local", progress: Progress = NULL
+    ) -> BackupRecord:
         """Check a backup's integrity (and with drill, restore it into a scratch database); record the outcome."""
         from dumpsafe.verify import Verifier
 
-        return Verifier(self).verify(backup_id, drill=drill, actor=actor, progress=progress)
+        return Verifier(self).verify(backup_id, drill=drill, identity=identity, actor=actor, progress=progress)
 
     # --- stores (issue 4) ---
 

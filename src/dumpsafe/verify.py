@@ -13,12 +13,13 @@ from __future__ import annotations
 import os
 import secrets
 import time
+from pathlib import Path
 from typing import Any
 
 from dumpsafe import fetch
 from dumpsafe.engines import postgres
 from dumpsafe.engines import pg_restore as pgr
-from dumpsafe.errors import ConfigError, DumpsafeError, IntegrityError, ObjectMissing, RestoreFailed
+from dumpsafe.errors import ConfigError, DumpsafeError, IntegrityError, ObjectMissing, RestoreFailed, UsageError
 from dumpsafe.models import BackupRecord, Verification, utcnow
 from dumpsafe.preflight import inspect_database, inspect_uploads
 from dumpsafe.progress import NULL, Progress
@@ -34,8 +35,10 @@ class Verifier:
     def __init__(self, service: Any):
         self.svc = service
         self.config = service.config
+        self.identities: list[Any] | None = None
 
-    def verify(self, backup_id: str, *, drill: bool = False, actor: str = "local", progress: Progress = NULL) -> BackupRecord:
+    def verify(self, backup_id: str, *, drill: bool = False, identity: Path | None = None, actor: str = "local",
+               progress: Progress = NULL) -> BackupRecord:
         record = self.svc.get(backup_id)
         with self.svc.audit.record("verify", actor, backup_id=record.id, tenant=record.tenant, database=record.database,
                                    store=record.store) as ev:
@@ -43,6 +46,7 @@ class Verifier:
             ev.extra["drill"] = drill
             t0 = time.monotonic()
             extra: dict[str, Any] = {}
+            self.identities = Restorer(self.svc).load_identities(record, identity)  # missing: usage error, no verdict
             failure: DumpsafeError | None = None
             try:
                 detail = self._drill(record, extra, progress) if drill else self._integrity(record, progress)
@@ -63,11 +67,9 @@ class Verifier:
         db_ref = Restorer._db_ref(record)
         up_ref = record.object("uploads")
         fetch.check_sizes(st, record, [r for r in record.objects])
-        target = self.svc.pg_target(record.tenant)
-        # pg_restore reads archives of its own major and older: pick one at least as new as the dump's pg_dump
-        tool, _ = self.svc.pg_tool(target, "pg_restore", pgr.major_of(record.client_version))
+        tool = Restorer(self.svc).toc_tool(record)  # local: reading a TOC needs no server
         with progress.task(f"verify {record.id}", total=db_ref.size_bytes) as advance:
-            toc = inspect_database(st, record, db_ref, target, tool, advance)
+            toc = inspect_database(st, record, db_ref, tool, advance, self.identities)
         missing = sorted(set(record.tables) - set(toc.table_data()))
         if missing:
             raise RestoreFailed(f"backup {record.id}: the archive holds no data for {', '.join(missing)}")
@@ -75,7 +77,7 @@ class Verifier:
                  f"archive readable ({len(toc.entries)} TOC entries, {len(toc.table_data())} with table data)"]
         if up_ref is not None:
             with progress.task(f"verify uploads {record.id}", total=up_ref.size_bytes) as advance:
-                stats = inspect_uploads(st, record, up_ref, advance)
+                stats = inspect_uploads(st, record, up_ref, advance, self.identities)
             parts.append(f"uploads archive readable ({stats.files} files)")
         return "; ".join(parts)
 
@@ -84,7 +86,13 @@ class Verifier:
         tcfg = self.config.tenant(record.tenant)
         name = tcfg.drill_server or self.config.drill_server
         if name is None:
-            return self.svc.pg_target(record.tenant)
+            target = self.svc.pg_target(record.tenant)
+            if target.exec_prefix:
+                raise UsageError(
+                    f"tenant {record.tenant!r} is reached through an exec channel; drills through it are not supported yet "
+                    f"(define [drill_servers.NAME] and set tenants.{record.tenant}.drill_server)"
+                )
+            return target
         d = self.config.drill_servers[name]
         password = None
         if d.password_env:
@@ -113,13 +121,13 @@ class Verifier:
         with restorer.spool_dir() as tmp:
             dump = tmp / "database.dump"
             with progress.task(f"fetch {record.id}", total=db_ref.size_bytes) as advance:
-                fetch.spool(st, record, db_ref, dump, advance)
+                fetch.spool(st, record, db_ref, dump, advance, self.identities)
             _, tool = restorer._tool(target, scratch)
             with open(dump, "rb") as fh:
-                toc = pgr.read_toc(target, tool, fh, with_sql=True, known_tables=set(record.tables))
+                toc = pgr.read_toc(restorer.toc_tool(record), fh, with_sql=True, known_tables=set(record.tables))
             if up_ref is not None:
                 with progress.task(f"verify uploads {record.id}", total=up_ref.size_bytes) as advance:
-                    inspect_uploads(st, record, up_ref, advance)
+                    inspect_uploads(st, record, up_ref, advance, self.identities)
             t_restore = time.monotonic()
             with pgr.admin(target, scratch) as conn:
                 pgr.create_database(conn, scratch, encoding=toc.encoding)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import shutil
 import subprocess
 import threading
 import time
@@ -163,10 +164,11 @@ def conninfo_dbname(name: str) -> str:
     return "dbname='" + name.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def read_toc(target: PgTarget, tool: str, source: IO[bytes] | Callable[[int], bytes], *, with_sql: bool = False,
+def read_toc(tool: str, source: IO[bytes] | Callable[[int], bytes], *, with_sql: bool = False,
              known_tables: set[str] = frozenset()) -> Toc:
-    """Feed an archive stream to ``pg_restore --list`` (and ``--schema-only`` when asked for roles).
+    """Feed an archive stream to a local ``pg_restore --list`` (and ``--schema-only`` for roles).
 
+    No server is involved, so this always runs here, never through an exec channel.
     pg_restore stops reading once it has the TOC; we stop feeding when every reader is done,
     so the caller may go on reading (and hashing) the rest of the stream.
     """
@@ -177,11 +179,10 @@ def read_toc(target: PgTarget, tool: str, source: IO[bytes] | Callable[[int], by
     procs: dict[str, tuple[subprocess.Popen, _StderrTail, list[bytes], threading.Thread]] = {}
     for name, argv in jobs:
         try:
-            p = subprocess.Popen([*target.exec_prefix, *argv], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, env=target.env())
+            p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         except OSError as e:
             raise RestoreFailed(f"cannot start {tool} ({e.strerror})") from None
-        tail = _StderrTail(p.stderr, target.password)
+        tail = _StderrTail(p.stderr, None)
         tail.start()
         out: list[bytes] = []
         reader = threading.Thread(target=lambda s=p.stdout, o=out: o.extend(iter(lambda: s.read(1 << 16), b"")), daemon=True)
@@ -227,32 +228,37 @@ def run_pg_restore(target: PgTarget, tool: str, dbname: str, archive: Path, *, a
     Local tools read the file (parallel with ``jobs`` > 1); exec'd tools get it on stdin,
     so nothing needs to exist inside the container.
     """
-    argv = [*target.exec_prefix, tool, "--no-password", "--exit-on-error", f"--dbname={conninfo_dbname(dbname)}", *args]
-    fh = None
-    if target.exec_prefix:
-        fh = open(archive, "rb")
-    else:
+    argv = [tool, *target.conn_args(), "--no-password", "--exit-on-error", f"--dbname={conninfo_dbname(dbname)}", *args]
+    if not target.exec_prefix:
         if jobs > 1 and "--single-transaction" not in args:
             argv.append(f"--jobs={jobs}")
         argv.append(str(archive))
     try:
-        proc = subprocess.Popen(argv, stdin=fh or subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                env=target.env())
+        proc = subprocess.Popen(target.command(argv), stdin=subprocess.PIPE if target.exec_prefix else subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=target.env())
     except OSError as e:
-        if fh:
-            fh.close()
         raise RestoreFailed(f"tenant {target.tenant!r}: cannot start {tool} ({e.strerror})") from None
     tail = _StderrTail(proc.stderr, target.password)
     tail.start()
     try:
+        if target.exec_prefix:  # password line first (PW_WRAPPER), then the archive
+            try:
+                proc.stdin.write(target.password_line())
+                with open(archive, "rb") as fh:
+                    shutil.copyfileobj(fh, proc.stdin, 1 << 20)
+            except BrokenPipeError:
+                pass  # pg_restore stopped early; its exit status and stderr say why
+            finally:
+                try:
+                    proc.stdin.close()
+                except OSError:
+                    pass
         rc = proc.wait()
     except BaseException:
         proc.kill()
         proc.wait()
         raise
     finally:
-        if fh:
-            fh.close()
         tail.join(timeout=5)
     if rc != 0:
         raise RestoreFailed(f"pg_restore into database {dbname!r} failed: {tail.text() or f'exit status {rc}'}")
