@@ -121,6 +121,13 @@ def test_new_mode_into_another_database_and_refusal_when_it_exists(env, backed_u
     target = env.db + "_copy"
     try:
         # not destructive: no --yes needed
+        r = env.cli("backup", "restore", bid, "--database", target, "--no-uploads", "--dry-run", "--json")
+        assert r.code == 0, r.err
+        pf = r.json()
+        assert pf["mode"] == "new" and not pf["target_exists"] and pf["would_drop"] == []
+        assert {"table public.orders", "view public.customer_totals", "schema billing"} <= set(pf["would_create"])
+        assert target not in databases(env.pg)
+
         r = env.cli("backup", "restore", bid, "--database", target, "--no-uploads", "--json")
         assert r.code == 0, r.err
         assert r.json()["mode"] == "new"
@@ -397,3 +404,36 @@ def test_unknown_mode_and_bad_flags_are_usage_errors(env, backed_up):
     r = env.cli("backup", "restore", bid, "--mode", "clean", "--keep-old", "--yes")
     assert r.code == 2 and "--keep-old" in r.err
     assert db_state(env.pg, env.db) == state
+
+
+def test_odd_and_long_database_names(env, backed_up):
+    """Quotes, spaces, '=' and a 63-byte name: never read as options or conninfo, staging names fit."""
+    bid, state, _ = backed_up
+    for target in ["it's a \"db\" = odd", "x" * 63]:
+        try:
+            r = env.cli("backup", "restore", bid, "--database", target, "--no-uploads", "--json")
+            assert r.code == 0, r.err
+            assert db_state(env.pg, target) == state
+            with env.pg.connect(target) as c:
+                c.execute("DELETE FROM billing.invoices")
+            r = env.cli("backup", "restore", bid, "--database", target, "--no-uploads", "--yes", "--json")
+            assert r.code == 0 and r.json()["mode"] == "atomic", r.err
+            assert db_state(env.pg, target) == state
+        finally:
+            env.pg.drop_database(target)
+    r = env.cli("backup", "restore", bid, "--database", "y" * 64, "--no-uploads")
+    assert r.code == 2 and "not a valid database name" in r.err
+
+
+def test_symlinked_uploads_path_keeps_its_link(env, backed_up, tmp_path):
+    bid, _, tree = backed_up
+    real = tmp_path / "data" / "uploads"
+    real.parent.mkdir()
+    env.uploads.rename(real)
+    env.uploads.symlink_to(real)
+    (real / "invoices/README.txt").write_text("defaced\n")
+    r = env.cli("backup", "restore", bid, "--yes", "--json")
+    assert r.code == 0, r.err
+    assert env.uploads.is_symlink() and os.readlink(env.uploads) == str(real)
+    assert tree_state(real) == tree
+    assert sorted(os.listdir(real.parent)) == ["uploads"]

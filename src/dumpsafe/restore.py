@@ -170,7 +170,9 @@ class Restorer:
                     f"backup {record.id} holds an uploads tree but tenant {record.tenant!r} has no uploads directory "
                     "(pass --uploads-to DIR or --no-uploads)"
                 )
-            dest = Path(os.path.abspath(dest))
+            # a symlinked uploads path (/srv/acme/uploads -> /data/uploads): stage and swap beside the
+            # real tree, so the link keeps working and the rename stays on one filesystem
+            dest = Path(os.path.realpath(dest))
             if dest == Path(dest.anchor):
                 raise UsageError("refusing to restore uploads over the filesystem root")
             if dest.exists() and not dest.is_dir():
