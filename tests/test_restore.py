@@ -437,3 +437,27 @@ def test_symlinked_uploads_path_keeps_its_link(env, backed_up, tmp_path):
     assert env.uploads.is_symlink() and os.readlink(env.uploads) == str(real)
     assert tree_state(real) == tree
     assert sorted(os.listdir(real.parent)) == ["uploads"]
+
+
+def test_orphans_of_a_dead_dumpsafe_are_swept_but_live_ones_are_not(env, backed_up):
+    """Staging/scratch databases left by a killed dumpsafe are dropped by the next restore;
+    one that a running restore has claimed is left alone."""
+    from dumpsafe.engines import pg_restore as pgr
+
+    bid, state, _ = backed_up
+    orphans = [f"{env.db}_dsstage_0badf00d", "dumpsafe_drill_0123456789ab"]
+    live = f"{env.db}_dsstage_feedbeef"
+    for name in orphans + [live]:
+        env.pg.create_database(name)
+    target = env.service().pg_target("acme")
+    try:
+        with pgr.claimed(target, live):
+            r = env.cli("backup", "restore", bid, "--yes", "--no-uploads")
+            assert r.code == 0, r.err
+            dbs = databases(env.pg)
+            assert live in dbs and not set(orphans) & dbs
+        assert sorted(audit_lines(env, "restore")[-1]["swept"]) == sorted(orphans)
+        assert db_state(env.pg, env.db) == state
+    finally:
+        for name in orphans + [live]:
+            env.pg.drop_database(name)

@@ -125,6 +125,7 @@ class Restorer:
         self.svc = service
         self.config = service.config
         self.identities: list[Any] | None = None
+        self.swept: list[str] = []  # orphaned staging/scratch databases dropped on the way
 
     def load_identities(self, record: BackupRecord, identity: Path | None) -> list[Any] | None:
         """age identities for an encrypted backup (--identity, the tenant's identity_file, $DUMPSAFE_AGE_IDENTITY)."""
@@ -204,6 +205,8 @@ class Restorer:
             with self._lock(record.tenant, plan.database):
                 result = self._restore(record, plan, target, up_ref, progress)
             ev.extra["kept_old"] = result.kept_old
+            if self.swept:
+                ev.extra["swept"] = self.swept
             return result
 
     def _restore(self, record: BackupRecord, plan: RestorePlan, target: postgres.PgTarget, up_ref: ObjectRef | None,
@@ -264,7 +267,13 @@ class Restorer:
     def _via_staging(self, record: BackupRecord, plan: RestorePlan, target: postgres.PgTarget, tool: str, dump: Path,
                      toc: pgr.Toc) -> tuple[str | None, int, int]:
         """atomic and new: restore beside the target, check counts, then rename into place."""
+        self.swept = pgr.sweep_orphans(target)
         staging = pgr.side_name(plan.database, "dsstage")
+        with pgr.claimed(target, staging):
+            return self._in_staging(record, plan, target, tool, dump, toc, staging)
+
+    def _in_staging(self, record: BackupRecord, plan: RestorePlan, target: postgres.PgTarget, tool: str, dump: Path,
+                    toc: pgr.Toc, staging: str | None) -> tuple[str | None, int, int]:
         with pgr.admin(target, plan.database, staging) as conn:
             props = pgr.database_props(conn, plan.database) if plan.mode == "atomic" else None
             pgr.create_database(conn, staging, props, encoding=toc.encoding)

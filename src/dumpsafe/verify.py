@@ -36,6 +36,7 @@ class Verifier:
         self.svc = service
         self.config = service.config
         self.identities: list[Any] | None = None
+        self.swept: list[str] = []
 
     def verify(self, backup_id: str, *, drill: bool = False, identity: Path | None = None, actor: str = "local",
                progress: Progress = NULL) -> BackupRecord:
@@ -57,6 +58,8 @@ class Verifier:
             updated = record.model_copy(update={"last_verification": v})
             self.svc.save_record(updated)
             ev.extra.update({k: v for k, v in extra.items() if k in ("rto_s", "server", "tables")})
+            if self.swept:
+                ev.extra["swept"] = self.swept
             if failure is not None:
                 raise failure
             return updated
@@ -128,16 +131,18 @@ class Verifier:
             if up_ref is not None:
                 with progress.task(f"verify uploads {record.id}", total=up_ref.size_bytes) as advance:
                     inspect_uploads(st, record, up_ref, advance, self.identities)
+            self.swept = pgr.sweep_orphans(target)
             t_restore = time.monotonic()
-            with pgr.admin(target, scratch) as conn:
-                pgr.create_database(conn, scratch, encoding=toc.encoding)
-            try:
-                with progress.task(f"drill restore {record.id}"):
-                    pgr.run_pg_restore(target, tool, scratch, dump, jobs=restore_jobs(self.config.restore_jobs))
-                    with postgres.connect(target, scratch, autocommit=True) as conn:
-                        counts = postgres.count_tables(conn)
-            finally:
-                drop_error = pgr.drop_database(target, scratch)
+            with pgr.claimed(target, scratch):
+                with pgr.admin(target, scratch) as conn:
+                    pgr.create_database(conn, scratch, encoding=toc.encoding)
+                try:
+                    with progress.task(f"drill restore {record.id}"):
+                        pgr.run_pg_restore(target, tool, scratch, dump, jobs=restore_jobs(self.config.restore_jobs))
+                        with postgres.connect(target, scratch, autocommit=True) as conn:
+                            counts = postgres.count_tables(conn)
+                finally:
+                    drop_error = pgr.drop_database(target, scratch)
             if drop_error:
                 raise RestoreFailed(f"drill restored fine but the scratch database {scratch!r} on {target.where()} "
                                     f"could not be dropped ({drop_error}); drop it by hand")

@@ -13,9 +13,10 @@ import shutil
 import subprocess
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Callable
+from typing import IO, Callable, Iterator
 
 import psycopg
 from psycopg import sql
@@ -381,6 +382,44 @@ def apply_props(conn: psycopg.Connection, name: str, props: DbProps) -> None:
             conn.execute(s)
     except psycopg.Error as e:
         raise RestoreFailed(f"cannot copy the settings of the target onto database {name!r}: {_first_line(e)}") from None
+
+
+# Staging and scratch databases are claimed with a session advisory lock BEFORE they are
+# created and for as long as we work on them; one nobody holds is an orphan of a dumpsafe
+# that died (killed, host rebooted) and is dropped by the next restore or drill on the server.
+LOCK_SPACE = 0x64756D70  # "dump"
+ORPHAN_RE = r"(_dsstage_[0-9a-f]{8}|^dumpsafe_drill_[0-9a-f]{12})$"
+
+
+@contextmanager
+def claimed(target: PgTarget, name: str) -> Iterator[None]:
+    conn = admin(target, name)
+    try:
+        conn.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (LOCK_SPACE, name))
+        yield
+    finally:
+        conn.close()  # ends the session, which releases the lock
+
+
+def sweep_orphans(target: PgTarget) -> list[str]:
+    """Drop staging/scratch databases no live dumpsafe holds; return their names."""
+    dropped: list[str] = []
+    try:
+        with admin(target) as conn:
+            names = [r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE datname ~ %s", (ORPHAN_RE,))]
+            for name in names:
+                if not conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", (LOCK_SPACE, name)).fetchone()[0]:
+                    continue  # a restore or drill is working on it right now
+                try:
+                    conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+                    dropped.append(name)
+                except psycopg.Error:
+                    pass
+                finally:
+                    conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (LOCK_SPACE, name))
+    except Exception:  # housekeeping never fails the work it precedes
+        return dropped
+    return dropped
 
 
 def drop_database(target: PgTarget, name: str) -> str | None:
