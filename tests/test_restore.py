@@ -461,3 +461,43 @@ def test_orphans_of_a_dead_dumpsafe_are_swept_but_live_ones_are_not(env, backed_
     finally:
         for name in orphans + [live]:
             env.pg.drop_database(name)
+
+
+def _on_terminal(env, args: list[str], answer: bytes) -> tuple[int, str]:
+    """Run the real CLI on a pseudo-terminal, answer its question, return (exit code, screen)."""
+    import pty
+    import subprocess
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(env.cli_argv(*args), env=dict(env.subprocess_env(), COLUMNS="200"),
+                            stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    screen = b""
+    answered = False
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        screen += data
+        if not answered and b"[y/N]" in screen:
+            os.write(master, answer)
+            answered = True
+    proc.wait(timeout=120)
+    os.close(master)
+    return proc.returncode, screen.decode("utf-8", "replace")
+
+
+def test_terminal_asks_before_replacing(env, backed_up):
+    bid, state, tree = backed_up
+    damage(env)
+    damaged = db_state(env.pg, env.db)
+    code, screen = _on_terminal(env, ["backup", "restore", bid], b"n\n")
+    assert code == 1 and "Replace (atomic swap) database" in screen and "cancelled; nothing was changed" in screen
+    assert db_state(env.pg, env.db) == damaged
+
+    code, screen = _on_terminal(env, ["backup", "restore", bid], b"y\n")
+    assert code == 0, screen
+    assert db_state(env.pg, env.db) == state and tree_state(env.uploads) == tree
