@@ -113,3 +113,56 @@ def test_drill_on_a_configured_drill_server(env, bid, monkeypatch):
     env.write_config(tenant_extra='drill_server = "nope"')
     r = env.cli("backup", "verify", bid, "--drill")
     assert r.code == 2 and "drill_server" in r.err and "nope" in r.err
+
+
+def test_verify_keeps_changes_made_meanwhile_and_never_resurrects(env, bid):
+    from dumpsafe.errors import ObjectMissing
+    from dumpsafe.verify import Verifier
+
+    svc = env.service()
+    # pinned by someone else between our read and our write: the pin survives
+    v = Verifier(svc)
+    rec = svc.get(bid)
+    svc.save_record(rec.model_copy(update={"pinned": True, "label": "keep me"}))
+    real_get = svc.get
+    svc.get = lambda *a, **k: rec  # noqa: E731 - the verifier reads the record before the pin
+    try:
+        v.verify(bid)
+    finally:
+        svc.get = real_get
+    after = svc.get(bid)
+    assert after.pinned and after.label == "keep me" and after.last_verification.result == "passed"
+    # deleted while the verification ran: the record stays gone
+    svc.get = lambda *a, **k: after  # noqa: E731
+    svc.delete(bid)
+    try:
+        with pytest.raises(ObjectMissing):
+            v.verify(bid)  # its objects are gone: a failed verification...
+    finally:
+        svc.get = real_get
+    assert env.cli("backup", "get", bid).code == 1  # ...that does not write the record back
+
+
+def test_no_secret_on_any_command_line_during_restore_and_drill(env, bid):
+    import threading
+
+    from conftest import all_cmdlines
+
+    seen: list[bytes] = []
+    done = threading.Event()
+
+    def poll():
+        while not done.is_set():
+            seen.extend(cmd for _pid, cmd in all_cmdlines() if b"pg_restore" in cmd)
+            if any(env.pg.password.encode() in cmd for _pid, cmd in all_cmdlines()):
+                seen.append(b"LEAK")
+
+    t = threading.Thread(target=poll)
+    t.start()
+    try:
+        assert env.cli("backup", "verify", bid, "--drill").code == 0
+        assert env.cli("backup", "restore", bid, "--yes").code == 0
+    finally:
+        done.set()
+        t.join()
+    assert seen and b"LEAK" not in seen  # pg_restore was seen running, never with the password

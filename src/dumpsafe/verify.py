@@ -55,8 +55,12 @@ class Verifier:
                 failure, detail = e, e.message
             v = Verification(at=utcnow(), result="failed" if failure else "passed", detail=detail,
                              kind="drill" if drill else "integrity", duration_s=round(time.monotonic() - t0, 3), **extra)
-            updated = record.model_copy(update={"last_verification": v})
-            self.svc.save_record(updated)
+            # re-read just before writing: a pin or label set meanwhile is kept, and a backup
+            # deleted meanwhile is not brought back as a record without objects
+            current = self.svc.catalog(record.store).get(record.id)
+            updated = (current or record).model_copy(update={"last_verification": v})
+            if current is not None:
+                self.svc.save_record(updated)
             ev.extra.update({k: v for k, v in extra.items() if k in ("rto_s", "server", "tables")})
             if self.swept:
                 ev.extra["swept"] = self.swept
