@@ -106,9 +106,15 @@ def major_of(version: str | None) -> int | None:
 
 
 def parse_toc(listing: str, known_tables: set[str] = frozenset()) -> Toc:
-    """Parse ``pg_restore --list`` output. Names are printed unquoted, so a name with a space
-    is resolved against the tables the record knows before falling back to token splitting."""
+    """Parse ``pg_restore --list`` output.
+
+    Names are printed unquoted and space-separated, so "odd schema" / "t 1" are ambiguous by
+    themselves; they are resolved against the tables the record knows and the schemas the
+    archive created (SCHEMA entries come first), longest first, before falling back to tokens.
+    """
     toc = Toc()
+    tables = sorted(((k.partition(".")[0], k.partition(".")[2]) for k in known_tables), key=lambda st: -len(st[0]) - len(st[1]))
+    schemas = {s for s, _ in tables}
     for line in listing.splitlines():
         if line.startswith(";"):
             m = _HEADER.match(line)
@@ -120,24 +126,29 @@ def parse_toc(listing: str, known_tables: set[str] = frozenset()) -> Toc:
             continue
         rest = m.group(4)
         desc = next((d for d in _DESCS if rest.startswith(d + " ")), rest.split(" ", 1)[0])
-        rest = rest[len(desc) + 1 :]
-        schema, _, tail = rest.partition(" ")
-        name, owner = _split_name_owner(schema, tail, known_tables)
+        schema, name, owner = _split_entry(rest[len(desc) + 1 :], tables if desc in ("TABLE", "TABLE DATA") else [], schemas)
+        if desc == "SCHEMA":
+            schemas.add(name)
         toc.entries.append(TocEntry(desc, schema, name, owner))
         if owner:
             toc.roles.add(owner)
     return toc
 
 
-def _split_name_owner(schema: str, tail: str, known_tables: set[str]) -> tuple[str, str]:
-    for key in known_tables:
-        s, _, t = key.partition(".")
-        if s == schema and (tail == t or tail.startswith(t + " ")) and " " in t:
-            return t, tail[len(t) + 1 :]
-    if tail.endswith(" "):  # empty owner (extensions)
-        return tail[:-1], ""
-    name, sep, owner = tail.rpartition(" ")
-    return (name, owner) if sep else (tail, "")
+def _split_entry(rest: str, tables: list[tuple[str, str]], schemas: set[str]) -> tuple[str, str, str]:
+    """"schema name owner" -> its parts (owner may be empty, e.g. for extensions). ``tables`` is
+    only given for entries whose name is a table's (TABLE, TABLE DATA); a constraint's tag is
+    "table constraint" and falls through to the schema split."""
+    for s, t in tables:
+        head = f"{s} {t}"
+        if rest == head or rest.startswith(head + " "):
+            return s, t, rest[len(head) + 1 :]
+    schema = max((s for s in schemas if rest.startswith(s + " ")), key=len, default=None) or rest.partition(" ")[0]
+    tail = rest[len(schema) + 1 :]
+    if tail.endswith(" ") or " " not in tail:  # empty owner, or no owner at all
+        return schema, tail.rstrip(" "), ""
+    name, _, owner = tail.rpartition(" ")
+    return schema, name, owner
 
 
 def roles_in_sql(schema_sql: str) -> set[str]:
