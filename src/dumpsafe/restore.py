@@ -230,6 +230,11 @@ class Restorer:
                     staged = files.staging_dir(dest)
                     with progress.task(f"uploads {record.id}", total=up_ref.size_bytes) as advance:
                         stats = fetch.consume(st, record, up_ref, lambda s: self._extract(s, staged), advance, self.identities)
+                    if record.uploads and (stats.files, stats.bytes) != (record.uploads.files, record.uploads.bytes):
+                        raise RestoreFailed(
+                            f"backup {record.id}: the uploads archive holds {stats.files} files / {stats.bytes} bytes, the record "
+                            f"says {record.uploads.files} / {record.uploads.bytes}; nothing was changed"
+                        )
                 # every object is verified and staged: from here on we touch the target
                 with progress.task(f"restore {plan.database}") as _:
                     if plan.mode == "clean":
