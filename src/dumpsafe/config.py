@@ -70,10 +70,18 @@ class RetentionPolicy(_Strict):
     monthly: int = Field(default=0, ge=0)
     yearly: int = Field(default=0, ge=0)
     keep_verified: int = Field(default=0, ge=0)
+    within: str | None = None  # keep everything newer than this duration ("2d")
+
+    @field_validator("within")
+    @classmethod
+    def _within_duration(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_duration(v)
+        return v
 
     @model_validator(mode="after")
     def _keeps_something(self) -> "RetentionPolicy":
-        if not any((self.last, self.hourly, self.daily, self.weekly, self.monthly, self.yearly)):
+        if not any((self.last, self.hourly, self.daily, self.weekly, self.monthly, self.yearly, self.within)):
             raise ValueError("a retention policy that keeps nothing is refused (set last, daily, ... to at least 1)")
         return self
 
