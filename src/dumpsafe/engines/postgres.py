@@ -215,25 +215,14 @@ def snapshot(target: PgTarget, dbname: str) -> Iterator[DumpSnapshot]:
 
 
 @contextmanager
-def pg_dump_stream(target: PgTarget, dbname: str, snap: DumpSnapshot, pg_dump: str) -> Iterator[IO[bytes]]:
-    """Run pg_dump (custom format, uncompressed: we compress) and yield its stdout.
-
-    On leaving the block the process is waited for; a non-zero exit raises BackupFailed.
-    On an exception inside the block the process is killed.
-    """
-    argv = [
-        *target.exec_prefix,
-        pg_dump,
-        "--format=custom",
-        "--compress=0",
-        f"--snapshot={snap.snapshot_id}",
-        "--no-password",
-        f"--dbname={dbname}",
-    ]
+def tool_stream(target: PgTarget, argv: list[str], what: str) -> Iterator[IO[bytes]]:
+    """Run a client tool and yield its stdout; a non-zero exit raises BackupFailed on leaving
+    the block (so an enclosing store writer aborts). An exception inside kills the tool."""
+    argv = [*target.exec_prefix, *argv]
     try:
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=target.env())
     except OSError as e:
-        raise BackupFailed(f"tenant {target.tenant!r}: cannot start {pg_dump} ({e.strerror})") from None
+        raise BackupFailed(f"tenant {target.tenant!r}: cannot start {argv[0]} ({e.strerror})") from None
     tail = _StderrTail(proc.stderr, target.password)
     tail.start()
     ok = False
@@ -248,4 +237,16 @@ def pg_dump_stream(target: PgTarget, dbname: str, snap: DumpSnapshot, pg_dump: s
         tail.join(timeout=5)
     if rc != 0:
         detail = tail.text() or f"exit status {rc}"
-        raise BackupFailed(f"tenant {target.tenant!r}: pg_dump of database {dbname!r} failed: {detail}")
+        raise BackupFailed(f"tenant {target.tenant!r}: {what} failed: {detail}")
+
+
+def pg_dump_stream(target: PgTarget, dbname: str, snap: DumpSnapshot, pg_dump: str):
+    """pg_dump in custom format, uncompressed (we compress), in the exported snapshot."""
+    argv = [pg_dump, "--format=custom", "--compress=0", f"--snapshot={snap.snapshot_id}", "--no-password", f"--dbname={dbname}"]
+    return tool_stream(target, argv, f"pg_dump of database {dbname!r}")
+
+
+def pg_dumpall_globals_stream(target: PgTarget, pg_dumpall: str):
+    """Roles, tablespaces and their grants, without role passwords."""
+    argv = [pg_dumpall, "--globals-only", "--no-role-passwords", "--no-password"]
+    return tool_stream(target, argv, "pg_dumpall --globals-only")
