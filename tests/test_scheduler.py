@@ -202,3 +202,49 @@ def test_sigterm_mid_backup_lets_it_finish_and_takes_no_more_work(env, tmp_path)
     assert len(creates) == 1 and creates[0]["outcome"] == "ok"
     leftovers = [p for p in env.store_dir.rglob("*") if p.is_file() and ".tmp" in p.name]
     assert leftovers == []
+
+
+def test_bounded_concurrency_across_tenants(env, tmp_path):
+    slow = slow_pg_dump(tmp_path / "slowbin", 1.0)
+    tenant = lambda name: (  # noqa: E731
+        f'[tenants.{name}]\nhost = "127.0.0.1"\nport = {env.pg.port}\nuser = "postgres"\n'
+        f'password_env = "ACME_PGPASSWORD"\ndatabases = ["{env.db}"]\nschedule = "* * * * * *"\npg_bin_dir = "{slow}"\n'
+    )
+    env.write_config(
+        tenant_extra=f'schedule = "* * * * * *"\npg_bin_dir = "{slow}"',
+        extra_toml='max_parallel = 2\n[scheduler]\ngrace = "1s"\n' + tenant("beta") + tenant("gamma"),
+    )
+    svc = env.service()
+    sched = Scheduler(svc, check_interval=3600).start()
+    try:
+        assert _wait(lambda: len({r.tenant for r in sched.runs if r.outcome == "ok"}) == 3, timeout=60)
+    finally:
+        sched.stop(graceful=True, timeout=60)
+    spans = _intervals(list(svc.audit.entries()))
+    # at every backup start, at most max_parallel backups were running
+    for start, _ in spans:
+        running = sum(s <= start + timedelta(milliseconds=5) and start < e for s, e in spans)
+        assert running <= 2, spans
+    assert max(sum(s <= t < e for s, e in spans) for t, _ in spans) == 2  # and the two slots were used
+
+
+def test_jitter_delays_within_the_configured_bound(env):
+    env.write_config(tenant_extra='schedule = "0 30 2 * * *"', extra_toml='[scheduler]\njitter = "30s"')
+    sched = Scheduler(env.service())
+    fire = datetime(2026, 1, 1, 2, 30, tzinfo=timezone.utc)
+    delays = [(sched._jittered(fire) - fire).total_seconds() for _ in range(200)]
+    assert all(0 <= d <= 30 for d in delays) and len(set(delays)) > 100
+    sched.stop()
+
+
+def test_drills_are_skipped_clearly_when_the_service_has_none(env):
+    if hasattr(env.service(), "verify"):
+        pytest.skip("this build has restore drills; covered by the drill tests")
+    env.write_config(tenant_extra='drill_schedule = "* * * * * *"')
+    sched = Scheduler(env.service(), check_interval=3600).start()
+    try:
+        assert _wait(lambda: any(r.kind == "drill" and r.outcome != "pending" for r in sched.runs), timeout=10)
+    finally:
+        sched.stop()
+    drill = next(r for r in sched.runs if r.kind == "drill")
+    assert drill.outcome == "skipped" and "no restore drills" in drill.detail
