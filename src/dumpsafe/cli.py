@@ -201,9 +201,9 @@ def backup_unpin(ctx: typer.Context, backup_id: IdArg) -> None:
 def _ago(seconds: float | None) -> str:
     if seconds is None:
         return "-"
-    from dumpsafe.status import _human
+    from dumpsafe.status import human_duration
 
-    return f"{_human(seconds)} ago"
+    return f"{human_duration(seconds)} ago"
 
 
 @app.command("status")

@@ -120,17 +120,17 @@ def _row(tname, db, mine, fails, next_run, max_age, now) -> DatabaseStatus:
         row["max_age_s"] = max_age.total_seconds()
         where = f"{tname}/{db}" if db else tname
         if not mine:
-            row.update(breached=True, breach=f"{where} has no successful backup (max_age {_human(max_age.total_seconds())})")
+            row.update(breached=True, breach=f"{where} has no successful backup (max_age {human_duration(max_age.total_seconds())})")
         elif now - mine[0].created_at > max_age:
-            age = _human(row["last_success_age_s"])
+            age = human_duration(row["last_success_age_s"])
             row.update(
                 breached=True,
-                breach=f"{where}: last successful backup is {age} old, more than max_age {_human(max_age.total_seconds())}",
+                breach=f"{where}: last successful backup is {age} old, more than max_age {human_duration(max_age.total_seconds())}",
             )
     return DatabaseStatus(**row)
 
 
-def _human(seconds: float) -> str:
+def human_duration(seconds: float) -> str:
     """26h -> "1d 2h", 3900 -> "1h 5m", 45 -> "45s"."""
     s = int(seconds)
     d, s = divmod(s, 86400)
