@@ -7,7 +7,6 @@ pg_dump) placed in the tenant's pg_bin_dir, so fires come faster than backups fi
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -21,7 +20,7 @@ import pytest
 
 from dumpsafe.engines.postgres import find_tool
 from dumpsafe.scheduler import Scheduler
-from test_notify import Receiver
+from httpreceiver import Receiver
 
 
 def slow_pg_dump(directory: Path, seconds: float, marker: Path | None = None) -> Path:
