@@ -118,3 +118,25 @@ def test_on_calendar_fires_when_croniter_does(text, tz):
         for m in re.finditer(r"(?:Next elapse|Iter\. #\d+): \w{3} (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC", proc.stdout):
             got.add(datetime.fromisoformat(m.group(1)).replace(tzinfo=timezone.utc))
     assert sorted(got)[:n] == expected
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
+def test_systemd_accepts_the_units(tmp_path):
+    cfg = _cfg(
+        tmp_path,
+        {
+            "acme": {"schedule": "0 30 2 * * *", "timezone": "Europe/Berlin", "retention": {"last": 2}},
+            "beta": {"schedule": "0 0 1,15 * mon"},
+        },
+        scheduler={"jitter": "30s"},
+    )
+    out = export(cfg, Path("/etc/my conf/d%.toml"), "systemd", command="/bin/echo")
+    units = []
+    for name, text in out.files.items():
+        (tmp_path / name).write_text(text)
+        units.append(str(tmp_path / name))
+    proc = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", *units], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "OnCalendar=Mon *-*-* 00:00:00 UTC" in out.files["dumpsafe-backup-beta.timer"]
