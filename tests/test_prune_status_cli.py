@@ -123,3 +123,18 @@ def test_schedule_export_cli(env):
     assert r.code == 0 and "OnCalendar=*-*-* *:*:00/2 UTC" in r.out
     r = env.cli("schedule", "export", "--format", "launchd")
     assert r.code == 2 and "unknown export format 'launchd'" in r.err
+
+
+def test_a_cli_backup_that_shrank_raises_an_anomaly_alert(env, pg):
+    from httpreceiver import Receiver
+
+    with Receiver() as hook:
+        env.write_config(tenant_extra=f'notify = ["json://127.0.0.1:{hook.port}/"]')
+        _create(env, 2)
+        assert hook.received == []  # normal backups are quiet
+        with pg.connect(env.db) as c:
+            c.execute("TRUNCATE billing.invoices")
+        (bid,) = _create(env, 1)
+    (alert,) = hook.received
+    assert alert["type"] == "warning" and f"backup: {bid}" in alert["message"]
+    assert "table billing.invoices fell 100 %" in alert["message"]

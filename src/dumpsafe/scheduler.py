@@ -28,7 +28,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable
 
-from dumpsafe import anomaly
 from dumpsafe.config import Config, parse_duration
 from dumpsafe.cron import Schedule
 from dumpsafe.errors import DumpsafeError
@@ -239,9 +238,7 @@ class Scheduler:
             self._send(Event(EventKind.BACKUP_FAILED, run.tenant, None, f"scheduled backup of tenant {run.tenant} failed: {e.message}"))
             return
         run.backup_ids = [r.id for r in records]
-        run.outcome = "ok"
-        for rec in records:
-            self._safe(lambda rec=rec: self._check_anomaly(rec))
+        run.outcome = "ok"  # (the service already checked each new backup for anomalies)
         if self.config.scheduler.prune_after_backup and self.config.retention_for(run.tenant) is not None:
             try:
                 decisions = self.service.prune(run.tenant, actor=ACTOR)
@@ -249,21 +246,6 @@ class Scheduler:
             except DumpsafeError as e:
                 run.detail = f"backup ok, prune failed: {e.message}"
                 log.warning("prune after backup of %s failed: %s", run.tenant, e.message)
-
-    def _check_anomaly(self, rec) -> None:
-        history = self.service.list(rec.tenant, rec.database, rec.store)
-        findings = anomaly.detect(rec, history, self.config.anomaly_drop)
-        if findings:
-            self._send(
-                Event(
-                    EventKind.ANOMALY,
-                    rec.tenant,
-                    rec.database,
-                    f"backup {rec.id} of {rec.tenant}/{rec.database} is much smaller than the recent ones",
-                    backup_id=rec.id,
-                    details=tuple(findings),
-                )
-            )
 
     def _drill(self, run: Run) -> None:
         verify = getattr(self.service, "verify", None)

@@ -22,7 +22,8 @@ from dumpsafe import crypto
 from dumpsafe.pipeline import pack_stream
 from dumpsafe.progress import NULL, Progress
 from dumpsafe.storage import Store, open_store
-from dumpsafe import retention, status as status_mod  # issue 5
+from dumpsafe import anomaly, retention, status as status_mod  # issue 5
+import logging  # issue 5
 from dumpsafe.retention import Decision  # issue 5
 from dumpsafe.status import DatabaseStatus  # issue 5
 from datetime import datetime  # issue 5
@@ -219,6 +220,7 @@ class BackupService:
 
     def _after_create(self, record: BackupRecord, *, actor: str, progress: Progress) -> None:
         """Follow-up work after a committed backup (copies, notifications): see issues 4 and 5."""
+        self.check_anomaly(record)  # issue 5
 
     # ---- read -----------------------------------------------------------------------------
     def list(self, tenant: str | None = None, database: str | None = None, store: str | None = None) -> list[BackupRecord]:
@@ -345,6 +347,32 @@ class BackupService:
 
     def unpin(self, backup_id: str, *, actor: str = "local") -> BackupRecord:
         return self.set_pinned(backup_id, False, actor=actor)
+
+    def check_anomaly(self, record: BackupRecord) -> list[str]:
+        """Compare a fresh backup with the last 5 of its tenant/database; alert on a big drop.
+
+        Never fails the backup it looks at: a listing or delivery problem is only logged.
+        """
+        from dumpsafe.notify import Event, EventKind, Notifier
+
+        try:
+            history = self.list(record.tenant, record.database, record.store)
+            findings = anomaly.detect(record, history, self.config.anomaly_drop)
+            if findings:
+                Notifier(self.config).send(
+                    Event(
+                        EventKind.ANOMALY,
+                        record.tenant,
+                        record.database,
+                        f"backup {record.id} of {record.tenant}/{record.database} is much smaller than the recent ones",
+                        backup_id=record.id,
+                        details=tuple(findings),
+                    )
+                )
+            return findings
+        except Exception as e:  # noqa: BLE001 - an alerting problem must not fail a committed backup
+            logging.getLogger(__name__).warning("anomaly check of %s skipped: %s", record.id, type(e).__name__)
+            return []
 
     def status(self, tenant: str | None = None, *, now: datetime | None = None) -> list[DatabaseStatus]:
         """Per tenant/database: last success and age, last failure and why, last drill,
