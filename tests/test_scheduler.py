@@ -247,3 +247,43 @@ def test_drills_are_skipped_clearly_when_the_service_has_none(env):
         sched.stop()
     drill = next(r for r in sched.runs if r.kind == "drill")
     assert drill.outcome == "skipped" and "no restore drills" in drill.detail
+
+
+def test_scheduled_drills_record_results_and_alert_on_failure(env):
+    if not hasattr(env.service(), "verify"):
+        pytest.skip("this build has no restore drills (service.verify)")
+    with Receiver() as hook:
+        env.write_config(tenant_extra=f'notify = ["json://127.0.0.1:{hook.port}/"]')
+        (good,) = env.service().create("acme")
+
+        env.write_config(
+            tenant_extra=f'drill_schedule = "*/2 * * * * *"\nnotify = ["json://127.0.0.1:{hook.port}/"]',
+            extra_toml='[scheduler]\ngrace = "1s"',
+        )
+        svc = env.service()
+        sched = Scheduler(svc, check_interval=3600).start()
+        try:
+            assert _wait(lambda: any(r.kind == "drill" and r.outcome == "ok" for r in sched.runs), timeout=60), [
+                (r.outcome, r.detail) for r in sched.runs
+            ]
+        finally:
+            sched.stop(graceful=True, timeout=60)
+        v = svc.get(good.id).last_verification
+        assert (v.kind, v.result) == ("drill", "passed")
+        (row,) = svc.status("acme")
+        assert row.last_drill_result == "passed" and row.last_drill_backup_id == good.id
+        assert hook.received == []
+
+        # damage the stored dump: the next drill fails and says so
+        dump = next(p for p in (env.store_dir / "objects" / good.id).iterdir() if p.name.startswith("database"))
+        data = bytearray(dump.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        dump.write_bytes(bytes(data))
+        sched = Scheduler(svc, check_interval=3600).start()
+        try:
+            assert _wait(lambda: any(m["title"].startswith("dumpsafe: restore drill failed") for m in hook.received), timeout=60)
+        finally:
+            sched.stop(graceful=True, timeout=60)
+    alert = next(m for m in hook.received if m["title"].startswith("dumpsafe: restore drill failed"))
+    assert alert["title"] == f"dumpsafe: restore drill failed (acme/{env.db})"
+    assert f"backup: {good.id}" in alert["message"] and "integrity check failed" in alert["message"]
