@@ -4,7 +4,7 @@ Metrics are computed at scrape time from the same status rows as ``dumpsafe stat
 (records in the store + the audit log), so ``/metrics`` of ``serve`` and
 ``status --format prometheus`` (for node_exporter's textfile collector) agree and
 survive restarts. Each exposition uses its own CollectorRegistry, never the global one;
-serve can mount ``prometheus_client.make_asgi_app(registry(...))`` at /metrics.
+serve registers ``StatusCollector(service.status)`` in the registry behind /metrics.
 """
 
 from __future__ import annotations
