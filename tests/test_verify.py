@@ -166,3 +166,23 @@ def test_no_secret_on_any_command_line_during_restore_and_drill(env, bid):
         done.set()
         t.join()
     assert seen and b"LEAK" not in seen  # pg_restore was seen running, never with the password
+
+
+def test_globals_object_is_checked_too(env):
+    """include_globals stores a third object: verify and restore hash it like the others."""
+    env.write_config(tenant_extra="include_globals = true")
+    r = env.cli("backup", "create", "acme", "--json")
+    assert r.code == 0, r.err
+    rec = r.json()
+    (g,) = [o for o in rec["objects"] if o["role"] == "globals"]
+    r = env.cli("backup", "verify", rec["id"], "--json")
+    assert r.code == 0 and "3 objects match" in r.json()["last_verification"]["detail"]
+    r = env.cli("backup", "restore", rec["id"], "--dry-run", "--json")
+    assert r.code == 0 and {i["role"] for i in r.json()["integrity"]} == {"database", "uploads", "globals"}
+    path = env.store_dir / g["key"]
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    for args in (["verify", rec["id"]], ["verify", rec["id"], "--drill"], ["restore", rec["id"], "--yes"]):
+        r = env.cli("backup", *args)
+        assert r.code == 1 and "integrity check failed" in r.err and g["key"] in r.err, args

@@ -193,6 +193,18 @@ def consume(store: Store, record: BackupRecord, ref: ObjectRef, fn: Callable[[Pl
         return result
 
 
+def check_whole(store: Store, record: BackupRecord, refs: list[ObjectRef], advance: Advance | None = None,
+                identities: list[Any] | None = None) -> None:
+    """Read objects end to end (hash, size, decoding) keeping nothing: for objects no step consumes."""
+    for ref in refs:
+        consume(store, record, ref, lambda _stream: None, advance, identities)
+
+
+def other_objects(record: BackupRecord) -> list[ObjectRef]:
+    """Objects besides the dump and the uploads archive (e.g. globals): checked, not restored here."""
+    return [o for o in record.objects if o.role not in ("database", "uploads")]
+
+
 def spool(store: Store, record: BackupRecord, ref: ObjectRef, path: Path, advance: Advance | None = None,
           identities: list[Any] | None = None) -> int:
     """Write an object's plain bytes to ``path`` (0600), verified; return its size. Removed on failure."""

@@ -76,7 +76,7 @@ def preflight(restorer: Any, record: BackupRecord, plan: Any, target: postgres.P
     st = svc.store(record.store)
     db_ref = restorer._db_ref(record)
     problems: list[str] = []
-    fetch.check_sizes(st, record, [db_ref] + ([up_ref] if up_ref else []))
+    fetch.check_sizes(st, record, list(record.objects))
     server_major, tool = restorer._tool(target, plan.database)
     integrity: list[dict[str, Any]] = []
     with progress.task(f"verify {record.id}", total=db_ref.size_bytes) as advance:
@@ -86,6 +86,9 @@ def preflight(restorer: Any, record: BackupRecord, plan: Any, target: postgres.P
         with progress.task(f"verify uploads {record.id}", total=up_ref.size_bytes) as advance:
             inspect_uploads(st, record, up_ref, advance, restorer.identities)
         integrity.append({"key": up_ref.key, "role": "uploads", "size_bytes": up_ref.size_bytes, "sha256": up_ref.sha256, "ok": True})
+    for ref in fetch.other_objects(record):
+        fetch.check_whole(st, record, [ref], identities=restorer.identities)
+        integrity.append({"key": ref.key, "role": ref.role, "size_bytes": ref.size_bytes, "sha256": ref.sha256, "ok": True})
 
     data_entries = toc.table_data()
     without_data = sorted(set(record.tables) - set(data_entries))

@@ -214,7 +214,9 @@ class Restorer:
         t0 = time.monotonic()
         st = self.svc.store(record.store)
         db_ref = self._db_ref(record)
-        fetch.check_sizes(st, record, [db_ref] + ([up_ref] if up_ref else []))
+        # every object is stat'ed; the ones this restore reads are hashed end to end before any change
+        fetch.check_sizes(st, record, list(record.objects))
+        fetch.check_whole(st, record, fetch.other_objects(record), identities=self.identities)
         with self.spool_dir() as tmp:
             dump = tmp / "database.dump"
             with progress.task(f"fetch {record.id}", total=db_ref.size_bytes) as advance:

@@ -86,6 +86,7 @@ class Verifier:
             with progress.task(f"verify uploads {record.id}", total=up_ref.size_bytes) as advance:
                 stats = inspect_uploads(st, record, up_ref, advance, self.identities)
             parts.append(f"uploads archive readable ({stats.files} files)")
+        fetch.check_whole(st, record, fetch.other_objects(record), identities=self.identities)
         return "; ".join(parts)
 
     # ---- drill -----------------------------------------------------------------------------------
@@ -135,6 +136,7 @@ class Verifier:
             if up_ref is not None:
                 with progress.task(f"verify uploads {record.id}", total=up_ref.size_bytes) as advance:
                     inspect_uploads(st, record, up_ref, advance, self.identities)
+            fetch.check_whole(st, record, fetch.other_objects(record), identities=self.identities)
             self.swept = pgr.sweep_orphans(target)
             t_restore = time.monotonic()
             with pgr.claimed(target, scratch):
