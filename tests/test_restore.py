@@ -13,7 +13,6 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from conftest import table_digest
 from restore_helpers import audit_lines, databases, db_state, enrich, pids_with, tree_state
 
 

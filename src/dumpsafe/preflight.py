@@ -77,7 +77,7 @@ def preflight(restorer: Any, record: BackupRecord, plan: Any, target: postgres.P
     db_ref = restorer._db_ref(record)
     problems: list[str] = []
     fetch.check_sizes(st, record, list(record.objects))
-    server_major, tool = restorer._tool(target, plan.database)
+    _, tool = restorer._tool(target, plan.database)
     integrity: list[dict[str, Any]] = []
     with progress.task(f"verify {record.id}", total=db_ref.size_bytes) as advance:
         toc = inspect_database(st, record, db_ref, restorer.toc_tool(record), advance, restorer.identities)

@@ -221,7 +221,7 @@ class Restorer:
             dump = tmp / "database.dump"
             with progress.task(f"fetch {record.id}", total=db_ref.size_bytes) as advance:
                 fetch.spool(st, record, db_ref, dump, advance, self.identities)
-            server_major, tool = self._tool(target, plan.database)
+            _, tool = self._tool(target, plan.database)
             with open(dump, "rb") as fh:
                 toc = pgr.read_toc(self.toc_tool(record), fh, with_sql=True, known_tables=set(record.tables))
             staged: Path | None = None
