@@ -99,11 +99,39 @@ def test_benign_tree_extracts_with_links_and_modes(tmp_path: Path):
 def test_swap_in_replaces_tree_atomically(tmp_path: Path):
     live = tmp_path / "live"
     (live / "old").mkdir(parents=True)
-    staged = files.staging_dir(live)
-    (staged / "new.txt").write_text("new")
-    files.swap_in(staged, live)
+    with files.staging(live) as staged:
+        (staged / "new.txt").write_text("new")
+        files.swap_in(staged, live)
     assert sorted(os.listdir(live)) == ["new.txt"]
-    assert sorted(os.listdir(tmp_path)) == ["live"]  # no staging or old tree left
+    assert sorted(os.listdir(tmp_path)) == ["live"]  # no staging, lock or old tree left
+
+
+def test_staging_left_by_a_dead_process_is_swept_and_a_moved_tree_put_back(tmp_path: Path):
+    import fcntl
+
+    live = tmp_path / "uploads"
+    # 1. a dead restore left a half-extracted staging tree (its lock file is free)
+    dead = tmp_path / ".uploads.dumpsafe-staging-0badf00d"
+    (dead / "half").mkdir(parents=True)
+    Path(f"{dead}.lock").touch()
+    # 2. a running restore holds its lock: left alone
+    running = tmp_path / ".uploads.dumpsafe-staging-feedbeef"
+    running.mkdir()
+    fd = os.open(f"{running}.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    # 3. a dead restore (two-rename fallback) had moved the live tree aside before swapping
+    aside = tmp_path / ".uploads.dumpsafe-staging-12345678"
+    aside.mkdir()
+    Path(f"{aside}-old").mkdir()
+    Path(f"{aside}-old/precious.txt").write_text("keep")
+    Path(f"{aside}.lock").touch()
+    try:
+        files.sweep_staging(live)
+        assert (live / "precious.txt").read_text() == "keep"
+        assert sorted(os.listdir(tmp_path)) == sorted(["uploads", running.name, f"{running.name}.lock"])
+    finally:
+        os.close(fd)
+
 
 
 def test_restore_of_a_hostile_uploads_archive_changes_nothing(env, tmp_path: Path):

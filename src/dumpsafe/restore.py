@@ -18,7 +18,7 @@ import shutil
 import tarfile
 import tempfile
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -226,10 +226,9 @@ class Restorer:
                 toc = pgr.read_toc(self.toc_tool(record), fh, with_sql=True, known_tables=set(record.tables))
             staged: Path | None = None
             stats = None
-            try:
+            with ExitStack() as cleanup:
                 if up_ref is not None:
-                    dest = Path(plan.uploads_to)
-                    staged = files.staging_dir(dest)
+                    staged = cleanup.enter_context(files.staging(Path(plan.uploads_to)))
                     with progress.task(f"uploads {record.id}", total=up_ref.size_bytes) as advance:
                         stats = fetch.consume(st, record, up_ref, lambda s: self._extract(s, staged), advance, self.identities)
                     if record.uploads and (stats.files, stats.bytes) != (record.uploads.files, record.uploads.bytes):
@@ -251,10 +250,6 @@ class Restorer:
                             f"database {plan.database!r} was restored, but swapping in the uploads tree at {plan.uploads_to} "
                             f"failed ({e.strerror}); the previous tree is still in place"
                         ) from None
-                    staged = None
-            finally:
-                if staged is not None:
-                    files.remove_tree(staged)
         return RestoreResult(
             backup_id=record.id, tenant=record.tenant, database=plan.database, server=plan.server, mode=plan.mode,
             tables=tables, rows=rows, uploads_to=plan.uploads_to,

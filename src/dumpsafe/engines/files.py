@@ -183,21 +183,73 @@ def extract_tree(source, dest: Path) -> TreeStats:
     return TreeStats(files, nbytes)
 
 
-def staging_dir(live: Path, tag: str = "staging") -> Path:
-    """A fresh hidden directory beside ``live`` (same filesystem, so the swap is a rename)."""
+STAGING_MARK = ".dumpsafe-staging-"
+
+
+@contextmanager
+def staging(live: Path) -> Iterator[Path]:
+    """A fresh hidden directory beside ``live`` (same filesystem, so the swap is a rename).
+
+    It is claimed by an flock on a sibling ``.lock`` file while we work; on leaving, whatever
+    is still under its name (a tree never swapped in, or the old tree after the swap) is
+    removed. Leftovers of a process that died are swept first (their lock is free).
+    """
+    import fcntl
     import secrets
 
     live.parent.mkdir(parents=True, exist_ok=True)
-    d = live.parent / f".{live.name}.dumpsafe-{tag}-{secrets.token_hex(4)}"
-    d.mkdir(mode=0o700)
+    sweep_staging(live)
+    d = live.parent / f".{live.name}{STAGING_MARK}{secrets.token_hex(4)}"
+    lock = Path(f"{d}.lock")
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        st = os.stat(live)
-    except FileNotFoundError:
-        return d
-    os.chmod(d, stat.S_IMODE(st.st_mode))
-    if os.geteuid() == 0:
-        os.chown(d, st.st_uid, st.st_gid)
-    return d
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        d.mkdir(mode=0o700)
+        try:
+            st = os.stat(live)
+            os.chmod(d, stat.S_IMODE(st.st_mode))
+            if os.geteuid() == 0:
+                os.chown(d, st.st_uid, st.st_gid)
+        except FileNotFoundError:
+            pass
+        yield d
+    finally:
+        remove_tree(d)
+        lock.unlink(missing_ok=True)
+        os.close(fd)
+
+
+def sweep_staging(live: Path) -> list[Path]:
+    """Remove staging trees beside ``live`` whose process is gone; put a live tree back if a
+    dead process had moved it aside (two-rename fallback) before swapping the new one in."""
+    import fcntl
+
+    removed: list[Path] = []
+    for lock in live.parent.glob(f".{glob_escape(live.name)}{STAGING_MARK}*.lock"):
+        fd = os.open(lock, os.O_RDWR)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a restore is working there now
+            d = Path(str(lock)[: -len(".lock")])
+            old = Path(f"{d}-old")
+            if old.exists() and not os.path.lexists(live):
+                os.rename(old, live)
+            for p in (d, old):
+                if os.path.lexists(p):
+                    remove_tree(p)
+                    removed.append(p)
+            lock.unlink(missing_ok=True)
+        finally:
+            os.close(fd)
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    import glob
+
+    return glob.escape(name)
 
 
 def _exchange(a: Path, b: Path) -> bool:
@@ -228,7 +280,7 @@ def swap_in(staged: Path, live: Path) -> None:
     if _exchange(staged, live):
         old = staged  # after the exchange the staging name holds the old tree
     else:
-        old = live.parent / f"{staged.name}-old"
+        old = Path(f"{staged}-old")
         os.rename(live, old)
         try:
             os.rename(staged, live)
