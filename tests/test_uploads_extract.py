@@ -161,3 +161,14 @@ def test_restore_of_a_hostile_uploads_archive_changes_nothing(env, tmp_path: Pat
 
     r = env.cli("backup", "verify", rec.id)
     assert r.code == 1 and "unsafe" in r.err
+
+
+def test_swap_in_without_atomic_exchange_uses_two_renames(tmp_path: Path, monkeypatch):
+    """Filesystems without RENAME_EXCHANGE: move aside, rename in, remove the old tree."""
+    monkeypatch.setattr(files, "_exchange", lambda a, b: False)
+    live = tmp_path / "live"
+    (live / "old").mkdir(parents=True)
+    with files.staging(live) as staged:
+        (staged / "new.txt").write_text("new")
+        files.swap_in(staged, live)
+    assert sorted(os.listdir(live)) == ["new.txt"] and sorted(os.listdir(tmp_path)) == ["live"]
