@@ -45,7 +45,10 @@ class S3StoreConfig(_Strict):
     prefix: str = ""
     endpoint_url: str | None = None
     region: str | None = None
-    part_size_mb: int = Field(default=0, ge=0)  # 0: chosen from the expected size
+    part_size_mb: int = Field(default=0, ge=0, le=5120)  # 0: chosen from the expected size
+    max_attempts: int = Field(default=5, ge=1, le=20)  # per request, transient errors only
+    connect_timeout_s: float = Field(default=10, gt=0)
+    read_timeout_s: float = Field(default=60, gt=0)
 
 
 class GCSStoreConfig(_Strict):
@@ -53,6 +56,9 @@ class GCSStoreConfig(_Strict):
     bucket: str
     prefix: str = ""
     project: str | None = None
+    chunk_size_mb: int = Field(default=8, ge=1, le=1024)  # resumable upload chunk (x 256 KiB)
+    retry_deadline_s: float = Field(default=120, gt=0)  # transient errors retried until then
+    timeout_s: float = Field(default=60, gt=0)
 
 
 StoreConfig = Annotated[
