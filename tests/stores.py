@@ -105,8 +105,12 @@ class TcpProxy:
     """A TCP forwarder to ``upstream``; ``cut()`` closes every connection and the listener,
     which is what a client sees when the server process dies."""
 
-    def __init__(self, upstream_port: int):
+    def __init__(self, upstream_port: int, *, fail_first: int = 0, fail_status: str = "503 Slow Down"):
         self.upstream = ("127.0.0.1", upstream_port)
+        self.fail_remaining = fail_first  # answer this many connections with an HTTP error
+        self.fail_status = fail_status
+        self.connections = 0
+        self.requests: list[str] = []  # request lines seen going upstream (best effort)
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
@@ -122,6 +126,11 @@ class TcpProxy:
                 client, _ = self.listener.accept()
             except OSError:
                 return
+            self.connections += 1
+            if self.fail_remaining > 0:
+                self.fail_remaining -= 1
+                threading.Thread(target=self._fail, args=(client,), daemon=True).start()
+                continue
             try:
                 server = socket.create_connection(self.upstream)
             except OSError:
@@ -135,6 +144,27 @@ class TcpProxy:
                 self._socks += [client, server]
             threading.Thread(target=self._pump, args=(client, server), daemon=True).start()
 
+    def _fail(self, client: socket.socket) -> None:
+        """Answer one request with an S3-style error (GCS clients only read the status)."""
+        try:
+            client.settimeout(5)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                data = client.recv(65536)
+                if not data:
+                    break
+                head += data
+            code = "".join(self.fail_status.split()[1:]) or "Error"
+            body = f"<Error><Code>{code}</Code><Message>injected by the test proxy</Message></Error>".encode()
+            client.sendall(
+                f"HTTP/1.1 {self.fail_status}\r\nContent-Type: application/xml\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body
+            )
+        except OSError:
+            pass
+        finally:
+            client.close()
+
     def _pump(self, a: socket.socket, b: socket.socket) -> None:
         try:
             while not self._cut.is_set():
@@ -146,6 +176,8 @@ class TcpProxy:
                     (b if s is a else a).sendall(data)
                     if s is a:
                         self.bytes_up += len(data)
+                        if data[:7].split(b" ")[0] in (b"GET", b"PUT", b"POST", b"DELETE", b"HEAD"):
+                            self.requests.append(data.split(b"\r\n", 1)[0].decode("latin-1"))
         except OSError:
             pass
         finally:

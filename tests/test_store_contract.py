@@ -264,6 +264,54 @@ def test_server_stopped_mid_upload(kind, make_store, request, monkeypatch):
     assert list(direct.list()) == []
 
 
+def _behind_proxy(kind, make_store, request, monkeypatch, proxy_kw, **store_kw):
+    server = request.getfixturevalue(f"{kind}_server")
+    proxy = TcpProxy(server.port, **proxy_kw)
+    if kind == "s3":
+        bucket = new_bucket_name()
+        create_s3_bucket(server.url, bucket)
+        _, store = make_store("s3", bucket=bucket, create=False, endpoint_url=proxy.url, **store_kw)
+    else:
+        bucket = new_bucket_name()
+        create_gcs_bucket(bucket)
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
+        _, store = make_store("gcs", bucket=bucket, create=False, **store_kw)
+    return proxy, store
+
+
+RETRY_KW = {"s3": {"max_attempts": 3}, "gcs": {"retry_deadline_s": 8}}
+GIVE_UP_KW = {"s3": {"max_attempts": 2}, "gcs": {"retry_deadline_s": 1}}
+
+
+@pytest.mark.parametrize("kind", REMOTE)
+def test_transient_errors_are_retried(kind, make_store, request, monkeypatch):
+    proxy, store = _behind_proxy(kind, make_store, request, monkeypatch, {"fail_first": 1}, **RETRY_KW[kind])
+    store.put_bytes("records/x.json", b"{}")  # first attempt gets a 503, the retry lands
+    assert proxy.connections >= 2
+    assert store.get_bytes("records/x.json") == b"{}"
+
+
+@pytest.mark.parametrize("kind", REMOTE)
+def test_persistent_5xx_gives_up_with_one_sentence(kind, make_store, request, monkeypatch):
+    proxy, store = _behind_proxy(kind, make_store, request, monkeypatch, {"fail_first": 100}, **GIVE_UP_KW[kind])
+    with pytest.raises(StoreError) as e:
+        list(store.list("records/"))
+    assert re.match(r"store 'main': http://127\.0\.0\.1:\d+ kept failing \(.+\) while listing records/ ", str(e.value))
+    assert e.value.transient and proxy.connections >= 2
+
+
+@pytest.mark.parametrize("kind", REMOTE)
+def test_permanent_errors_are_not_retried(kind, make_store, request, monkeypatch):
+    proxy, store = _behind_proxy(kind, make_store, request, monkeypatch, {}, **RETRY_KW[kind])
+    store.bucket = "no-such-bucket-here"
+    if kind == "gcs":
+        store._bucket_obj = None
+    with pytest.raises(StoreError, match="bucket no-such-bucket-here not found"):
+        list(store.list("records/"))
+    listing = "list-type=2" if kind == "s3" else "/o?"
+    assert len([r for r in proxy.requests if listing in r]) == 1, proxy.requests  # asked once
+
+
 @pytest.mark.parametrize("kind", REMOTE)
 def test_bucket_not_found_sentence(kind, make_store):
     cfg, store = make_store(kind, name="offsite", bucket="acme-backups", create=False)
