@@ -1,0 +1,177 @@
+"""The command line: parse, confirm, call the service, render. No backup logic lives here."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from dumpsafe import output
+from dumpsafe.config import Config, load_config
+from dumpsafe.errors import DumpsafeError, RefusedError
+from dumpsafe.models import validate_backup_id
+
+app = typer.Typer(
+    name="dumpsafe",
+    help="Verified, atomically restorable backups of tenant PostgreSQL databases and their uploads.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+backup_app = typer.Typer(help="Create, list, inspect, verify, restore and delete backups.", no_args_is_help=True)
+app.add_typer(backup_app, name="backup")
+
+
+@dataclass
+class State:
+    config_path: Optional[Path] = None
+    server: Optional[str] = None
+    token: Optional[str] = field(default=None, repr=False)
+    _config: Optional[Config] = None
+    _service: Any = None
+
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config(self.config_path)
+        return self._config
+
+    def service(self) -> Any:
+        """The service the commands call: local, or a REST client when --server is given."""
+        if self._service is None:
+            from dumpsafe.service import BackupService
+
+            self._service = BackupService(self.config())
+        return self._service
+
+
+def _state(ctx: typer.Context) -> State:
+    return ctx.ensure_object(State)
+
+
+def confirm(question: str, yes: bool, refusal: str) -> None:
+    """Ask on a terminal; without one, only --yes proceeds."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise RefusedError(refusal)
+    if not typer.confirm(question, default=False):
+        raise RefusedError("cancelled; nothing was changed")
+
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+IdArg = Annotated[str, typer.Argument(help="Backup ID (see 'dumpsafe backup list').", show_default=False)]
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    config: Annotated[
+        Optional[Path],
+        typer.Option("--config", "-c", help="Config file [default: $DUMPSAFE_CONFIG, else ./dumpsafe.toml]."),
+    ] = None,
+    server: Annotated[
+        Optional[str], typer.Option("--server", envvar="DUMPSAFE_SERVER", help="Run against a remote 'dumpsafe serve'.")
+    ] = None,
+    token: Annotated[
+        Optional[str],
+        typer.Option("--token", envvar="DUMPSAFE_TOKEN", help="API token for --server (prefer $DUMPSAFE_TOKEN).", show_default=False),
+    ] = None,
+) -> None:
+    ctx.obj = State(config_path=config, server=server, token=token)
+
+
+# ---- backup ---------------------------------------------------------------------------------
+@backup_app.command("create")
+def backup_create(
+    ctx: typer.Context,
+    tenant: Annotated[str, typer.Argument(help="Tenant name from the config.")],
+    database: Annotated[Optional[list[str]], typer.Option("--database", "-d", help="Only this database (repeatable).")] = None,
+    store: Annotated[Optional[str], typer.Option("--store", help="Store name from the config.")] = None,
+    no_uploads: Annotated[bool, typer.Option("--no-uploads", help="Skip the tenant's uploads tree.")] = False,
+    label: Annotated[Optional[str], typer.Option("--label", help="Free text kept in the record.")] = None,
+    pin: Annotated[bool, typer.Option("--pin", help="Never prune this backup.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Back up a tenant's databases (and uploads) to a store."""
+    svc = _state(ctx).service()
+    records = svc.create(
+        tenant, databases=database or None, store=store, uploads=not no_uploads, label=label, pin=pin,
+        progress=output.progress_for(as_json),
+    )
+    if as_json:
+        output.emit_json(records[0].to_json_dict() if len(records) == 1 else [r.to_json_dict() for r in records])
+    else:
+        output.show_records(records, False)
+
+
+@backup_app.command("list")
+def backup_list(
+    ctx: typer.Context,
+    tenant: Annotated[Optional[str], typer.Argument(help="Only this tenant.")] = None,
+    database: Annotated[Optional[str], typer.Option("--database", "-d", help="Only this database.")] = None,
+    store: Annotated[Optional[str], typer.Option("--store", help="Only this store.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List backups, newest first (read from the stores themselves)."""
+    output.show_records(_state(ctx).service().list(tenant, database, store), as_json)
+
+
+@backup_app.command("get")
+def backup_get(ctx: typer.Context, backup_id: IdArg, as_json: JsonOpt = False) -> None:
+    """Show one backup's record."""
+    validate_backup_id(backup_id)
+    output.show_record(_state(ctx).service().get(backup_id), as_json)
+
+
+@backup_app.command("delete")
+def backup_delete(
+    ctx: typer.Context,
+    backup_id: IdArg,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete a backup: its record first, then its objects."""
+    validate_backup_id(backup_id)
+    svc = _state(ctx).service()
+    rec = svc.get(backup_id)
+    confirm(
+        f"Delete backup {rec.id} ({rec.tenant}/{rec.database}, {output.human_size(rec.size_bytes)})?",
+        yes,
+        f"refusing to delete {backup_id} without confirmation (pass --yes)",
+    )
+    svc.delete(backup_id)
+    output.info(f"deleted {backup_id}")
+
+
+# --- restore & verify (issue 3) ---
+
+# --- stores (issue 4) ---
+
+# --- retention/status (issue 5) ---
+
+# --- serve, tokens, mcp (issue 6) ---
+
+
+@app.command("demo")
+def demo_cmd(
+    keep: Annotated[bool, typer.Option("--keep", help="Keep the demo directory and stop only the database.")] = False,
+) -> None:
+    """Throwaway PostgreSQL + sample data + uploads: the whole cycle, with the real CLI."""
+    from dumpsafe.demo import run_demo
+
+    run_demo(keep=keep)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: the one place errors become messages and exit codes."""
+    try:
+        app(args=argv, prog_name="dumpsafe")
+    except DumpsafeError as e:
+        output.error(e.message)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        output.error("interrupted")
+        sys.exit(130)

@@ -1,0 +1,1 @@
+"""Engines: where backup bytes come from and go back to (PostgreSQL, the uploads tree)."""

@@ -1,0 +1,274 @@
+"""BackupService: the one API the CLI, REST and MCP fronts call.
+
+Data flows one way: engine -> pipeline -> store -> record. The record is written last;
+it is the commit marker, so a crash at any point leaves nothing listed.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from dumpsafe import __version__
+from dumpsafe.audit import AuditLog
+from dumpsafe.config import Config, tenant_password
+from dumpsafe.engines import files, postgres
+from dumpsafe.errors import BackupFailed, DumpsafeError, NotFoundError, StoreError, UsageError
+from dumpsafe.index import Catalog, filter_records, object_key, objects_prefix
+from dumpsafe.models import BackupRecord, ObjectRef, UploadsInfo, new_backup_id, utcnow, validate_backup_id
+from dumpsafe.pipeline import PackWriter, pack_stream
+from dumpsafe.progress import NULL, Progress
+from dumpsafe.storage import Store, open_store
+
+DUMP_OBJECT = "database.dump.zst"
+UPLOADS_OBJECT = "uploads.tar.zst"
+
+
+class BackupService:
+    def __init__(self, config: Config):
+        self.config = config
+        self.state_dir = Path(config.state_dir)
+        self.audit = AuditLog(self.state_dir)
+        self._stores: dict[str, Store] = {}
+
+    # ---- plumbing -------------------------------------------------------------------------
+    def store(self, name: str) -> Store:
+        if name not in self._stores:
+            self._stores[name] = open_store(self.config, name)
+        return self._stores[name]
+
+    def catalog(self, store_name: str) -> Catalog:
+        return Catalog(self.store(store_name), self.state_dir / "cache")
+
+    def pg_target(self, tenant: str) -> postgres.PgTarget:
+        t = self.config.tenant(tenant)
+        bin_dirs = tuple(p for p in (t.pg_bin_dir, self.config.pg_bin_dir) if p)
+        return postgres.PgTarget(
+            tenant=tenant,
+            host=t.host,
+            port=t.port,
+            user=t.user,
+            password=tenant_password(tenant, t),
+            exec_prefix=tuple(t.exec or ()),
+            bin_dirs=bin_dirs,
+        )
+
+    def pg_tool(self, target: postgres.PgTarget, name: str, server_major: int | None) -> tuple[str, str]:
+        """Path and version of a client tool fit for the server (run inside exec targets by name)."""
+        if target.exec_prefix:
+            return name, "exec"
+        path, ver = postgres.find_tool(name, server_major, target.bin_dirs)
+        return path, f"{ver[0]}.{ver[1]}"
+
+    # ---- create ---------------------------------------------------------------------------
+    def create(
+        self,
+        tenant: str,
+        *,
+        databases: list[str] | None = None,
+        store: str | None = None,
+        uploads: bool = True,
+        label: str | None = None,
+        pin: bool = False,
+        actor: str = "local",
+        progress: Progress = NULL,
+    ) -> list[BackupRecord]:
+        """Back up each database of a tenant (one backup each); return the committed records."""
+        tcfg = self.config.tenant(tenant)
+        store_name = self.config.store_for(tenant, store)
+        with self.audit.record("create", actor, tenant=tenant, store=store_name, only_failure=True) as ev:
+            target = self.pg_target(tenant)
+            if databases:
+                if tcfg.databases is not None:
+                    unknown = [d for d in databases if d not in tcfg.databases]
+                    if unknown:
+                        raise UsageError(
+                            f"database {unknown[0]!r} is not configured for tenant {tenant!r} "
+                            f"(configured: {', '.join(tcfg.databases)})"
+                        )
+                dbs = list(dict.fromkeys(databases))
+            else:
+                dbs = list(tcfg.databases) if tcfg.databases is not None else postgres.list_databases(target)
+            if not dbs:
+                raise BackupFailed(f"tenant {tenant!r} has no databases to back up")
+        # the uploads tree travels with the first database of the run: one tree per run
+        records: list[BackupRecord] = []
+        failures: list[tuple[str, DumpsafeError]] = []
+        for i, db in enumerate(dbs):
+            try:
+                records.append(
+                    self._create_one(
+                        tenant, db, target, store_name,
+                        with_uploads=uploads and tcfg.uploads is not None and i == 0,
+                        label=label, pin=pin, actor=actor, progress=progress,
+                    )
+                )
+            except DumpsafeError as e:
+                failures.append((db, e))
+        if failures:
+            if len(failures) == 1 and not records:
+                raise failures[0][1]
+            done = ", ".join(r.database for r in records) or "none"
+            why = "; ".join(f"{db}: {e.message}" for db, e in failures)
+            raise BackupFailed(f"backup of {len(failures)} of {len(dbs)} databases of tenant {tenant!r} failed ({why}); completed: {done}")
+        for rec in records:
+            self._after_create(rec, actor=actor, progress=progress)
+        return records
+
+    def _create_one(
+        self,
+        tenant: str,
+        db: str,
+        target: postgres.PgTarget,
+        store_name: str,
+        *,
+        with_uploads: bool,
+        label: str | None,
+        pin: bool,
+        actor: str,
+        progress: Progress,
+    ) -> BackupRecord:
+        tcfg = self.config.tenant(tenant)
+        with self.audit.record("create", actor, tenant=tenant, database=db, store=store_name) as ev:
+            st = self.store(store_name)
+            st.sweep()
+            started = utcnow()
+            t0 = time.monotonic()
+            bid = new_backup_id(tenant, db, started)
+            ev.backup_id = bid
+            objects: list[ObjectRef] = []
+            try:
+                with postgres.snapshot(target, db) as snap, ThreadPoolExecutor(1) as counter:
+                    pg_dump, client_version = self.pg_tool(target, "pg_dump", snap.server_major)
+                    counts = counter.submit(postgres.count_tables, snap.conn)
+                    uploads_info = None
+                    if with_uploads:
+                        ref, stats = self._write_uploads(st, bid, tenant, tcfg.uploads, progress)
+                        objects.append(ref)
+                        uploads_info = UploadsInfo(files=stats.files, bytes=stats.bytes)
+                    key = object_key(bid, DUMP_OBJECT)
+                    with st.open_write(key) as w, progress.task(f"dump {tenant}/{db}") as advance:
+                        with postgres.pg_dump_stream(target, db, snap, pg_dump) as out:
+                            res = pack_stream(out, w, advance)
+                    objects.insert(0, ObjectRef(role="database", key=key, size_bytes=res.stored_bytes, sha256=res.sha256, raw_bytes=res.raw_bytes))
+                    try:
+                        tables = counts.result()
+                    except Exception as e:
+                        raise BackupFailed(f"tenant {tenant!r}: counting rows of database {db!r} failed: {str(e).splitlines()[0]}") from None
+                record = BackupRecord(
+                    id=bid,
+                    tenant=tenant,
+                    database=db,
+                    server_version=snap.server_version,
+                    created_at=started,
+                    completed_at=utcnow(),
+                    store=store_name,
+                    location=st.url(objects_prefix(bid)),
+                    size_bytes=sum(o.size_bytes for o in objects),
+                    sha256=objects[0].sha256,
+                    compression="zstd",
+                    encryption=None,
+                    tables=tables,
+                    uploads=uploads_info,
+                    objects=objects,
+                    client_version=client_version,
+                    dumpsafe_version=__version__,
+                    label=label,
+                    pinned=pin,
+                    duration_s=round(time.monotonic() - t0, 3),
+                )
+                self.catalog(store_name).put(record)  # the commit marker, last
+            except BaseException:
+                for o in objects:
+                    try:
+                        st.delete(o.key)
+                    except DumpsafeError:
+                        pass
+                raise
+            ev.size_bytes = record.size_bytes
+            return record
+
+    def _write_uploads(self, st: Store, bid: str, tenant: str, root: Path, progress: Progress) -> tuple[ObjectRef, files.TreeStats]:
+        files.check_tree(root, tenant)
+        key = object_key(bid, UPLOADS_OBJECT)
+        with st.open_write(key) as w, progress.task(f"uploads {tenant}") as advance:
+            pw = PackWriter(w, advance)
+            stats = files.archive_tree(root, pw, tenant)
+            res = pw.close()
+        return ObjectRef(role="uploads", key=key, size_bytes=res.stored_bytes, sha256=res.sha256, raw_bytes=res.raw_bytes), stats
+
+    def _after_create(self, record: BackupRecord, *, actor: str, progress: Progress) -> None:
+        """Follow-up work after a committed backup (copies, notifications): see issues 4 and 5."""
+
+    # ---- read -----------------------------------------------------------------------------
+    def list(self, tenant: str | None = None, database: str | None = None, store: str | None = None) -> list[BackupRecord]:
+        """Records newest first, from one store or all configured stores."""
+        if tenant is not None and tenant not in self.config.tenants:
+            self.config.tenant(tenant)  # raises the unknown-tenant error
+        names = [store] if store else list(self.config.stores)
+        out: list[BackupRecord] = []
+        for name in names:
+            out += filter_records(self.catalog(name).records(), tenant, database)
+        out.sort(key=lambda r: (r.created_at, r.id), reverse=True)
+        return out
+
+    def get(self, backup_id: str, store: str | None = None) -> BackupRecord:
+        validate_backup_id(backup_id)
+        for name in self._stores_for(backup_id, store):
+            rec = self.catalog(name).get(backup_id)
+            if rec is not None:
+                return rec
+        raise NotFoundError(f"backup {backup_id!r} not found (see 'dumpsafe backup list')")
+
+    def _stores_for(self, backup_id: str, store: str | None) -> list[str]:
+        if store:
+            if store not in self.config.stores:
+                self.store(store)  # raises the unknown-store error
+            return [store]
+        tenant = backup_id.split(".", 1)[0]
+        first = None
+        if tenant in self.config.tenants:
+            try:
+                first = self.config.store_for(tenant)
+            except DumpsafeError:
+                first = None
+        rest = [n for n in self.config.stores if n != first]
+        return ([first] if first else []) + rest
+
+    def save_record(self, record: BackupRecord) -> None:
+        """Rewrite a record in place (atomically), e.g. after a verification or a pin."""
+        self.catalog(record.store).put(record)
+
+    # ---- delete ---------------------------------------------------------------------------
+    def delete(self, backup_id: str, *, store: str | None = None, actor: str = "local") -> BackupRecord:
+        """Remove the record first (so it is never listed half-deleted), then its objects."""
+        with self.audit.record("delete", actor, backup_id=backup_id) as ev:
+            rec = self.get(backup_id, store)
+            ev.tenant, ev.database, ev.store, ev.size_bytes = rec.tenant, rec.database, rec.store, rec.size_bytes
+            st = self.store(rec.store)
+            self.catalog(rec.store).remove(rec.id)
+            errors = []
+            for o in rec.objects:
+                try:
+                    st.delete(o.key)
+                except StoreError as e:
+                    errors.append(e.message)
+            if errors:
+                ev.extra["leftover"] = errors
+            return rec
+
+    # --- restore & verify (issue 3) ---
+
+    # --- stores (issue 4) ---
+
+    # --- retention/status (issue 5) ---
+
+
+def ensure_state_dir(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        os.chmod(path, 0o700)
+    except OSError:
+        pass
