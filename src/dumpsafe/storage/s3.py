@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from typing import Any, Iterator
 
 import boto3
@@ -309,3 +310,24 @@ class S3Store(Store):
 
     def url(self, key: str = "") -> str:
         return f"s3://{self.bucket}/{self.prefix}{key}"
+
+    def sweep(self, older_than_s: float = 86400) -> int:
+        """Abort multipart uploads under the prefix that a crashed writer left behind
+        (initiated more than ``older_than_s`` ago, so live uploads are never touched)."""
+        now = datetime.now(timezone.utc)
+        aborted = 0
+        try:
+            pages = self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=self.prefix)
+            for page in pages:
+                for u in page.get("Uploads", ()):
+                    if (now - u["Initiated"]).total_seconds() < older_than_s:
+                        continue
+                    try:
+                        self.client.abort_multipart_upload(Bucket=self.bucket, Key=u["Key"], UploadId=u["UploadId"])
+                        aborted += 1
+                    except ClientError as e:
+                        if e.response.get("Error", {}).get("Code") != "NoSuchUpload":
+                            raise
+        except (BotoCoreError, ClientError) as e:
+            raise self._error(e, "sweeping unfinished uploads") from None
+        return aborted
