@@ -17,7 +17,7 @@ import zstandard
 from conftest import Env
 from dumpsafe.engines.postgres import find_tool
 from dumpsafe.storage import open_store
-from stores import fake_aws_env, gcs_server, s3_server, store_section  # noqa: F401  (fixtures)
+from stores import fake_aws_env, gcs_server, make_store, s3_server, store_section  # noqa: F401  (fixtures)
 
 REMOTE = ["s3", "gcs"]
 
@@ -210,3 +210,87 @@ def test_failing_source_leaves_no_object_and_no_record(kind, env, tmp_path, requ
     if kind == "s3":
         assert store.client.list_multipart_uploads(Bucket=store.bucket).get("Uploads", []) == []
     assert env.cli("backup", "list", "--json").json() == []
+
+
+def test_copy_to_failure_keeps_the_backup_and_says_how_to_retry(env, tmp_path, request):
+    broken = store_section("s3", tmp_path, request, bucket="acme-backups", create=False)
+    env.stores_toml = stores_toml(tmp_path, request, local="local") + toml_table("offsite", broken)
+    env.tenant_extra = 'store = "local"\ncopy_to = ["offsite"]'
+    env.write_config()
+    r = env.cli("backup", "create", "acme")
+    assert r.code == 1 and "Traceback" not in r.err
+    listed = env.cli("backup", "list", "--store", "local", "--json").json()
+    assert len(listed) == 1 and listed[0]["copies"] == []  # the backup itself is committed
+    bid = listed[0]["id"]
+    msg = " ".join(r.err.split())
+    assert f"backup {bid} completed in store 'local' but its copy to 'offsite' failed" in msg
+    assert "bucket acme-backups not found (check stores.offsite.bucket)" in msg
+    assert f"'dumpsafe backup copy {bid} --to offsite'" in msg
+
+
+def test_copy_usage_errors(env, tmp_path, request):
+    env.stores_toml = stores_toml(tmp_path, request, local="local", offsite="s3")
+    env.tenant_extra = 'store = "local"'
+    env.write_config()
+    bid = env.cli("backup", "create", "acme", "--json").json()["id"]
+    r = env.cli("backup", "copy", bid, "--to", "nowhere")
+    assert r.code == 1 and "unknown store 'nowhere' (configured stores: local, offsite)" in r.err
+    r = env.cli("backup", "copy", bid, "--to", "local")
+    assert r.code == 2 and f"backup {bid} is already in store 'local'" in " ".join(r.err.split())
+    r = env.cli("backup", "copy", "acme.nope", "--to", "offsite")
+    assert r.code == 2 and "is not a backup ID" in r.err
+    assert all_keys(open_store(env.config(), "offsite")) == []
+
+
+def test_copy_of_a_lifecycle_expired_backup_fails_cleanly(env, tmp_path, request):
+    env.stores_toml = stores_toml(tmp_path, request, local="local", offsite="gcs")
+    env.tenant_extra = 'store = "local"'
+    env.write_config()
+    rec = env.cli("backup", "create", "acme", "--json").json()
+    src = open_store(env.config(), "local")
+    for o in rec["objects"]:
+        src.delete(o["key"])
+    r = env.cli("backup", "copy", rec["id"], "--to", "offsite")
+    assert r.code == 1 and "is missing" in r.err and "Traceback" not in r.err
+    assert all_keys(open_store(env.config(), "offsite")) == []
+
+
+# past S3's 1,000-key page on moto; the (slower) GCS emulator gets a few hundred
+@pytest.mark.parametrize("kind,count", [("s3", 1100), ("gcs", 150)])
+def test_warm_listing_is_one_paginated_listing(kind, count, make_store, request, monkeypatch, tmp_path):
+    """A fresh host reads each record once; after that a listing is the only request."""
+    from concurrent.futures import ThreadPoolExecutor
+    from datetime import datetime, timezone
+
+    from dumpsafe.index import Catalog, encode_record, record_key
+    from dumpsafe.models import BackupRecord, new_backup_id
+    from stores import TcpProxy, create_gcs_bucket, create_s3_bucket, new_bucket_name
+
+    server = request.getfixturevalue(f"{kind}_server")
+    proxy = TcpProxy(server.port)
+    bucket = new_bucket_name()
+    if kind == "s3":
+        create_s3_bucket(server.url, bucket)
+        _, store = make_store("s3", bucket=bucket, create=False, endpoint_url=proxy.url)
+    else:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
+        create_gcs_bucket(bucket)
+        _, store = make_store("gcs", bucket=bucket, create=False)
+    when = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    recs = [
+        BackupRecord(id=new_backup_id("acme", f"db{i}", when), tenant="acme", database=f"db{i}", server_version="16.1",
+                     created_at=when, completed_at=when, store="main", location="x", size_bytes=1, sha256="0" * 64)
+        for i in range(count)
+    ]
+    # the GCS emulator is many times slower with parallel writes than with sequential ones
+    with ThreadPoolExecutor(8 if kind == "s3" else 1) as pool:
+        list(pool.map(lambda r: store.put_bytes(record_key(r.id), encode_record(r)), recs))
+
+    cold = Catalog(store, tmp_path / "cache")
+    n0 = len(proxy.requests)
+    assert len(cold.records()) == count
+    assert len(proxy.requests) - n0 > count  # a fresh cache reads every record once
+    n1 = len(proxy.requests)
+    assert {r.id for r in Catalog(store, tmp_path / "cache").records()} == {r.id for r in recs}
+    warm = proxy.requests[n1:]
+    assert 1 <= len(warm) <= 3, warm  # only the listing pages, no per-record read

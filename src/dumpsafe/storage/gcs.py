@@ -23,7 +23,7 @@ from google.api_core import exceptions as gexc
 from google.auth import exceptions as auth_exc
 from google.cloud import storage
 from google.cloud.storage import exceptions as storage_exc
-from google.cloud.storage.fileio import BlobReader, BlobWriter
+from google.cloud.storage.fileio import BlobWriter
 from google.cloud.storage.retry import DEFAULT_RETRY
 
 from dumpsafe.config import GCSStoreConfig
@@ -114,14 +114,53 @@ class _Writer:
 
 
 class _Reader:
-    def __init__(self, store: "GCSStore", key: str, reader: BlobReader):
-        self._store, self._key, self._reader = store, key, reader
+    """Ranged GETs of one chunk each. The first is made at open (a missing object fails
+    there) and usually is the whole read for small objects like records. When the service
+    reports the object's generation, later chunks are pinned to it, so an overwrite during
+    the read fails instead of mixing two versions."""
+
+    def __init__(self, store: "GCSStore", key: str, blob: Any):
+        self._store, self._key, self._blob = store, key, blob
+        self._pos = 0
+        self._generation: int | None = None
+        self._eof = False
+        self._off = 0
+        self._buf = self._fetch()
+        self._generation = int(blob.generation) if blob.generation else None
+
+    def _fetch(self) -> bytes:
+        if self._eof:
+            return b""
+        want = self._store.chunk_size
+        kw = {"if_generation_match": self._generation} if self._generation else {}
+        try:
+            data = self._blob.download_as_bytes(
+                start=self._pos, end=self._pos + want - 1, checksum=None,
+                retry=self._store.retry, timeout=self._store.cfg.timeout_s, **kw,
+            )
+        except gexc.RequestRangeNotSatisfiable:  # at (or past) the end, e.g. an empty object
+            data = b""
+        self._pos += len(data)
+        if len(data) < want:
+            self._eof = True
+        return data
 
     def read(self, n: int = -1) -> bytes:
+        """Up to ``n`` bytes (fewer at a chunk boundary); b"" only at the end."""
         try:
-            return self._reader.read(n)
+            if n is None or n < 0:
+                parts = [self._buf[self._off :]]
+                while chunk := self._fetch():
+                    parts.append(chunk)
+                self._buf, self._off = b"", 0
+                return b"".join(parts)
+            if self._off >= len(self._buf):
+                self._buf, self._off = self._fetch(), 0
         except _ERRORS as e:
             raise self._store._error(e, f"reading {self._key}") from None
+        out = self._buf[self._off : self._off + n]
+        self._off += len(out)
+        return out
 
 
 class GCSStore(Store):
@@ -228,23 +267,11 @@ class GCSStore(Store):
 
     @contextmanager
     def open_read(self, key: str) -> Iterator[_Reader]:
-        blob = self._bucket.blob(self._full(key))
         try:
-            blob.reload(retry=self.retry, timeout=self.cfg.timeout_s)
+            reader = _Reader(self, key, self._bucket.blob(self._full(key)))
         except _ERRORS as e:
             raise self._missing_or_error(e, key, f"reading {key}") from None
-        # pin the generation: an overwrite during the read fails instead of mixing versions
-        reader = BlobReader(
-            blob,
-            chunk_size=self.chunk_size,
-            retry=self.retry,
-            if_generation_match=blob.generation,
-            timeout=self.cfg.timeout_s,
-        )
-        try:
-            yield _Reader(self, key, reader)
-        finally:
-            reader.close()
+        yield reader
 
     def stat(self, key: str) -> ObjectInfo | None:
         blob = self._bucket.blob(self._full(key))
