@@ -44,8 +44,8 @@ _BAD_CREDENTIALS = {
     "InvalidToken",
     "ExpiredToken",
     "InvalidClientTokenId",
-    "AuthorizationHeaderMalformed",
 }
+_WRONG_REGION = {"AuthorizationHeaderMalformed", "PermanentRedirect", "IllegalLocationConstraintException"}
 _DENIED = {"AccessDenied", "AllAccessDisabled", "403", "Forbidden"}
 
 
@@ -209,9 +209,9 @@ class S3Store(Store):
         if isinstance(e, ProfileNotFound):
             return StoreError(f"store {n!r}: AWS profile {e.kwargs.get('profile')!r} not found (check AWS_PROFILE)")
         if isinstance(e, (BotoConnectionError, HTTPClientError)):
+            fix = f"stores.{n}.endpoint_url" if self.cfg.endpoint_url else f"the network and stores.{n}.region"
             return StoreError(
-                f"store {n!r}: cannot reach {self._where()} while {doing} "
-                f"(check stores.{n}.endpoint_url and that the service is up)",
+                f"store {n!r}: cannot reach {self._where()} while {doing} (check {fix} and that the service is up)",
                 transient=True,
             )
         if isinstance(e, ClientError):
@@ -222,6 +222,11 @@ class S3Store(Store):
                 return StoreError(f"store {n!r}: bucket {self.bucket} not found (check stores.{n}.bucket)")
             if code == "NoSuchUpload":
                 return StoreError(f"store {n!r}: the service dropped the upload while {doing}; try again", transient=True)
+            if code in _WRONG_REGION:
+                return StoreError(
+                    f"store {n!r}: bucket {self.bucket} is not in region {self.cfg.region or 'us-east-1'} "
+                    f"(set stores.{n}.region to the bucket's region)"
+                )
             if code in _BAD_CREDENTIALS:
                 return StoreError(
                     f"store {n!r}: {self._where()} rejected the AWS credentials ({code}); "
