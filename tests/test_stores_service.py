@@ -234,7 +234,7 @@ def test_copy_usage_errors(env, tmp_path, request):
     env.write_config()
     bid = env.cli("backup", "create", "acme", "--json").json()["id"]
     r = env.cli("backup", "copy", bid, "--to", "nowhere")
-    assert r.code == 1 and "unknown store 'nowhere' (configured stores: local, offsite)" in r.err
+    assert r.code == 2 and "unknown store 'nowhere' (configured stores: local, offsite)" in r.err
     r = env.cli("backup", "copy", bid, "--to", "local")
     assert r.code == 2 and f"backup {bid} is already in store 'local'" in " ".join(r.err.split())
     r = env.cli("backup", "copy", "acme.nope", "--to", "offsite")
