@@ -444,3 +444,27 @@ def test_local_sweep_removes_dead_writers_temp_files(make_store):
     assert store.sweep() == 1
     assert not stale.exists() and live.exists()
     assert store.get_bytes("objects/a/db.dump") == b"committed"
+
+
+# ---- config of object stores ---------------------------------------------------------------
+@pytest.mark.parametrize(
+    "section,expected",
+    [
+        ({"kind": "s3", "bucket": "a b"}, "stores.offsite.bucket: 'a b' is not a valid S3 bucket name"),
+        ({"kind": "gcs", "bucket": "Acme_Backups"}, "stores.offsite.bucket: 'Acme_Backups' is not a valid GCS bucket name"),
+        ({"kind": "s3", "bucket": "acme", "prefix": "../up"}, "stores.offsite.prefix: prefix '../up' may use"),
+        ({"kind": "gcs", "bucket": "acme", "prefix": "a//b"}, "stores.offsite.prefix: prefix 'a//b' may use"),
+        ({"kind": "s3", "bucket": "acme", "endpoint_url": "127.0.0.1:9000"}, "stores.offsite.endpoint_url: expected a URL"),
+        ({"kind": "s3", "bucket": "acme", "part_size_mb": 6000}, "stores.offsite.part_size_mb: must be at most 5120"),
+        ({"kind": "s3", "bucket": "acme", "secret_key": "x"}, "stores.offsite.secret_key: unknown key"),
+    ],
+)
+def test_bad_object_store_config_is_one_sentence(section, expected, tmp_path):
+    from dumpsafe.config import config_from_dict
+    from dumpsafe.errors import ConfigError
+
+    path = tmp_path / "dumpsafe.toml"
+    with pytest.raises(ConfigError) as e:
+        config_from_dict({"stores": {"offsite": section}}, path)
+    assert str(e.value).startswith(f"{path}: {expected}"), str(e.value)
+    assert "\n" not in str(e.value)

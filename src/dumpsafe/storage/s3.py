@@ -21,6 +21,7 @@ from botocore.exceptions import (
     ConnectionError as BotoConnectionError,
     HTTPClientError,
     NoCredentialsError,
+    ParamValidationError,
     PartialCredentialsError,
     ProfileNotFound,
     ResponseStreamingError,
@@ -208,6 +209,9 @@ class S3Store(Store):
             )
         if isinstance(e, ProfileNotFound):
             return StoreError(f"store {n!r}: AWS profile {e.kwargs.get('profile')!r} not found (check AWS_PROFILE)")
+        if isinstance(e, ParamValidationError):
+            first = str(e).splitlines()[-1].strip() if str(e) else "invalid parameter"
+            return StoreError(f"store {n!r}: invalid request while {doing}: {first} (check stores.{n})")
         if isinstance(e, (BotoConnectionError, HTTPClientError)):
             fix = f"stores.{n}.endpoint_url" if self.cfg.endpoint_url else f"the network and stores.{n}.region"
             return StoreError(
