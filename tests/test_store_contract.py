@@ -210,12 +210,14 @@ def test_part_sizes_fit_the_part_limit():
     assert choose_part_size(None, configured_mb=64)[0] == 64 * MiB
 
 
-def test_s3_multipart_uses_part_size_from_config(make_store):
-    _, store = make_store("s3", part_size_mb=9)
-    write_stream(store, "objects/p/db.dump", 20 * MiB)
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_s3_multipart_parts_in_order(make_store, concurrency):
+    _, store = make_store("s3", part_size_mb=9, upload_concurrency=concurrency)
+    sha = write_stream(store, "objects/p/db.dump", 50 * MiB + 123)
     head = store.client.head_object(Bucket=store.bucket, Key="pg/objects/p/db.dump", PartNumber=1)
     assert head["ContentLength"] == 9 * MiB
-    assert head["PartsCount"] == 3
+    assert head["PartsCount"] == 6
+    assert read_sha(store, "objects/p/db.dump") == (sha, 50 * MiB + 123)
 
 
 # ---- listing at scale ----------------------------------------------------------------------

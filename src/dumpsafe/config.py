@@ -66,6 +66,7 @@ class S3StoreConfig(_ObjectStoreConfig):
     endpoint_url: str | None = None
     region: str | None = None
     part_size_mb: int = Field(default=0, ge=0, le=5120)  # 0: chosen from the expected size
+    upload_concurrency: int = Field(default=2, ge=1, le=16)  # parts in flight (memory: one part each)
     max_attempts: int = Field(default=5, ge=1, le=20)  # per request, transient errors only
     connect_timeout_s: float = Field(default=10, gt=0)
     read_timeout_s: float = Field(default=60, gt=0)

@@ -9,6 +9,9 @@ bounded exponential backoff; anything left after that becomes one StoreError sen
 from __future__ import annotations
 
 import logging
+import threading
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any, Iterator
@@ -84,74 +87,124 @@ class _Body:
             raise self._store._error(e, f"reading {self._key}") from None
 
 
+_LIVE_UPLOADS: set[str] = set()  # upload ids of writers running in this process (sweep spares them)
+_LIVE_LOCK = threading.Lock()
+
+
 class _MultipartWriter:
-    """Buffers one part at a time; small objects become a single PUT at commit."""
+    """Buffers one part while up to ``upload_concurrency`` earlier parts are in flight;
+    an object smaller than one part becomes a single PUT at commit."""
 
     def __init__(self, store: "S3Store", key: str, size_hint: int | None):
         self.store = store
         self.key = key
         self.full_key = store._full(key)
         self.base, self.steady = choose_part_size(size_hint, store.cfg.part_size_mb)
+        self.concurrency = store.cfg.upload_concurrency
         self.buf = bytearray()
         self.upload_id: str | None = None
-        self.parts: list[dict[str, Any]] = []
+        self.pool: ThreadPoolExecutor | None = None
+        self.pending: deque[Future] = deque()
+        self.etags: dict[int, str] = {}
+        self.next_number = 1
         self.written = 0
 
-    def _next_part_size(self) -> int:
-        return part_size_at(len(self.parts), self.base, self.steady)
+    def _part_size(self) -> int:
+        return part_size_at(self.next_number - 1, self.base, self.steady)
 
     def write(self, data: bytes) -> int:
         n = len(data)
         self.buf += data
         self.written += n
-        while len(self.buf) >= self._next_part_size():
-            size = self._next_part_size()
+        while len(self.buf) >= self._part_size():
+            size = self._part_size()
             with memoryview(self.buf) as mv:
                 part = bytes(mv[:size])
             del self.buf[:size]
-            self._upload_part(part)
+            self._queue(part)
         return n
 
-    def _upload_part(self, data: bytes) -> None:
-        c = self.store.client
-        if len(self.parts) >= MAX_PARTS:
+    def _fail(self, e: Exception) -> StoreError:
+        return self.store._error(e, f"writing {self.key}")
+
+    def _send(self, number: int, data: bytes) -> tuple[int, str]:
+        r = self.store.client.upload_part(
+            Bucket=self.store.bucket, Key=self.full_key, UploadId=self.upload_id, PartNumber=number, Body=data
+        )
+        return number, r["ETag"]
+
+    def _collect(self, fut: Future) -> None:
+        try:
+            number, etag = fut.result()
+        except (BotoCoreError, ClientError) as e:
+            raise self._fail(e) from None
+        self.etags[number] = etag
+
+    def _queue(self, data: bytes) -> None:
+        if self.next_number > MAX_PARTS:
             raise StoreError(
                 f"store {self.store.name!r}: {self.key} exceeds {MAX_PARTS} parts "
                 f"(raise stores.{self.store.name}.part_size_mb)"
             )
-        try:
-            if self.upload_id is None:
-                r = c.create_multipart_upload(Bucket=self.store.bucket, Key=self.full_key)
-                self.upload_id = r["UploadId"]
-            number = len(self.parts) + 1
-            r = c.upload_part(
-                Bucket=self.store.bucket, Key=self.full_key, UploadId=self.upload_id, PartNumber=number, Body=data
-            )
-        except (BotoCoreError, ClientError) as e:
-            raise self.store._error(e, f"writing {self.key}") from None
-        self.parts.append({"PartNumber": number, "ETag": r["ETag"]})
+        if self.upload_id is None:
+            try:
+                r = self.store.client.create_multipart_upload(Bucket=self.store.bucket, Key=self.full_key)
+            except (BotoCoreError, ClientError) as e:
+                raise self._fail(e) from None
+            self.upload_id = r["UploadId"]
+            with _LIVE_LOCK:
+                _LIVE_UPLOADS.add(self.upload_id)
+            if self.concurrency > 1:
+                self.pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="s3-part")
+        number = self.next_number
+        self.next_number += 1
+        if self.pool is None:
+            try:
+                self.etags.update([self._send(number, data)])
+            except (BotoCoreError, ClientError) as e:
+                raise self._fail(e) from None
+            return
+        while len(self.pending) >= self.concurrency:  # backpressure: memory stays bounded
+            self._collect(self.pending.popleft())
+        self.pending.append(self.pool.submit(self._send, number, data))
 
     def commit(self) -> None:
         c = self.store.client
-        try:
-            if self.upload_id is None:
+        if self.upload_id is None:
+            try:
                 c.put_object(Bucket=self.store.bucket, Key=self.full_key, Body=bytes(self.buf))
-                self.buf = bytearray()
-                return
-            if self.buf or not self.parts:
-                self._upload_part(bytes(self.buf))
-                self.buf = bytearray()
+            except (BotoCoreError, ClientError) as e:
+                raise self._fail(e) from None
+            self.buf = bytearray()
+            return
+        if self.buf:
+            self._queue(bytes(self.buf))
+            self.buf = bytearray()
+        while self.pending:
+            self._collect(self.pending.popleft())
+        parts = [{"PartNumber": n, "ETag": self.etags[n]} for n in sorted(self.etags)]
+        try:
             c.complete_multipart_upload(
-                Bucket=self.store.bucket,
-                Key=self.full_key,
-                UploadId=self.upload_id,
-                MultipartUpload={"Parts": self.parts},
+                Bucket=self.store.bucket, Key=self.full_key, UploadId=self.upload_id, MultipartUpload={"Parts": parts}
             )
         except (BotoCoreError, ClientError) as e:
-            raise self.store._error(e, f"writing {self.key}") from None
+            raise self._fail(e) from None
+        self._close()
+
+    def _close(self) -> None:
+        if self.pool is not None:
+            for f in self.pending:
+                f.cancel()
+            self.pool.shutdown(wait=True)  # in-flight parts finish (or fail) before any abort
+            self.pool = None
+        self.pending.clear()
+        if self.upload_id is not None:
+            with _LIVE_LOCK:
+                _LIVE_UPLOADS.discard(self.upload_id)
 
     def abort(self) -> None:
         self.buf = bytearray()
+        self._close()
         if self.upload_id is None:
             return
         try:
@@ -159,8 +212,8 @@ class _MultipartWriter:
                 Bucket=self.store.bucket, Key=self.full_key, UploadId=self.upload_id
             )
         except (BotoCoreError, ClientError) as e:
-            # nothing is visible under the key either way; the parts stay billable until a
-            # bucket lifecycle rule (AbortIncompleteMultipartUpload) clears them
+            # nothing is visible under the key either way; the parts stay billable until
+            # sweep() or a bucket lifecycle rule (AbortIncompleteMultipartUpload) clears them
             log.warning("store %r: could not abort multipart upload of %s: %s", self.store.name, self.key, e)
 
 
@@ -183,7 +236,7 @@ class S3Store(Store):
                 retries={"mode": "standard", "total_max_attempts": self.cfg.max_attempts},
                 connect_timeout=self.cfg.connect_timeout_s,
                 read_timeout=self.cfg.read_timeout_s,
-                max_pool_connections=16,
+                max_pool_connections=16 + self.cfg.upload_concurrency,
             )
             try:
                 self._client = boto3.session.Session().client(
@@ -329,7 +382,9 @@ class S3Store(Store):
             pages = self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=self.prefix)
             for page in pages:
                 for u in page.get("Uploads", ()):
-                    if (now - u["Initiated"]).total_seconds() < older_than_s:
+                    with _LIVE_LOCK:
+                        live = u["UploadId"] in _LIVE_UPLOADS
+                    if live or (now - u["Initiated"]).total_seconds() < older_than_s:
                         continue
                     try:
                         self.client.abort_multipart_upload(Bucket=self.bucket, Key=u["Key"], UploadId=u["UploadId"])
