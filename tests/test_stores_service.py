@@ -294,3 +294,18 @@ def test_warm_listing_is_one_paginated_listing(kind, count, make_store, request,
     assert {r.id for r in Catalog(store, tmp_path / "cache").records()} == {r.id for r in recs}
     warm = proxy.requests[n1:]
     assert 1 <= len(warm) <= 3, warm  # only the listing pages, no per-record read
+
+
+def test_prune_removes_copies_with_their_original(env, tmp_path, request):
+    env.stores_toml = stores_toml(tmp_path, request, local="local", offsite="s3")
+    env.tenant_extra = 'store = "local"\ncopy_to = ["offsite"]\nretention = { last = 1 }'
+    env.write_config()
+    old = env.cli("backup", "create", "acme", "--json").json()["id"]
+    new = env.cli("backup", "create", "acme", "--json").json()["id"]
+    assert [x["id"] for x in env.cli("backup", "list", "--json").json()] == [new, old]  # once each
+    r = env.cli("prune", "acme")
+    assert r.code == 0, r.err
+    cfg = env.config()
+    for name in ("local", "offsite"):
+        keys = all_keys(open_store(cfg, name))
+        assert f"records/{new}.json" in keys and not any(old in k for k in keys), (name, keys)
