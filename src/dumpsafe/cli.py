@@ -274,6 +274,23 @@ def mcp_cmd(ctx: typer.Context) -> None:
 
 
 
+@app.command("keygen")
+def keygen_cmd(
+    out: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the identity to FILE (mode 0600) instead of stdout.")] = None,
+) -> None:
+    """Make an age identity (keep it with the tenant) and its recipient (put it in encrypt_to)."""
+    from dumpsafe.crypto import keygen, write_identity
+
+    text, _identity, recipient = keygen()
+    if out:
+        write_identity(out, text)
+        output.info(f"identity written to {out}")
+        sys.stdout.write(recipient + "\n")
+    else:
+        sys.stdout.write(text)
+    output.info(f"recipient (for encrypt_to): {recipient}")
+
+
 @app.command("demo")
 def demo_cmd(
     keep: Annotated[bool, typer.Option("--keep", help="Keep the demo directory and stop only the database.")] = False,

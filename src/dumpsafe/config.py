@@ -107,6 +107,15 @@ class TenantConfig(_Strict):
             parse_duration(v)
         return v
 
+    @field_validator("encrypt_to")
+    @classmethod
+    def _recipients(cls, v: list[str]) -> list[str]:
+        from dumpsafe.crypto import parse_recipient
+
+        for r in v:
+            parse_recipient(r)
+        return v
+
     @model_validator(mode="after")
     def _one_password_source(self) -> "TenantConfig":
         if self.password_env and self.password_file:
@@ -153,13 +162,13 @@ class Config(_Strict):
 
     # ---- lookups used by the service -------------------------------------------------
     def tenant(self, name: str) -> TenantConfig:
-        from dumpsafe.errors import NotFoundError
+        from dumpsafe.errors import UnknownNameError
 
         try:
             return self.tenants[name]
         except KeyError:
             known = ", ".join(sorted(self.tenants)) or "none"
-            raise NotFoundError(f"unknown tenant {name!r} (configured tenants: {known})") from None
+            raise UnknownNameError(f"unknown tenant {name!r} (configured tenants: {known})") from None
 
     def store_for(self, tenant: str, override: str | None = None) -> str:
         """The store name a tenant's backups go to."""
@@ -171,9 +180,9 @@ class Config(_Strict):
                 f"tenant {tenant!r} has no store (set tenants.{tenant}.store or default_store, or pass --store)"
             )
         if name not in self.stores:
-            from dumpsafe.errors import NotFoundError
+            from dumpsafe.errors import UnknownNameError
 
-            raise NotFoundError(f"unknown store {name!r} (configured stores: {', '.join(sorted(self.stores)) or 'none'})")
+            raise UnknownNameError(f"unknown store {name!r} (configured stores: {', '.join(sorted(self.stores)) or 'none'})")
         return name
 
     def retention_for(self, tenant: str) -> RetentionPolicy | None:
@@ -230,6 +239,8 @@ def _format_error(path: Path, err: ValidationError) -> str:
             loc_parts.append(f"[{part}]")
         else:
             loc_parts.append(str(part))
+    if e["type"].startswith("union_tag"):
+        loc_parts.append("kind")
     loc = ".".join(loc_parts).replace(".[", "[")
     msg = _FRIENDLY.get(e["type"])
     if msg is None:

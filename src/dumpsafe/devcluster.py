@@ -31,7 +31,7 @@ def server_bin_dir(min_major: int | None = None, prefer: Path | None = None) -> 
         if (d / "initdb").exists() and (d / "pg_ctl").exists():
             v = tool_version(str(d / "initdb"))
             if v and (min_major is None or v[0] >= min_major):
-                return d
+                return (d / "initdb").resolve().parent  # /usr/local/bin/initdb may be a symlink
     raise RuntimeError("PostgreSQL server binaries (initdb, pg_ctl) not found; run 'make pg' or apt-get install postgresql")
 
 
@@ -144,7 +144,11 @@ class Cluster:
 
 
 SAMPLE_SQL = """
-CREATE EXTENSION IF NOT EXISTS pgcrypto;
+DO $$ BEGIN
+    IF EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pgcrypto') THEN
+        CREATE EXTENSION IF NOT EXISTS pgcrypto;
+    END IF;
+END $$;
 CREATE TABLE customers (
     id bigserial PRIMARY KEY,
     name text NOT NULL,

@@ -36,6 +36,13 @@ class ConfigError(UsageError):
     kind = "config"
 
 
+class UnknownNameError(UsageError):
+    """A tenant or store name that the config does not define (a usage mistake: exit 2)."""
+
+    http_status = 404
+    kind = "not_found"
+
+
 class NotFoundError(DumpsafeError):
     """A tenant, store or backup does not exist (or is not visible to the caller)."""
 

@@ -1,8 +1,8 @@
-"""Compress, (encrypt,) hash and count while streaming: one pass, bounded memory.
+"""Compress, encrypt, hash and count while streaming: one pass, bounded memory.
 
-Write side:  source --read--> zstd (multi-threaded) --> HashingWriter --> store writer
-Read side:   store reader --> HashingReader --> zstd decompressor --> sink
-The hash is updated inside write()/read(), so checking costs no second pass.
+Write side:  source --read--> zstd (multi-threaded) [--> age] --> HashingWriter --> store writer
+Read side:   store reader --> HashingReader [--> age] --> zstd decompressor --> sink
+The hash covers the stored bytes and is updated inside write()/read(): no second pass.
 """
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
+import pyrage
 import zstandard
 
 from dumpsafe.storage.base import Reader, Writer
@@ -97,38 +98,36 @@ def _compressor() -> zstandard.ZstdCompressor:
     return zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=threads)
 
 
-def pack_stream(source: Reader, sink: Writer, advance: Advance | None = None) -> PackResult:
-    """Compress everything ``source`` yields into ``sink``; return sizes and the stored SHA-256."""
+def pack_stream(
+    source: Reader, sink: Writer, advance: Advance | None = None, recipients: list[Any] | None = None
+) -> PackResult:
+    """Compress (and, given age recipients, encrypt) ``source`` into ``sink``.
+
+    Returns the raw size, the stored size and the SHA-256 of the stored bytes.
+    """
     hashed = HashingWriter(sink)
     counted = CountingReader(source, advance)
-    _compressor().copy_stream(counted, hashed, read_size=CHUNK, write_size=CHUNK)
+    if recipients:
+        compressed = _compressor().stream_reader(counted, read_size=CHUNK)
+        pyrage.encrypt_io(compressed, hashed, recipients)
+    else:
+        _compressor().copy_stream(counted, hashed, read_size=CHUNK, write_size=CHUNK)
     return PackResult(counted.count, hashed.count, hashed.hexdigest)
 
 
-class PackWriter:
-    """A writer that compresses what is written to it (for producers that push, like tarfile)."""
+def unpack_stream(
+    source: Reader, sink: Writer, advance: Advance | None = None, identities: list[Any] | None = None
+) -> HashingReader:
+    """Decrypt (given identities) and decompress ``source`` into ``sink``.
 
-    def __init__(self, sink: Writer, advance: Advance | None = None):
-        self._hashed = HashingWriter(sink)
-        self._zw = _compressor().stream_writer(self._hashed, write_size=CHUNK, closefd=False)
-        self._advance = advance
-        self.raw_bytes = 0
-
-    def write(self, data: bytes) -> int:
-        self.raw_bytes += len(data)
-        if self._advance:
-            self._advance(len(data))
-        return self._zw.write(data)
-
-    def close(self) -> PackResult:
-        self._zw.close()
-        return PackResult(self.raw_bytes, self._hashed.count, self._hashed.hexdigest)
-
-
-def unpack_stream(source: Reader, sink: Writer, advance: Advance | None = None) -> HashingReader:
-    """Decompress ``source`` into ``sink``; the returned reader holds the stored bytes' hash."""
+    The returned reader holds the SHA-256 and size of the stored bytes that passed.
+    """
     hashed = HashingReader(source, advance)
-    zstandard.ZstdDecompressor().copy_stream(hashed, sink, read_size=CHUNK, write_size=CHUNK)
+    if identities:
+        with zstandard.ZstdDecompressor().stream_writer(sink, write_size=CHUNK, closefd=False) as zw:
+            pyrage.decrypt_io(hashed, zw, identities)
+    else:
+        zstandard.ZstdDecompressor().copy_stream(hashed, sink, read_size=CHUNK, write_size=CHUNK)
     return hashed
 
 

@@ -18,12 +18,14 @@ from dumpsafe.engines import files, postgres
 from dumpsafe.errors import BackupFailed, DumpsafeError, NotFoundError, StoreError, UsageError
 from dumpsafe.index import Catalog, filter_records, object_key, objects_prefix
 from dumpsafe.models import BackupRecord, ObjectRef, UploadsInfo, new_backup_id, utcnow, validate_backup_id
-from dumpsafe.pipeline import PackWriter, pack_stream
+from dumpsafe import crypto
+from dumpsafe.pipeline import pack_stream
 from dumpsafe.progress import NULL, Progress
 from dumpsafe.storage import Store, open_store
 
 DUMP_OBJECT = "database.dump.zst"
 UPLOADS_OBJECT = "uploads.tar.zst"
+GLOBALS_OBJECT = "globals.sql.zst"
 
 
 class BackupService:
@@ -56,9 +58,9 @@ class BackupService:
         )
 
     def pg_tool(self, target: postgres.PgTarget, name: str, server_major: int | None) -> tuple[str, str]:
-        """Path and version of a client tool fit for the server (run inside exec targets by name)."""
+        """Path and version of a client tool fit for the server (inside the exec target, if any)."""
         if target.exec_prefix:
-            return name, "exec"
+            return postgres.find_exec_tool(target, name, server_major)
         path, ver = postgres.find_tool(name, server_major, target.bin_dirs)
         return path, f"{ver[0]}.{ver[1]}"
 
@@ -139,19 +141,22 @@ class BackupService:
             bid = new_backup_id(tenant, db, started)
             ev.backup_id = bid
             objects: list[ObjectRef] = []
+            recipients = crypto.parse_recipients(tcfg.encrypt_to) if tcfg.encrypt_to else None
             try:
                 with postgres.snapshot(target, db) as snap, ThreadPoolExecutor(1) as counter:
                     pg_dump, client_version = self.pg_tool(target, "pg_dump", snap.server_major)
-                    counts = counter.submit(postgres.count_tables, snap.conn)
+                    counts = counter.submit(snap.count_tables)
                     uploads_info = None
                     if with_uploads:
-                        ref, stats = self._write_uploads(st, bid, tenant, tcfg.uploads, progress)
+                        ref, stats = self._write_uploads(st, bid, tenant, tcfg.uploads, recipients, progress)
                         objects.append(ref)
                         uploads_info = UploadsInfo(files=stats.files, bytes=stats.bytes)
-                    key = object_key(bid, DUMP_OBJECT)
+                    if tcfg.include_globals:
+                        objects.append(self._write_globals(st, bid, target, snap.server_major, recipients))
+                    key = object_key(bid, DUMP_OBJECT + (".age" if recipients else ""))
                     with st.open_write(key) as w, progress.task(f"dump {tenant}/{db}") as advance:
                         with postgres.pg_dump_stream(target, db, snap, pg_dump) as out:
-                            res = pack_stream(out, w, advance)
+                            res = pack_stream(out, w, advance, recipients)
                     objects.insert(0, ObjectRef(role="database", key=key, size_bytes=res.stored_bytes, sha256=res.sha256, raw_bytes=res.raw_bytes))
                     try:
                         tables = counts.result()
@@ -169,7 +174,7 @@ class BackupService:
                     size_bytes=sum(o.size_bytes for o in objects),
                     sha256=objects[0].sha256,
                     compression="zstd",
-                    encryption=None,
+                    encryption="age" if recipients else None,
                     tables=tables,
                     uploads=uploads_info,
                     objects=objects,
@@ -190,14 +195,23 @@ class BackupService:
             ev.size_bytes = record.size_bytes
             return record
 
-    def _write_uploads(self, st: Store, bid: str, tenant: str, root: Path, progress: Progress) -> tuple[ObjectRef, files.TreeStats]:
-        files.check_tree(root, tenant)
-        key = object_key(bid, UPLOADS_OBJECT)
+    def _write_uploads(
+        self, st: Store, bid: str, tenant: str, root: Path, recipients: list | None, progress: Progress
+    ) -> tuple[ObjectRef, files.TreeStats]:
+        key = object_key(bid, UPLOADS_OBJECT + (".age" if recipients else ""))
         with st.open_write(key) as w, progress.task(f"uploads {tenant}") as advance:
-            pw = PackWriter(w, advance)
-            stats = files.archive_tree(root, pw, tenant)
-            res = pw.close()
-        return ObjectRef(role="uploads", key=key, size_bytes=res.stored_bytes, sha256=res.sha256, raw_bytes=res.raw_bytes), stats
+            with files.tar_stream(root, tenant) as tar:
+                res = pack_stream(tar, w, advance, recipients)
+        assert tar.stats is not None
+        return ObjectRef(role="uploads", key=key, size_bytes=res.stored_bytes, sha256=res.sha256, raw_bytes=res.raw_bytes), tar.stats
+
+    def _write_globals(self, st: Store, bid: str, target: postgres.PgTarget, major: int, recipients: list | None) -> ObjectRef:
+        tool, _ = self.pg_tool(target, "pg_dumpall", major)
+        key = object_key(bid, GLOBALS_OBJECT + (".age" if recipients else ""))
+        with st.open_write(key) as w:
+            with postgres.pg_dumpall_globals_stream(target, tool) as out:
+                res = pack_stream(out, w, None, recipients)
+        return ObjectRef(role="globals", key=key, size_bytes=res.stored_bytes, sha256=res.sha256, raw_bytes=res.raw_bytes)
 
     def _after_create(self, record: BackupRecord, *, actor: str, progress: Progress) -> None:
         """Follow-up work after a committed backup (copies, notifications): see issues 4 and 5."""

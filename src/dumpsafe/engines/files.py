@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import stat
 import tarfile
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import BinaryIO, Callable, Iterator
 
 from dumpsafe.errors import BackupFailed
 from dumpsafe.storage.base import Writer
@@ -69,3 +71,47 @@ def archive_tree(root: Path, sink: Writer, tenant: str, on_file: Callable[[int],
         where = getattr(e, "filename", None) or root
         raise BackupFailed(f"tenant {tenant!r}: cannot read uploads at {where} ({e.strerror or e})") from None
     return TreeStats(files, nbytes)
+
+
+class TarStream:
+    """The reading end of a tar archive being written by a producer thread."""
+
+    def __init__(self, reader: BinaryIO):
+        self.reader = reader
+        self.stats: TreeStats | None = None
+        self.error: BaseException | None = None
+
+    def read(self, n: int = -1) -> bytes:
+        return self.reader.read(n)
+
+
+@contextmanager
+def tar_stream(root: Path, tenant: str) -> Iterator[TarStream]:
+    """Archive ``root`` in a thread and yield a reader of the tar bytes (pull-style, so the
+    same pipeline serves pg_dump's stdout and the uploads tree). On leaving the block the
+    producer's failure, if any, is raised, so the caller's store writer aborts."""
+    check_tree(root, tenant)
+    rfd, wfd = os.pipe()
+    stream = TarStream(os.fdopen(rfd, "rb", buffering=TAR_BUFSIZE))
+    sink = os.fdopen(wfd, "wb", buffering=TAR_BUFSIZE)
+
+    def produce() -> None:
+        try:
+            with sink:
+                stream.stats = archive_tree(root, sink, tenant)
+        except BrokenPipeError:
+            pass  # the consumer stopped early; its own error is what matters
+        except BaseException as e:  # re-raised in the caller's thread below
+            stream.error = e
+
+    producer = threading.Thread(target=produce, name="uploads-tar", daemon=True)
+    producer.start()
+    try:
+        yield stream
+    finally:
+        stream.reader.close()  # unblocks a producer still writing
+        producer.join()
+    if stream.error is not None:
+        raise stream.error
+    if stream.stats is None:
+        raise BackupFailed(f"tenant {tenant!r}: archiving the uploads tree did not complete")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dumpsafe.config import Config, GCSStoreConfig, LocalStoreConfig, S3StoreConfig
-from dumpsafe.errors import NotFoundError
+from dumpsafe.errors import UnknownNameError
 from dumpsafe.storage.base import ObjectInfo, Store
 
 
@@ -12,7 +12,7 @@ def open_store(config: Config, name: str) -> Store:
         sc = config.stores[name]
     except KeyError:
         known = ", ".join(sorted(config.stores)) or "none"
-        raise NotFoundError(f"unknown store {name!r} (configured stores: {known})") from None
+        raise UnknownNameError(f"unknown store {name!r} (configured stores: {known})") from None
     if isinstance(sc, LocalStoreConfig):
         from dumpsafe.storage.local import LocalStore
 
@@ -25,7 +25,7 @@ def open_store(config: Config, name: str) -> Store:
         from dumpsafe.storage.gcs import GCSStore
 
         return GCSStore(name, sc)
-    raise NotFoundError(f"store {name!r} has an unsupported kind")
+    raise UnknownNameError(f"store {name!r} has an unsupported kind")
 
 
 __all__ = ["open_store", "Store", "ObjectInfo"]
