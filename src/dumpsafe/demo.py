@@ -108,3 +108,7 @@ def _cycle(demo: Demo) -> None:
     demo.run("backup", "get", bid)
     demo.step("5. The audit log: one JSON line per action")
     sys.stdout.write((demo.workdir / ".dumpsafe" / "audit.jsonl").read_text())
+    # --- serve, tokens, mcp (issue 6) ---
+    from dumpsafe.demo_api import api_tour
+
+    api_tour(demo)
