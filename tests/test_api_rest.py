@@ -86,7 +86,8 @@ def test_other_tenant_backup_is_indistinguishable_from_a_missing_one(served):
         assert seen.status_code == absent.status_code == 404
         assert seen.json() == {"error": "not_found", "detail": f"backup {beta_id!r} not found (see 'dumpsafe backup list')"}
         assert absent.json()["detail"] == seen.json()["detail"].replace(beta_id, missing)
-        assert seen.headers.get("content-type") == absent.headers.get("content-type")
+        for header in ("content-type", "content-length", "x-dumpsafe-error"):
+            assert seen.headers.get(header) == absent.headers.get(header)
     # and the backup is still there: the refused delete changed nothing
     assert served.service.get(beta_id).tenant == "beta"
     # asking for another tenant by name reads like an unknown tenant, without listing real ones
@@ -94,6 +95,7 @@ def test_other_tenant_backup_is_indistinguishable_from_a_missing_one(served):
     nobody = call(served, "write", "GET", "/v1/backups", params={"tenant": "nobody"})
     assert other.status_code == nobody.status_code == 404
     assert "beta" not in nobody.text and other.json()["detail"] == "unknown tenant 'beta'"
+    assert other.headers["x-dumpsafe-error"] == nobody.headers["x-dumpsafe-error"]
 
 
 def test_refused_writes_are_audited_with_the_actor(served):

@@ -50,8 +50,13 @@ def test_errors_keep_their_message_and_exit_code(remote, monkeypatch):
     beta_id = remote.service.create("beta", uploads=False)[0].id
     hidden = env.cli("backup", "get", beta_id)
     assert hidden.code == 1 and f"backup {beta_id!r} not found" in hidden.err
-    assert env.cli("backup", "get", "bad id").code == 2
-    assert env.cli("backup", "list", "--store", "nostore").code == 1
+    for args in (("backup", "get", "bad id"), ("backup", "list", "--store", "nostore"),
+                 ("backup", "create", "acme", "--database", "nodb"), ("backup", "get", "acme.x.20260101T000000Z.abcdefgh")):
+        over_rest = env.cli(*args)
+        with monkeypatch.context() as m:
+            m.delenv("DUMPSAFE_SERVER")
+            local = env.cli(*args)
+        assert (over_rest.code, over_rest.err) == (local.code, local.err) and local.code in (1, 2), args
 
     monkeypatch.setenv("DUMPSAFE_TOKEN", remote.tokens["read"])
     denied = env.cli("backup", "create", "acme", "--no-uploads")
@@ -80,3 +85,15 @@ def test_installed_entry_point_over_rest_keeps_the_token_out_of_argv(remote):
     out = subprocess.run(argv, env=proc_env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert '"tenant": "acme"' in out.stdout and remote.tokens["read"] not in out.stdout + out.stderr
+
+
+def test_a_feature_without_a_route_is_one_sentence_not_a_traceback(remote):
+    from dumpsafe.errors import UsageError
+    from dumpsafe.remote import RemoteService
+
+    svc = RemoteService(remote.url, remote.tokens["read"])
+    with pytest.raises(UsageError, match="not available with --server"):
+        svc.save_record(None)
+    with pytest.raises(AttributeError):
+        svc._private
+    assert [r.tenant for r in svc.list()] and {r.tenant for r in svc.list()} == {"acme"}

@@ -73,7 +73,7 @@ def test_expired_and_tampered_tokens_are_refused(env):
         (["--admin"], 2, "at least one --scope"),
         (["--admin", "--scope", "backups:everything"], 2, "unknown scope 'backups:everything'"),
         (["--admin", "--scope", "backups:read", "--expires", "soon"], 2, "--expires 'soon'"),
-        (["--tenant", "nobody", "--scope", "backups:read"], 1, "unknown tenant 'nobody'"),
+        (["--tenant", "nobody", "--scope", "backups:read"], 2, "unknown tenant 'nobody'"),
     ],
 )
 def test_bad_token_requests_get_one_clear_sentence(env, args, code, message):

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from dumpsafe.auth import DELETE, READ, RESTORE, WRITE, Caller
-from dumpsafe.errors import NotFoundError
+from dumpsafe.errors import NotFoundError, UnknownNameError
 from dumpsafe.models import BackupRecord, validate_backup_id
 
 
@@ -33,8 +33,9 @@ class GuardedService:
         c = self.caller
         if c.admin:
             return tenant
-        if tenant is not None and tenant != c.tenant:
-            raise NotFoundError(f"unknown tenant {tenant!r}")
+        if (tenant is not None and tenant != c.tenant) or c.tenant not in self.service.config.tenants:
+            # the same answer as for a name that is not configured, without listing real ones
+            raise UnknownNameError(f"unknown tenant {tenant or c.tenant!r}")
         return c.tenant
 
     def _record(self, backup_id: str) -> BackupRecord:

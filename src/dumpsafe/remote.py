@@ -21,17 +21,8 @@ LONG = httpx.Timeout(30.0, read=None)
 SHORT = httpx.Timeout(60.0)
 
 
-def _error_classes() -> dict[str, type[DumpsafeError]]:
-    """kind -> class; the most general class of a kind wins (ObjectMissing shares not_found)."""
-    out: dict[str, type[DumpsafeError]] = {}
-    for cls in vars(errors).values():
-        if isinstance(cls, type) and issubclass(cls, DumpsafeError):
-            if cls.kind not in out or issubclass(out[cls.kind], cls):
-                out[cls.kind] = cls
-    return out
-
-
-_BY_KIND = _error_classes()
+_CLASSES = {n: c for n, c in vars(errors).items() if isinstance(c, type) and issubclass(c, DumpsafeError)}
+_BY_KIND = {c.kind: c for c in _CLASSES.values() if c.__bases__[0] in (DumpsafeError, Exception) or c is DumpsafeError}
 _BY_STATUS = {401: errors.AuthError, 403: errors.ForbiddenError, 404: errors.NotFoundError, 400: UsageError}
 
 
@@ -59,11 +50,28 @@ class RemoteService:
             kind, detail = body["error"], body["detail"]
         except (ValueError, KeyError, TypeError):
             kind, detail = None, f"server {self.server} answered HTTP {r.status_code}"
-        cls = _BY_KIND.get(kind) or _BY_STATUS.get(r.status_code, DumpsafeError)
+        cls = (
+            _CLASSES.get(r.headers.get("X-Dumpsafe-Error", ""))
+            or _BY_KIND.get(kind)
+            or _BY_STATUS.get(r.status_code, DumpsafeError)
+        )
         raise cls(detail)
 
     def close(self) -> None:
         self._http.close()
+
+    def __getattr__(self, name: str) -> Any:
+        """A service feature without a REST route: one clear sentence, not a traceback."""
+        if name.startswith("_"):
+            raise AttributeError(name)
+        from dumpsafe.service import BackupService
+
+        def unavailable(*args: Any, **kwargs: Any) -> Any:
+            raise UsageError(f"this command is not available with --server ({name} has no REST route); run it on the server host")
+
+        if callable(getattr(BackupService, name, None)):
+            return unavailable
+        unavailable()
 
     # ---- the service surface --------------------------------------------------------------
     def create(

@@ -21,8 +21,14 @@ from dumpsafe.errors import AuthError, DumpsafeError
 log = logging.getLogger("dumpsafe.api")
 
 
+ERROR_CLASS_HEADER = "X-Dumpsafe-Error"
+
+
 def error_response(e: DumpsafeError) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if isinstance(e, AuthError) else None
+    # the class name lets the remote CLI raise the very same class (same exit code)
+    headers = {ERROR_CLASS_HEADER: type(e).__name__}
+    if isinstance(e, AuthError):
+        headers["WWW-Authenticate"] = "Bearer"
     return JSONResponse({"error": e.kind, "detail": e.message}, status_code=e.http_status, headers=headers)
 
 
