@@ -89,7 +89,32 @@ class GuardedService:
             rec = self._record(backup_id)
         return self.service.delete(rec.id, store=rec.store, actor=self.caller.actor)
 
-    # --- restore & verify, prune & status: wired below as their service methods land ---
+    def verify(self, backup_id: str, *, drill: bool = False) -> BackupRecord:
+        with self._guard("verify", backup_id=backup_id):
+            self.caller.require(WRITE)
+            rec = self._record(backup_id)
+        return self.service.verify(rec.id, drill=drill, actor=self.caller.actor)
+
+    def restore_plan(self, backup_id: str, **opts: Any) -> Any:
+        self.caller.require(RESTORE)
+        return self.service.restore_plan(self._record(backup_id).id, **opts)
+
+    def restore(self, backup_id: str, **opts: Any) -> Any:
+        """Restore into the backup's own tenant (a database NAME; uploads only to the configured tree)."""
+        with self._guard("restore", backup_id=backup_id):
+            self.caller.require(RESTORE)
+            rec = self._record(backup_id)
+        return self.service.restore(rec.id, actor=self.caller.actor, **opts)
+
+    def prune(self, tenant: str | None = None, *, dry_run: bool = False) -> list[Any]:
+        with self._guard("prune", tenant=tenant):
+            self.caller.require(WRITE)
+            tenant = self._tenant(tenant)
+        return self.service.prune(tenant, dry_run=dry_run, actor=self.caller.actor)
+
+    def status(self, tenant: str | None = None) -> list[Any]:
+        self.caller.require(READ)
+        return self.service.status(self._tenant(tenant))
 
 
 def offers(service: object, method: str) -> bool:

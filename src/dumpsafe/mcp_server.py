@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from typing import Annotated, Any, AsyncIterator, Callable, TypeVar
+from typing import Annotated, Any, AsyncIterator, Callable, Literal, TypeVar
 
 import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
@@ -22,7 +22,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from dumpsafe import __version__
-from dumpsafe.access import GuardedService
+from dumpsafe.access import GuardedService, offers
 from dumpsafe.auth import LOCAL, Caller, TokenStore
 from dumpsafe.errors import AuthError, DumpsafeError, RefusedError
 from dumpsafe.models import BackupRecord
@@ -105,7 +105,52 @@ def build_server(service: Any, *, local: bool) -> MCPServer:
 
         return run(go)
 
-    # --- restore & verify, prune & status: registered below when the service offers them ---
+    if offers(service, "verify"):
+
+        @mcp.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True,
+                                              open_world_hint=False))
+        def verify_backup(
+            ctx: Context,
+            backup_id: BackupId,
+            drill: Annotated[bool, Field(description="Also restore into a scratch database and compare row counts.")] = False,
+        ) -> BackupRecord:
+            """Check a backup's checksums (and with drill, prove it restores); returns the updated record."""
+            svc = guarded(ctx)
+            return run(lambda: svc.verify(backup_id, drill=drill))
+
+    if offers(service, "restore"):
+
+        @mcp.tool(annotations=DESTRUCTIVE)
+        def restore_backup(
+            ctx: Context,
+            backup_id: BackupId,
+            database: Annotated[str | None, Field(description="Target database NAME (default: the backup's own).")] = None,
+            mode: Annotated[Literal["atomic", "clean", "new"] | None, Field(description="atomic (default if the target exists), clean or new.")] = None,
+            uploads: Annotated[bool, Field(description="Also restore the uploads tree to the tenant's configured path.")] = True,
+            dry_run: Annotated[bool, Field(description="Check everything and report; change nothing (no confirm needed).")] = False,
+            confirm: Confirm = False,
+        ) -> dict[str, Any]:
+            """Restore a backup: integrity checked first, then atomically; dry_run reports without changing anything."""
+            svc = guarded(ctx)
+
+            def go() -> dict[str, Any]:
+                if not dry_run and confirm is not True:
+                    raise RefusedError(f"refusing to restore {backup_id} without confirm: true (or use dry_run: true)")
+                result = svc.restore(backup_id, database=database, mode=mode, uploads=uploads, dry_run=dry_run)
+                return result.to_json_dict()
+
+            return run(go)
+
+    if offers(service, "status"):
+
+        @mcp.tool(annotations=READ_ONLY)
+        def backup_status(
+            ctx: Context, tenant: Annotated[str | None, Field(description="Only this tenant.")] = None
+        ) -> list[dict[str, Any]]:
+            """Per tenant/database: last success and its age, last failure, last drill, max_age breach."""
+            svc = guarded(ctx)
+            return run(lambda: [row.to_json_dict() for row in svc.status(tenant)])
+
     return mcp
 
 

@@ -7,9 +7,11 @@ ignored: the server knows the caller from the token and shows no progress bar.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import TypeAdapter
 
 from dumpsafe import errors
 from dumpsafe.errors import DumpsafeError, UsageError
@@ -99,4 +101,52 @@ class RemoteService:
     def delete(self, backup_id: str, *, store: str | None = None, actor: str = "local") -> BackupRecord:
         return BackupRecord.model_validate(self._call("DELETE", f"/v1/backups/{validate_backup_id(backup_id)}", timeout=LONG))
 
-    # --- restore & verify, prune & status: added as the service offers them ---
+    def verify(self, backup_id: str, *, drill: bool = False, actor: str = "local", progress: Progress = NULL) -> BackupRecord:
+        path = f"/v1/backups/{validate_backup_id(backup_id)}/verify"
+        return BackupRecord.model_validate(self._call("POST", path, json={"drill": drill}, timeout=LONG))
+
+    def restore_plan(self, backup_id: str, *, database: str | None = None, mode: str | None = None,
+                     uploads: bool = True, uploads_to: Path | None = None, keep_old: bool = False) -> Any:
+        from dumpsafe.restore import RestorePlan
+
+        _no_server_paths(uploads_to)
+        params = {k: v for k, v in (("database", database), ("mode", mode)) if v is not None}
+        params |= {"uploads": str(uploads).lower(), "keep_old": str(keep_old).lower()}
+        data = self._call("GET", f"/v1/backups/{validate_backup_id(backup_id)}/restore-plan", params=params)
+        return _load(RestorePlan, data)
+
+    def restore(self, backup_id: str, *, database: str | None = None, mode: str | None = None, uploads: bool = True,
+                uploads_to: Path | None = None, keep_old: bool = False, dry_run: bool = False,
+                actor: str = "local", progress: Progress = NULL) -> Any:
+        from dumpsafe.restore import Preflight, RestoreResult
+
+        _no_server_paths(uploads_to)
+        body = {"database": database, "mode": mode, "uploads": uploads, "keep_old": keep_old, "dry_run": dry_run}
+        data = self._call("POST", f"/v1/backups/{validate_backup_id(backup_id)}/restore", json=body, timeout=LONG)
+        return _load(Preflight if dry_run else RestoreResult, data)
+
+    def prune(self, tenant: str | None = None, *, dry_run: bool = False, actor: str = "local", now: Any = None) -> list[Any]:
+        from dumpsafe.retention import Decision
+
+        if now is not None:
+            raise UsageError("a simulated 'now' is not available with --server")
+        data = self._call("POST", "/v1/prune", json={"tenant": tenant, "dry_run": dry_run}, timeout=LONG)
+        return [_load(Decision, d) for d in data]
+
+    def status(self, tenant: str | None = None, *, now: Any = None) -> list[Any]:
+        from dumpsafe.status import DatabaseStatus
+
+        if now is not None:
+            raise UsageError("a simulated 'now' is not available with --server")
+        data = self._call("GET", "/v1/status", params={"tenant": tenant} if tenant else {})
+        return [_load(DatabaseStatus, row) for row in data]
+
+
+def _load(cls: type, data: Any) -> Any:
+    """A service result dataclass rebuilt from its JSON (unknown keys such as derived ones ignored)."""
+    return TypeAdapter(cls).validate_python(data)
+
+
+def _no_server_paths(uploads_to: Path | None) -> None:
+    if uploads_to is not None:
+        raise UsageError("--uploads-to names a path on the server and is not available with --server")

@@ -14,7 +14,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dumpsafe import __version__
 from dumpsafe.api.http_metrics import HttpMetrics
-from dumpsafe.api.routes import audit, backups, health
+from dumpsafe.access import offers
+from dumpsafe.api.routes import audit, backups, health, operations
 from dumpsafe.auth import TokenStore
 from dumpsafe.errors import AuthError, DumpsafeError
 
@@ -101,6 +102,9 @@ def create_app(
     app.include_router(health.router)
     app.include_router(backups.router)
     app.include_router(audit.router)
+    for method, router in operations.OPTIONAL.items():
+        if offers(service, method):
+            app.include_router(router)
     if mcp_http is not None:
         app.router.routes.append(mcp_http.route("/mcp"))
     app.add_middleware(HttpMetrics, registry=app.state.registry)
