@@ -251,7 +251,14 @@ def serve_cmd(
     from dumpsafe.api import create_app
     from dumpsafe.service import BackupService
 
+    import logging
+
     config = _local_only(ctx, "serve").config()
+    handler = logging.StreamHandler()  # the scheduler's and the API's own lines, beside uvicorn's
+    handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+    logging.getLogger("dumpsafe").addHandler(handler)
+    logging.getLogger("dumpsafe").setLevel(logging.INFO)
+    logging.getLogger("dumpsafe").propagate = False
     service = BackupService(config)
     background: list[Any] = []
     if not no_scheduler:

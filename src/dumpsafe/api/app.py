@@ -42,6 +42,25 @@ def _validation_sentence(exc: RequestValidationError) -> str:
     return f"{loc}: {e.get('msg', 'invalid value')}"
 
 
+def _status_metrics(registry: CollectorRegistry, service: Any) -> None:
+    """Per tenant/database gauges (last success, age, breach) from metrics.py, when it exists."""
+    try:
+        from dumpsafe.metrics import StatusCollector
+    except ImportError:
+        return
+    if not offers(service, "status"):
+        return
+
+    def rows() -> list[Any]:
+        try:
+            return service.status()
+        except DumpsafeError as e:  # a scrape must not fail because a store is down
+            log.warning("metrics: status unavailable: %s", e.message)
+            return []
+
+    registry.register(StatusCollector(rows))
+
+
 def create_app(
     service: Any,
     *,
@@ -77,6 +96,7 @@ def create_app(
     app.state.service = service
     app.state.tokens = tokens
     app.state.registry = CollectorRegistry()
+    _status_metrics(app.state.registry, service)
 
     @app.exception_handler(DumpsafeError)
     async def _dumpsafe_error(request: Request, e: DumpsafeError) -> JSONResponse:

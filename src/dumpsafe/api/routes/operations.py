@@ -20,8 +20,10 @@ Mode = Literal["atomic", "clean", "new"]
 
 
 def plain(obj: Any) -> Any:
-    """A service result as JSON: its own to_json_dict() where it has one."""
-    return obj.to_json_dict() if hasattr(obj, "to_json_dict") else obj
+    """A service result as JSON: its to_json_dict() (what `--json` prints) over all of its
+    fields, so the remote CLI can rebuild the very same object."""
+    fields = dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else {}
+    return {**fields, **obj.to_json_dict()} if hasattr(obj, "to_json_dict") else obj
 
 
 class VerifyBody(BaseModel):
