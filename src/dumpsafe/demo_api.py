@@ -33,7 +33,7 @@ def _wait_healthy(url: str, proc: subprocess.Popen[Any]) -> None:
 
 
 def api_tour(demo: Any) -> None:
-    demo.step("6. A read-only token for tenant demo: the secret is printed once, only its hash is kept")
+    demo.step("API 1/4. A read-only token for tenant demo: the secret is printed once, only its hash is kept")
     args = ("token", "create", "--tenant", "demo", "--scope", "backups:read", "--name", "demo", "--expires", "1d")
     demo.console.print(f"[bold cyan]$ dumpsafe {' '.join(args)}[/]", highlight=False)
     token = demo.run(*args, show=False).stdout.strip()
@@ -42,7 +42,7 @@ def api_tour(demo: Any) -> None:
 
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    demo.step(f"7. dumpsafe serve: REST, MCP over HTTP at /mcp and /metrics on {url}")
+    demo.step(f"API 2/4. dumpsafe serve: REST, MCP over HTTP at /mcp and /metrics on {url}")
     argv = [sys.executable, "-m", "dumpsafe", "--config", str(demo.config), "serve", "--port", str(port), "--no-scheduler"]
     demo.console.print(f"[bold cyan]$ dumpsafe serve --port {port} --no-scheduler &[/]", highlight=False)
     proc = subprocess.Popen(argv, env=demo.env, cwd=demo.workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -54,7 +54,7 @@ def api_tour(demo: Any) -> None:
         r = httpx.post(url + "/v1/backups", headers=headers, json={"tenant": "demo"}, timeout=30)
         demo.console.print(f"POST /v1/backups with a read-only token -> {r.status_code}: {r.json()['detail']}", highlight=False)
 
-        demo.step("8. The same CLI against the server: DUMPSAFE_SERVER + DUMPSAFE_TOKEN (never on the command line)")
+        demo.step("API 3/4. The same CLI against the server: DUMPSAFE_SERVER + DUMPSAFE_TOKEN (never on the command line)")
         saved = dict(demo.env)
         demo.env.update(DUMPSAFE_SERVER=url, DUMPSAFE_TOKEN=token)
         try:
@@ -63,7 +63,7 @@ def api_tour(demo: Any) -> None:
             demo.env.clear()
             demo.env.update(saved)
 
-        demo.step("9. MCP over streamable HTTP with the same token (the SDK's own client)")
+        demo.step("API 4/4. MCP over streamable HTTP with the same token (the SDK's own client)")
         tools, listed = _mcp_list(url + "/mcp", headers)
         demo.console.print(f"tools: {', '.join(sorted(tools))}", highlight=False)
         demo.console.print(f"list_backups -> {[b['id'] for b in listed]}", highlight=False)
