@@ -209,3 +209,31 @@ def test_client_disconnect_never_leaves_a_half_done_backup(served, monkeypatch):
     store = served.service.store(rec.store)
     for obj in rec.objects:
         assert store.stat(obj.key).size == obj.size_bytes
+
+
+def test_long_work_beyond_max_parallel_queues_while_reads_flow(served, monkeypatch):
+    import dumpsafe.engines.postgres as pgmod
+
+    limit = served.service.config.max_parallel
+    entered, release = threading.Semaphore(0), threading.Event()
+    running = []
+    real = pgmod.pg_dump_stream
+
+    def slow_dump(*a, **kw):
+        running.append(1)
+        entered.release()
+        release.wait(30)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(pgmod, "pg_dump_stream", slow_dump)
+    with ThreadPoolExecutor(limit + 1) as pool:
+        creates = [pool.submit(call, served, "admin", "POST", "/v1/backups", json={"tenant": "acme", "uploads": False})
+                   for _ in range(limit + 1)]
+        for _ in range(limit):
+            assert entered.acquire(timeout=30)
+        assert not entered.acquire(timeout=1.0)  # the one beyond the limit waits its turn
+        assert len(running) == limit
+        assert call(served, "read", "GET", "/v1/backups").status_code == 200
+        release.set()
+        assert [f.result(timeout=60).status_code for f in creates] == [201] * (limit + 1)
+    assert len(running) == limit + 1

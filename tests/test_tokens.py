@@ -91,3 +91,16 @@ def test_token_commands_refuse_to_run_remotely(env, monkeypatch):
     monkeypatch.setenv("DUMPSAFE_SERVER", "http://127.0.0.1:9")
     r = env.cli("token", "list")
     assert r.code == 2 and "runs on the server host" in r.err
+
+
+def test_a_corrupt_token_file_fails_closed_without_telling_the_caller_where(env):
+    from dumpsafe.errors import DumpsafeError
+
+    store = TokenStore(env.state_dir)
+    _, secret = store.create(tenant="acme", scopes=["backups:read"])
+    store.path.write_text('{"tokens": [{"id": 1}]}')
+    with pytest.raises(DumpsafeError) as e:
+        store.authenticate(secret)
+    assert not isinstance(e.value, AuthError) and str(env.state_dir) not in e.value.message
+    r = env.cli("token", "list")
+    assert r.code == 1 and "tokens.json: token file is unreadable" in r.err and "Traceback" not in r.err

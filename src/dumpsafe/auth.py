@@ -19,6 +19,7 @@ import fcntl
 import hashlib
 import hmac
 import json
+import logging
 import os
 import re
 import secrets
@@ -30,12 +31,13 @@ from typing import Any, Iterator
 
 from pydantic import BaseModel
 
-from dumpsafe.errors import AuthError, ForbiddenError, NotFoundError, UsageError
+from dumpsafe.errors import AuthError, DumpsafeError, ForbiddenError, NotFoundError, UsageError
 from dumpsafe.models import rfc3339, utcnow
 
 READ, WRITE, RESTORE, DELETE = "backups:read", "backups:write", "backups:restore", "backups:delete"
 SCOPES = (READ, WRITE, RESTORE, DELETE)
 TOKENS_FILE = "tokens.json"
+log = logging.getLogger(__name__)
 _TOKEN_RE = re.compile(r"^ds_(?P<id>[a-z0-9]{12})_(?P<secret>[A-Za-z0-9_-]{43})$")
 
 
@@ -103,11 +105,11 @@ class TokenStore:
     def _read(self) -> list[TokenInfo]:
         try:
             data = json.loads(self.path.read_bytes())
+            return [TokenInfo.model_validate(t) for t in data.get("tokens", [])]
         except FileNotFoundError:
             return []
-        except (OSError, ValueError) as e:
-            raise AuthError(f"{self.path}: token file is unreadable ({e.__class__.__name__}); fix or remove it") from None
-        return [TokenInfo.model_validate(t) for t in data.get("tokens", [])]
+        except (OSError, ValueError, AttributeError) as e:  # ValidationError is a ValueError
+            raise DumpsafeError(f"{self.path}: token file is unreadable ({type(e).__name__}); fix or remove it") from None
 
     @contextmanager
     def _locked(self) -> Iterator[list[TokenInfo]]:
@@ -177,7 +179,12 @@ class TokenStore:
         if not m:
             raise AuthError("invalid token")
         token_id, secret = m.group("id"), m.group("secret")
-        info = next((t for t in self._read() if t.id == token_id), None)
+        try:
+            tokens = self._read()
+        except DumpsafeError as e:
+            log.error("%s", e.message)  # the path is for the operator, not for the caller
+            raise DumpsafeError("the server cannot read its token file (see the server log)") from None
+        info = next((t for t in tokens if t.id == token_id), None)
         # compare even when the id is unknown, so timing does not tell ids apart
         expected = info.sha256 if info else "0" * 64
         if not hmac.compare_digest(_digest(token_id, secret), expected) or info is None:

@@ -16,6 +16,7 @@ from dumpsafe import __version__
 from dumpsafe.api.http_metrics import HttpMetrics
 from dumpsafe.access import offers
 from dumpsafe.api.routes import audit, backups, health, operations
+from dumpsafe.api.work import limiter_for
 from dumpsafe.auth import TokenStore
 from dumpsafe.errors import AuthError, DumpsafeError
 
@@ -96,6 +97,7 @@ def create_app(
     app.state.service = service
     app.state.tokens = tokens
     app.state.registry = CollectorRegistry()
+    app.state.long_work = limiter_for(service)
     _status_metrics(app.state.registry, service)
 
     @app.exception_handler(DumpsafeError)

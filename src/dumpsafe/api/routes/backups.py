@@ -1,27 +1,28 @@
 """/v1/backups: create, list, get, delete (verify and restore join as the service offers them).
 
-Handlers are plain functions, so FastAPI runs them in its thread pool: a backup that takes
-minutes never blocks other requests. A client that disconnects does not cancel the work;
-the backup either commits its record (the last write) or cleans up, never half-visible.
+Quick handlers are plain functions (FastAPI runs them in its thread pool); a backup goes
+through work.long_work, so it neither blocks the event loop nor starves the reads.
 """
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 from dumpsafe.api.deps import Guarded
 from dumpsafe.api.schemas import ERRORS, CreateBackup
+from dumpsafe.api.work import long_work
 from dumpsafe.models import BackupRecord
 
 router = APIRouter(prefix="/v1/backups", tags=["backups"], responses=ERRORS)
 
 
 @router.post("", status_code=201, response_model=list[BackupRecord], summary="Back up a tenant's databases")
-def create_backup(body: CreateBackup, svc: Guarded) -> list[BackupRecord]:
-    return svc.create(
-        body.tenant, databases=body.databases, store=body.store, uploads=body.uploads, label=body.label, pin=body.pin
+async def create_backup(request: Request, body: CreateBackup, svc: Guarded) -> list[BackupRecord]:
+    return await long_work(
+        request, svc.create,
+        body.tenant, databases=body.databases, store=body.store, uploads=body.uploads, label=body.label, pin=body.pin,
     )
 
 

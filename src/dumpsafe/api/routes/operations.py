@@ -9,11 +9,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from dumpsafe.api.deps import Guarded
 from dumpsafe.api.schemas import ERRORS, NAME
+from dumpsafe.api.work import long_work
 from dumpsafe.models import BackupRecord
 
 Mode = Literal["atomic", "clean", "new"]
@@ -53,8 +54,8 @@ status = APIRouter(prefix="/v1", tags=["retention"], responses=ERRORS)
 
 
 @verify.post("/{backup_id}/verify", response_model=BackupRecord, summary="Check integrity (and with drill, restore-test)")
-def verify_backup(backup_id: str, svc: Guarded, body: VerifyBody | None = None) -> BackupRecord:
-    return svc.verify(backup_id, drill=(body or VerifyBody()).drill)
+async def verify_backup(request: Request, backup_id: str, svc: Guarded, body: VerifyBody | None = None) -> BackupRecord:
+    return await long_work(request, svc.verify, backup_id, drill=(body or VerifyBody()).drill)
 
 
 @restore.get("/{backup_id}/restore-plan", response_model=dict[str, Any], summary="What a restore would do (cheap)")
@@ -71,15 +72,18 @@ def restore_plan(
 
 
 @restore.post("/{backup_id}/restore", response_model=dict[str, Any], summary="Restore a backup (integrity first, atomic)")
-def restore_backup(backup_id: str, svc: Guarded, body: RestoreBody | None = None) -> dict[str, Any]:
+async def restore_backup(request: Request, backup_id: str, svc: Guarded, body: RestoreBody | None = None) -> dict[str, Any]:
     b = body or RestoreBody()
-    return plain(svc.restore(backup_id, database=b.database, mode=b.mode, uploads=b.uploads, keep_old=b.keep_old, dry_run=b.dry_run))
+    return plain(await long_work(
+        request, svc.restore, backup_id,
+        database=b.database, mode=b.mode, uploads=b.uploads, keep_old=b.keep_old, dry_run=b.dry_run,
+    ))
 
 
 @prune.post("/prune", response_model=list[dict[str, Any]], summary="Apply retention policies (one decision per backup)")
-def prune_backups(svc: Guarded, body: PruneBody | None = None) -> list[dict[str, Any]]:
+async def prune_backups(request: Request, svc: Guarded, body: PruneBody | None = None) -> list[dict[str, Any]]:
     b = body or PruneBody()
-    return [plain(d) for d in svc.prune(b.tenant, dry_run=b.dry_run)]
+    return [plain(d) for d in await long_work(request, svc.prune, b.tenant, dry_run=b.dry_run)]
 
 
 @status.get("/status", response_model=list[dict[str, Any]], summary="Per tenant/database: last success, age, breach")
