@@ -7,6 +7,7 @@ import json
 import sys
 
 import anyio
+import anyio.to_thread
 import httpx
 import httpx2
 import pytest
@@ -124,3 +125,41 @@ def test_stdio_is_the_local_admin(served):
     line = [e for e in served.service.audit.entries() if e["backup_id"] == made[0]["id"]][-1]
     assert line["actor"] == "local" and line["outcome"] == "ok"
     assert json.dumps(listed)  # plain JSON all the way through
+
+
+def test_http_create_runs_off_the_event_loop(served, monkeypatch):
+    """While an MCP create_backup holds a worker thread, REST and MCP reads are still answered."""
+    import threading
+
+    import dumpsafe.engines.postgres as pgmod
+
+    started, release = threading.Event(), threading.Event()
+    real = pgmod.pg_dump_stream
+
+    def slow_dump(*a, **kw):
+        started.set()
+        release.wait(30)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(pgmod, "pg_dump_stream", slow_dump)
+
+    async def go():
+        async with over_http(served, "admin") as c, anyio.create_task_group() as tg:
+            made = {}
+
+            async def create():
+                made["r"] = payload(await c.call_tool("create_backup", {"tenant": "acme", "uploads": False}))
+
+            tg.start_soon(create)
+            await anyio.to_thread.run_sync(started.wait, 30)
+            listed = payload(await c.call_tool("list_backups", {"tenant": "beta"}))
+            rest = await anyio.to_thread.run_sync(
+                lambda: httpx.get(served.url + "/v1/backups", headers=served.headers("read"), timeout=10)
+            )
+            assert "r" not in made  # both answered while the backup was still running
+            release.set()
+        return listed, rest, made["r"]
+
+    listed, rest, made = anyio.run(go)
+    assert {r["tenant"] for r in listed} == {"beta"} and rest.status_code == 200
+    assert made[0]["tenant"] == "acme"

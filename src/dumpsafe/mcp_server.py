@@ -12,6 +12,7 @@ import contextlib
 import json
 from typing import Annotated, Any, AsyncIterator, Callable, Literal, TypeVar
 
+import anyio
 import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -44,8 +45,9 @@ BackupId = Annotated[str, Field(description="Backup ID, e.g. acme.app.20260101T0
 Confirm = Annotated[bool, Field(description="Must be true: this changes data irreversibly.")]
 
 
-def build_server(service: Any, *, local: bool) -> MCPServer:
-    """An MCP server on the service. ``local``: no token, the caller is the local admin (stdio)."""
+def build_server(service: Any, *, local: bool, limiter: anyio.CapacityLimiter | None = None) -> MCPServer:
+    """An MCP server on the service. ``local``: no token, the caller is the local admin (stdio).
+    Long tools (create, verify, restore) run in threads under ``limiter``, shared with REST."""
     mcp = MCPServer("dumpsafe", version=__version__, instructions=INSTRUCTIONS, log_level="WARNING")
 
     def guarded(ctx: Context) -> GuardedService:
@@ -63,8 +65,11 @@ def build_server(service: Any, *, local: bool) -> MCPServer:
         except DumpsafeError as e:
             raise ToolError(f"{e.kind}: {e.message}") from None
 
+    async def run_long(fn: Callable[[], T]) -> T:
+        return await anyio.to_thread.run_sync(run, fn, limiter=limiter)
+
     @mcp.tool(annotations=ADDITIVE)
-    def create_backup(
+    async def create_backup(
         ctx: Context,
         tenant: Annotated[str, Field(description="Tenant name from the server's config.")],
         databases: Annotated[list[str] | None, Field(description="Only these databases (default: the tenant's).")] = None,
@@ -74,7 +79,7 @@ def build_server(service: Any, *, local: bool) -> MCPServer:
     ) -> list[BackupRecord]:
         """Back up a tenant's databases (one backup each, uploads with the first); returns the records."""
         svc = guarded(ctx)
-        return run(lambda: svc.create(tenant, databases=databases, store=store, uploads=uploads, label=label))
+        return await run_long(lambda: svc.create(tenant, databases=databases, store=store, uploads=uploads, label=label))
 
     @mcp.tool(annotations=READ_ONLY)
     def list_backups(
@@ -109,19 +114,19 @@ def build_server(service: Any, *, local: bool) -> MCPServer:
 
         @mcp.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True,
                                               open_world_hint=False))
-        def verify_backup(
+        async def verify_backup(
             ctx: Context,
             backup_id: BackupId,
             drill: Annotated[bool, Field(description="Also restore into a scratch database and compare row counts.")] = False,
         ) -> BackupRecord:
             """Check a backup's checksums (and with drill, prove it restores); returns the updated record."""
             svc = guarded(ctx)
-            return run(lambda: svc.verify(backup_id, drill=drill))
+            return await run_long(lambda: svc.verify(backup_id, drill=drill))
 
     if offers(service, "restore"):
 
         @mcp.tool(annotations=DESTRUCTIVE)
-        def restore_backup(
+        async def restore_backup(
             ctx: Context,
             backup_id: BackupId,
             database: Annotated[str | None, Field(description="Target database NAME (default: the backup's own).")] = None,
@@ -139,7 +144,7 @@ def build_server(service: Any, *, local: bool) -> MCPServer:
                 result = svc.restore(backup_id, database=database, mode=mode, uploads=uploads, dry_run=dry_run)
                 return result.to_json_dict()
 
-            return run(go)
+            return await run_long(go)
 
     if offers(service, "status"):
 
@@ -157,9 +162,10 @@ def build_server(service: Any, *, local: bool) -> MCPServer:
 class HttpMcp:
     """The MCP server as an ASGI route behind bearer-token authentication."""
 
-    def __init__(self, service: Any, tokens: TokenStore, *, host: str = "127.0.0.1"):
+    def __init__(self, service: Any, tokens: TokenStore, *, host: str = "127.0.0.1",
+                 limiter: anyio.CapacityLimiter | None = None):
         self.tokens = tokens
-        self.server = build_server(service, local=False)
+        self.server = build_server(service, local=False, limiter=limiter)
         # stateless: every POST stands alone and is authenticated on its own
         self.server.streamable_http_app(stateless_http=True, json_response=True, host=host)
         self.asgi = StreamableHTTPASGIApp(self.server.session_manager)

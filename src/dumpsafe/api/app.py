@@ -72,11 +72,12 @@ def create_app(
 ) -> FastAPI:
     """Build the app around one service. ``on_startup`` objects get start()/stop() (the scheduler)."""
     tokens = tokens or TokenStore(service.state_dir)
+    long_work = limiter_for(service)
     mcp_http = None
     if mcp:
         from dumpsafe.mcp_server import HttpMcp
 
-        mcp_http = HttpMcp(service, tokens, host=host)
+        mcp_http = HttpMcp(service, tokens, host=host, limiter=long_work)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -97,7 +98,7 @@ def create_app(
     app.state.service = service
     app.state.tokens = tokens
     app.state.registry = CollectorRegistry()
-    app.state.long_work = limiter_for(service)
+    app.state.long_work = long_work
     _status_metrics(app.state.registry, service)
 
     @app.exception_handler(DumpsafeError)
