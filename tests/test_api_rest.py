@@ -119,6 +119,8 @@ def test_refused_writes_are_audited_with_the_actor(served):
         ("POST", "/v1/backups", {"tenant": "nobody"}, 404),
         ("POST", "/v1/backups", {"tenant": "acme", "store": "nostore"}, 404),
         ("POST", "/v1/backups", "not json", 400),
+        ("POST", "/v1/backups", None, 400),
+        ("PUT", "/v1/backups", None, 405),
         ("GET", "/v1/audit?limit=0", None, 400),
     ],
 )
@@ -128,6 +130,8 @@ def test_bad_input_is_a_clear_4xx(served, method, path, body, status):
     assert r.status_code == status, r.text
     err = r.json()
     assert set(err) == {"error", "detail"} and "Traceback" not in err["detail"] and "\n" not in err["detail"]
+    if method == "POST" and body is None:
+        assert err["detail"] == "a JSON body is required (see /openapi.json)"
 
 
 def test_audit_is_paged_newest_first(served):

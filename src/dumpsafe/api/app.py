@@ -39,8 +39,15 @@ def _validation_sentence(exc: RequestValidationError) -> str:
     if not errs:
         return "malformed request"
     e = errs[0]
-    loc = ".".join(str(p) for p in e.get("loc", ()) if p not in ("body",)) or "body"
-    return f"{loc}: {e.get('msg', 'invalid value')}"
+    loc = tuple(e.get("loc", ()))
+    if loc == ("body",):
+        if e.get("type") == "missing":
+            return "a JSON body is required (see /openapi.json)"
+        return "the body must be a JSON object (send Content-Type: application/json)"
+    if e.get("type") == "json_invalid":
+        return "the body is not valid JSON"
+    where = ".".join(str(p) for p in loc if p != "body") or "body"
+    return f"{where}: {e.get('msg', 'invalid value')}"
 
 
 def _status_metrics(registry: CollectorRegistry, service: Any) -> None:
@@ -115,6 +122,8 @@ def create_app(
         detail = exc.detail if isinstance(exc.detail, str) else "request failed"
         if exc.status_code == 404:
             detail = f"no such endpoint: {request.method} {request.url.path} (see /openapi.json)"
+        elif exc.status_code == 405:
+            detail = f"{request.method} is not allowed on {request.url.path} (see /openapi.json)"
         return JSONResponse({"error": kind, "detail": detail}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(Exception)
