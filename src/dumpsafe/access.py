@@ -112,6 +112,25 @@ class GuardedService:
             tenant = self._tenant(tenant)
         return self.service.prune(tenant, dry_run=dry_run, actor=self.caller.actor)
 
+    def pin(self, backup_id: str) -> BackupRecord:
+        return self._set_pinned("pin", backup_id)
+
+    def unpin(self, backup_id: str) -> BackupRecord:
+        return self._set_pinned("unpin", backup_id)
+
+    def _set_pinned(self, action: str, backup_id: str) -> BackupRecord:
+        with self._guard(action, backup_id=backup_id):
+            self.caller.require(WRITE)
+            rec = self._record(backup_id)
+        return getattr(self.service, action)(rec.id, actor=self.caller.actor)
+
+    def copy(self, backup_id: str, *, to: str) -> BackupRecord:
+        """Copy to another configured store (a NAME); the copy stays in the backup's tenant."""
+        with self._guard("copy", backup_id=backup_id, store=to):
+            self.caller.require(WRITE)
+            rec = self._record(backup_id)
+        return self.service.copy(rec.id, to=to, actor=self.caller.actor)
+
     def status(self, tenant: str | None = None) -> list[Any]:
         self.caller.require(READ)
         return self.service.status(self._tenant(tenant))

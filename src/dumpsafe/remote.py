@@ -142,6 +142,18 @@ class RemoteService:
         return [_load(DatabaseStatus, row) for row in data]
 
 
+    def pin(self, backup_id: str, *, actor: str = "local") -> BackupRecord:
+        return BackupRecord.model_validate(self._call("POST", f"/v1/backups/{validate_backup_id(backup_id)}/pin"))
+
+    def unpin(self, backup_id: str, *, actor: str = "local") -> BackupRecord:
+        return BackupRecord.model_validate(self._call("POST", f"/v1/backups/{validate_backup_id(backup_id)}/unpin"))
+
+    def copy(self, backup_id: str, *, to: str, store: str | None = None, actor: str = "local",
+             progress: Progress = NULL) -> BackupRecord:
+        path = f"/v1/backups/{validate_backup_id(backup_id)}/copy"
+        return BackupRecord.model_validate(self._call("POST", path, json={"to": to}, timeout=LONG))
+
+
 def _load(cls: type, data: Any) -> Any:
     """A service result dataclass rebuilt from its JSON (unknown keys such as derived ones ignored)."""
     return TypeAdapter(cls).validate_python(data)

@@ -47,6 +47,11 @@ class PruneBody(BaseModel):
     dry_run: bool = False
 
 
+class CopyBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    to: str = Field(pattern=NAME, description="Store NAME from the config to copy into.")
+
+
 verify = APIRouter(prefix="/v1/backups", tags=["backups"], responses=ERRORS)
 restore = APIRouter(prefix="/v1/backups", tags=["backups"], responses=ERRORS)
 prune = APIRouter(prefix="/v1", tags=["retention"], responses=ERRORS)
@@ -91,4 +96,23 @@ def backup_status(svc: Guarded, tenant: Annotated[str | None, Query()] = None) -
     return [plain(row) for row in svc.status(tenant)]
 
 
-OPTIONAL = {"verify": verify, "restore": restore, "prune": prune, "status": status}
+pin = APIRouter(prefix="/v1/backups", tags=["backups"], responses=ERRORS)
+copy = APIRouter(prefix="/v1/backups", tags=["backups"], responses=ERRORS)
+
+
+@pin.post("/{backup_id}/pin", response_model=BackupRecord, summary="Pin: prune never removes it")
+def pin_backup(backup_id: str, svc: Guarded) -> BackupRecord:
+    return svc.pin(backup_id)
+
+
+@pin.post("/{backup_id}/unpin", response_model=BackupRecord, summary="Unpin: the retention policy decides again")
+def unpin_backup(backup_id: str, svc: Guarded) -> BackupRecord:
+    return svc.unpin(backup_id)
+
+
+@copy.post("/{backup_id}/copy", response_model=BackupRecord, summary="Copy to another store, checksums checked")
+async def copy_backup(request: Request, backup_id: str, body: CopyBody, svc: Guarded) -> BackupRecord:
+    return await long_work(request, svc.copy, backup_id, to=body.to)
+
+
+OPTIONAL = {"verify": verify, "restore": restore, "prune": prune, "status": status, "pin": pin, "copy": copy}
