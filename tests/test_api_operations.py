@@ -148,3 +148,31 @@ def test_metrics_carry_backup_status(served):
     backup(served)
     text = httpx.get(served.url + "/metrics").text
     assert 'dumpsafe_last_success_timestamp_seconds{database="' in text and 'tenant="acme"' in text
+
+
+@needs("pin", "unpin")
+def test_pin_over_rest_and_the_remote_cli(served, monkeypatch):
+    acme_id = backup(served)
+    assert call(served, "read", "POST", f"/v1/backups/{acme_id}/pin").status_code == 403
+    assert call(served, "other", "POST", f"/v1/backups/{acme_id}/pin").status_code == 404
+    r = call(served, "write", "POST", f"/v1/backups/{acme_id}/pin")
+    assert r.status_code == 200 and r.json()["pinned"] is True and served.service.get(acme_id).pinned
+    monkeypatch.setenv("DUMPSAFE_SERVER", served.url)
+    monkeypatch.setenv("DUMPSAFE_TOKEN", served.tokens["write"])
+    r = served.env.cli("backup", "unpin", acme_id)
+    assert r.code == 0, r.err
+    assert served.service.get(acme_id).pinned is False
+
+
+@needs("copy")
+def test_copy_over_rest_and_the_remote_cli(served, monkeypatch):
+    acme_id = backup(served)
+    assert call(served, "read", "POST", f"/v1/backups/{acme_id}/copy", json={"to": "offsite"}).status_code == 403
+    assert call(served, "write", "POST", f"/v1/backups/{acme_id}/copy", json={"to": "/tmp/elsewhere"}).status_code == 400
+    monkeypatch.setenv("DUMPSAFE_SERVER", served.url)
+    monkeypatch.setenv("DUMPSAFE_TOKEN", served.tokens["write"])
+    r = served.env.cli("backup", "copy", acme_id, "--to", "offsite", "--json")
+    assert r.code == 0, r.err
+    assert acme_id in {rec.id for rec in served.service.list("acme", store="offsite")}
+    line = [e for e in served.service.audit.entries() if e["action"] == "copy" and e["backup_id"] == acme_id][-1]
+    assert line["actor"] == served.token_ids["write"]
