@@ -32,7 +32,7 @@ def test_create_list_revoke_and_the_secret_never_lands_on_disk(env):
 
     # neither the secret nor its bare-sha256 (a crackable form if it were low entropy) is in any file
     bare = hashlib.sha256(secret.encode()).hexdigest()
-    part = secret.rsplit("_", 1)[1]
+    part = secret.split("_", 2)[2]
     for path in env.state_dir.rglob("*"):
         if path.is_file():
             data = path.read_bytes()

@@ -101,7 +101,9 @@ class RemoteService:
     def delete(self, backup_id: str, *, store: str | None = None, actor: str = "local") -> BackupRecord:
         return BackupRecord.model_validate(self._call("DELETE", f"/v1/backups/{validate_backup_id(backup_id)}", timeout=LONG))
 
-    def verify(self, backup_id: str, *, drill: bool = False, actor: str = "local", progress: Progress = NULL) -> BackupRecord:
+    def verify(self, backup_id: str, *, drill: bool = False, identity: Path | None = None, actor: str = "local",
+               progress: Progress = NULL) -> BackupRecord:
+        _no_client_identity(identity)
         path = f"/v1/backups/{validate_backup_id(backup_id)}/verify"
         return BackupRecord.model_validate(self._call("POST", path, json={"drill": drill}, timeout=LONG))
 
@@ -117,10 +119,11 @@ class RemoteService:
 
     def restore(self, backup_id: str, *, database: str | None = None, mode: str | None = None, uploads: bool = True,
                 uploads_to: Path | None = None, keep_old: bool = False, dry_run: bool = False,
-                actor: str = "local", progress: Progress = NULL) -> Any:
+                identity: Path | None = None, actor: str = "local", progress: Progress = NULL) -> Any:
         from dumpsafe.restore import Preflight, RestoreResult
 
         _no_server_paths(uploads_to)
+        _no_client_identity(identity)
         body = {"database": database, "mode": mode, "uploads": uploads, "keep_old": keep_old, "dry_run": dry_run}
         data = self._call("POST", f"/v1/backups/{validate_backup_id(backup_id)}/restore", json=body, timeout=LONG)
         return _load(Preflight if dry_run else RestoreResult, data)
@@ -157,6 +160,14 @@ class RemoteService:
 def _load(cls: type, data: Any) -> Any:
     """A service result dataclass rebuilt from its JSON (unknown keys such as derived ones ignored)."""
     return TypeAdapter(cls).validate_python(data)
+
+
+def _no_client_identity(identity: Path | None) -> None:
+    if identity is not None:
+        raise UsageError(
+            "--identity is a file on this machine and is not sent with --server; "
+            "the server decrypts with the tenant's identity_file or its $DUMPSAFE_AGE_IDENTITY"
+        )
 
 
 def _no_server_paths(uploads_to: Path | None) -> None:
