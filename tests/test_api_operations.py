@@ -138,6 +138,8 @@ def test_remote_cli_restore_refuses_server_paths(served, monkeypatch, tmp_path):
     acme_id = backup(served)
     r = served.env.cli("backup", "restore", acme_id, "--uploads-to", str(tmp_path / "u"), "--yes")
     assert r.code == 2 and "not available with --server" in r.err
+    r = served.env.cli("backup", "restore", acme_id, "--identity", str(tmp_path / "key"), "--dry-run", "--no-uploads")
+    assert r.code == 2 and "--identity is a file on this machine" in r.err
     r = served.env.cli("backup", "restore", acme_id, "--dry-run", "--no-uploads", "--json")
     assert r.code in (0, 1) and r.json()["backup_id"] == acme_id
 
