@@ -13,16 +13,14 @@ from prometheus_client import CollectorRegistry
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dumpsafe import __version__
-from dumpsafe.api.http_metrics import HttpMetrics
 from dumpsafe.access import offers
+from dumpsafe.api.http_metrics import HttpMetrics
 from dumpsafe.api.routes import audit, backups, health, operations
 from dumpsafe.api.work import limiter_for
 from dumpsafe.auth import TokenStore
 from dumpsafe.errors import AuthError, DumpsafeError
 
 log = logging.getLogger("dumpsafe.api")
-
-
 ERROR_CLASS_HEADER = "X-Dumpsafe-Error"
 
 
