@@ -221,3 +221,13 @@ def served(pg: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Served:
         finally:
             server.stop()
             pg.drop_database(name)
+def all_cmdlines() -> list[tuple[str, bytes]]:
+    """(pid, argv bytes) of every process visible now; vanished processes are skipped."""
+    out = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                out.append((pid, Path(f"/proc/{pid}/cmdline").read_bytes()))
+            except OSError:
+                pass
+    return out

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from test_backup import _TableLock, _wait_for
+from conftest import all_cmdlines
+from test_backup import _TableLock
 
 FAKE_EXEC = r'''#!/usr/bin/env python3
 # like `incus exec CONTAINER -- CMD...`: record argv and whether a password is in the
@@ -84,13 +85,7 @@ def test_exec_password_never_on_any_command_line(exec_env, pg):
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 4
         while time.monotonic() < deadline:
-            for pid in os.listdir("/proc"):
-                if not pid.isdigit():
-                    continue
-                try:
-                    cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-                except OSError:
-                    continue
+            for _pid, cmd in all_cmdlines():
                 assert secret not in cmd
                 for tool in (b"pg_dump\x00", b"psql\x00"):
                     if tool in cmd:
