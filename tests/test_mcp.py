@@ -161,3 +161,12 @@ def test_http_create_runs_off_the_event_loop(served, monkeypatch):
     listed, rest, made = anyio.run(go)
     assert {r["tenant"] for r in listed} == {"beta"} and rest.status_code == 200
     assert made[0]["tenant"] == "acme"
+
+
+def test_http_mcp_works_behind_a_reverse_proxy_host_name(served):
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}}
+    headers = served.headers("read") | {"Accept": "application/json, text/event-stream", "Host": "backups.example.com"}
+    r = httpx.post(served.url + "/mcp", json=init, headers=headers, timeout=30)
+    assert r.status_code == 200, r.text
+    assert r.json()["result"]["serverInfo"]["name"] == "dumpsafe"

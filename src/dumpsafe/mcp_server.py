@@ -17,6 +17,7 @@ import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
+from mcp.server.transport_security import TransportSecuritySettings
 from mcp.types import ToolAnnotations
 from pydantic import Field
 from starlette.routing import Route
@@ -166,8 +167,13 @@ class HttpMcp:
                  limiter: anyio.CapacityLimiter | None = None):
         self.tokens = tokens
         self.server = build_server(service, local=False, limiter=limiter)
-        # stateless: every POST stands alone and is authenticated on its own
-        self.server.streamable_http_app(stateless_http=True, json_response=True, host=host)
+        # stateless: every POST stands alone and is authenticated on its own. Host/Origin
+        # checks (DNS-rebinding protection) are off: a rebinding page cannot send the bearer
+        # token, and behind a reverse proxy the Host header is the public name.
+        self.server.streamable_http_app(
+            stateless_http=True, json_response=True, host=host,
+            transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+        )
         self.asgi = StreamableHTTPASGIApp(self.server.session_manager)
 
     @contextlib.asynccontextmanager
