@@ -176,11 +176,12 @@ class Served:
 def _token_kinds() -> dict[str, dict[str, Any]]:
     from datetime import timedelta
 
-    from dumpsafe.auth import DELETE, READ, RESTORE, SCOPES, WRITE
+    from dumpsafe.auth import CREATE, READ, SCOPES, WRITE
 
     return {
         "read": dict(tenant="acme", scopes=[READ]),
-        "write": dict(tenant="acme", scopes=[READ, WRITE, RESTORE, DELETE]),
+        "create": dict(tenant="acme", scopes=[READ, CREATE]),  # makes backups, destroys nothing
+        "write": dict(tenant="acme", scopes=[READ, WRITE]),
         "other": dict(tenant="beta", scopes=list(SCOPES)),
         "admin": dict(tenant=None, scopes=list(SCOPES)),
         "expired": dict(tenant=None, scopes=list(SCOPES), expires_in=timedelta(seconds=-1)),

@@ -22,11 +22,11 @@ def needs(*methods: str):
 
 
 EXPECT = {
-    #           none bad  expired read  write  other admin
-    "verify":  (401, 401, 401, 403, 200, 404, 200),
-    "dry-run": (401, 401, 401, 403, 200, 404, 200),
-    "prune":   (401, 401, 401, 403, 200, 200, 200),
-    "status":  (401, 401, 401, 200, 200, 200, 200),
+    #           none bad  expired read create write  other admin
+    "verify":  (401, 401, 401, 403, 200, 200, 404, 200),
+    "dry-run": (401, 401, 401, 403, 403, 200, 404, 200),
+    "prune":   (401, 401, 401, 403, 403, 200, 200, 200),
+    "status":  (401, 401, 401, 200, 200, 200, 200, 200),
 }
 
 
@@ -108,7 +108,7 @@ def test_mcp_restore_needs_confirm_and_follows_the_token(served):
     assert f"backup {beta_id!r} not found" in out["cross"]
     assert out["verified"]["last_verification"]["result"] == "passed"
     assert {row["tenant"] for row in out["status"]} == {"acme"}
-    assert "lacks the backups:write scope" in out["denied"]
+    assert "lacks the backups:create scope" in out["denied"]
 
 
 @needs("verify", "status", "prune")

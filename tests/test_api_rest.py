@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-WHO = ["none", "bad", "expired", "read", "write", "other", "admin"]
+WHO = ["none", "bad", "expired", "read", "create", "write", "other", "admin"]
 GHOST = "acme.nothere.20260101T000000Z.abcdefgh"
 
 
@@ -25,12 +25,12 @@ def call(served, who: str, method: str, path: str, **kw) -> httpx.Response:
 
 # expected status per route and caller; "ok" is the route's success status
 EXPECT = {
-    #          none bad  expired read  write  other admin
-    "list":   (401, 401, 401, 200, 200, 200, 200),
-    "get":    (401, 401, 401, 200, 200, 404, 200),
-    "create": (401, 401, 401, 403, 201, 404, 201),
-    "delete": (401, 401, 401, 403, 200, 404, 200),
-    "audit":  (401, 401, 401, 403, 403, 403, 200),
+    #          none bad  expired read create write  other admin
+    "list":   (401, 401, 401, 200, 200, 200, 200, 200),
+    "get":    (401, 401, 401, 200, 200, 200, 404, 200),
+    "create": (401, 401, 401, 403, 201, 201, 404, 201),
+    "delete": (401, 401, 401, 403, 403, 200, 404, 200),
+    "audit":  (401, 401, 401, 403, 403, 403, 403, 200),
 }
 
 

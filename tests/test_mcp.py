@@ -75,7 +75,7 @@ def test_http_tools_follow_the_token_rules(served):
     assert out["get"]["id"] == acme_id and out["get"]["tables"]["public.orders"] == 200
     assert f"backup {beta_id!r} not found" in out["other"]
     assert out["ghost"].replace(ghost, beta_id) == out["other"]
-    assert "lacks the backups:write scope" in out["create"]
+    assert "lacks the backups:create scope" in out["create"]
     assert out["made"][0]["tenant"] == "acme" and served.service.get(out["made"][0]["id"])
     assert "without confirm: true" in out["unconfirmed"]
     assert out["deleted"]["id"] == acme_id and acme_id not in {r.id for r in served.service.list("acme")}

@@ -60,7 +60,7 @@ def test_errors_keep_their_message_and_exit_code(remote, monkeypatch):
 
     monkeypatch.setenv("DUMPSAFE_TOKEN", remote.tokens["read"])
     denied = env.cli("backup", "create", "acme", "--no-uploads")
-    assert denied.code == 1 and "lacks the backups:write scope" in denied.err
+    assert denied.code == 1 and "lacks the backups:create scope" in denied.err
 
     monkeypatch.setenv("DUMPSAFE_TOKEN", remote.tokens["bad"])
     r = env.cli("backup", "list")

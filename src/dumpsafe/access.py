@@ -12,7 +12,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-from dumpsafe.auth import DELETE, READ, RESTORE, WRITE, Caller
+from dumpsafe.auth import CREATE, DELETE, READ, RESTORE, Caller
 from dumpsafe.errors import NotFoundError, UnknownNameError
 from dumpsafe.models import BackupRecord, validate_backup_id
 
@@ -77,7 +77,7 @@ class GuardedService:
         pin: bool = False,
     ) -> list[BackupRecord]:
         with self._guard("create", tenant=tenant, store=store):
-            self.caller.require(WRITE)
+            self.caller.require(CREATE)
             self._tenant(tenant)
         return self.service.create(
             tenant, databases=databases, store=store, uploads=uploads, label=label, pin=pin, actor=self.caller.actor
@@ -91,7 +91,7 @@ class GuardedService:
 
     def verify(self, backup_id: str, *, drill: bool = False) -> BackupRecord:
         with self._guard("verify", backup_id=backup_id):
-            self.caller.require(WRITE)
+            self.caller.require(CREATE)
             rec = self._record(backup_id)
         return self.service.verify(rec.id, drill=drill, actor=self.caller.actor)
 
@@ -108,7 +108,7 @@ class GuardedService:
 
     def prune(self, tenant: str | None = None, *, dry_run: bool = False) -> list[Any]:
         with self._guard("prune", tenant=tenant):
-            self.caller.require(WRITE)
+            self.caller.require(DELETE)
             tenant = self._tenant(tenant)
         return self.service.prune(tenant, dry_run=dry_run, actor=self.caller.actor)
 
@@ -120,14 +120,14 @@ class GuardedService:
 
     def _set_pinned(self, action: str, backup_id: str) -> BackupRecord:
         with self._guard(action, backup_id=backup_id):
-            self.caller.require(WRITE)
+            self.caller.require(CREATE)
             rec = self._record(backup_id)
         return getattr(self.service, action)(rec.id, actor=self.caller.actor)
 
     def copy(self, backup_id: str, *, to: str) -> BackupRecord:
         """Copy to another configured store (a NAME); the copy stays in the backup's tenant."""
         with self._guard("copy", backup_id=backup_id, store=to):
-            self.caller.require(WRITE)
+            self.caller.require(CREATE)
             rec = self._record(backup_id)
         return self.service.copy(rec.id, to=to, actor=self.caller.actor)
 

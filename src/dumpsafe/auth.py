@@ -7,9 +7,12 @@ entropy, so a fast hash is enough, and it is compared with ``hmac.compare_digest
 
 Scopes (deny by default: a token has only the scopes it was created with)
     backups:read     list, get, status
-    backups:write    create, verify, prune
-    backups:restore  restore (overwrites a live database: granted separately)
-    backups:delete   delete (destroys a backup: granted separately)
+    backups:write    every write action, as DESIGN.md fixes it: it implies the three below
+    backups:create   create, verify (and drills), pin, unpin, copy: nothing is destroyed
+    backups:restore  restore (overwrites a live database)
+    backups:delete   delete and prune (destroy backups)
+So a CI token that makes backups but can never overwrite or destroy anything is
+``--scope backups:read --scope backups:create``.
 A tenant token sees only its tenant; an admin token sees every tenant (and the audit log).
 """
 
@@ -34,8 +37,10 @@ from pydantic import BaseModel
 from dumpsafe.errors import AuthError, DumpsafeError, ForbiddenError, NotFoundError, UsageError
 from dumpsafe.models import rfc3339, utcnow
 
-READ, WRITE, RESTORE, DELETE = "backups:read", "backups:write", "backups:restore", "backups:delete"
-SCOPES = (READ, WRITE, RESTORE, DELETE)
+READ, WRITE = "backups:read", "backups:write"
+CREATE, RESTORE, DELETE = "backups:create", "backups:restore", "backups:delete"
+SCOPES = (READ, WRITE, CREATE, RESTORE, DELETE)
+IMPLIES = {WRITE: frozenset({CREATE, RESTORE, DELETE})}
 TOKENS_FILE = "tokens.json"
 log = logging.getLogger(__name__)
 _TOKEN_RE = re.compile(r"^ds_(?P<id>[a-z0-9]{12})_(?P<secret>[A-Za-z0-9_-]{43})$")
@@ -53,9 +58,13 @@ class Caller:
     def admin(self) -> bool:
         return self.tenant is None
 
+    def has(self, scope: str) -> bool:
+        return scope in self.scopes or any(scope in IMPLIES.get(s, ()) for s in self.scopes)
+
     def require(self, scope: str) -> None:
-        if scope not in self.scopes:
-            raise ForbiddenError(f"token {self.actor} lacks the {scope} scope (create a token with --scope {scope})")
+        if not self.has(scope):
+            wider = f" or {WRITE}" if scope in IMPLIES[WRITE] else ""
+            raise ForbiddenError(f"token {self.actor} lacks the {scope} scope (create a token with --scope {scope}{wider})")
 
     def require_admin(self) -> None:
         if not self.admin:

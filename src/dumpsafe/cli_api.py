@@ -38,7 +38,7 @@ def token_create(
     admin: Annotated[bool, typer.Option("--admin", help="Every tenant, and the audit log.")] = False,
     scope: Annotated[
         Optional[list[str]],
-        typer.Option("--scope", help="backups:read, backups:write (create, verify, prune), backups:restore, backups:delete; repeatable."),
+        typer.Option("--scope", help="backups:read; backups:write (all writes), or narrower: backups:create, backups:restore, backups:delete; repeatable."),
     ] = None,
     expires: Annotated[Optional[str], typer.Option("--expires", help="Lifetime like 30d, 12h, 2w (default: never).")] = None,
     name: Annotated[Optional[str], typer.Option("--name", help="What the token is for.")] = None,
