@@ -41,6 +41,10 @@ class State:
 
     def service(self) -> Any:
         """The service the commands call: local, or a REST client when --server is given."""
+        if self._service is None and self.server:  # issue 6: the same commands over REST
+            from dumpsafe.remote import RemoteService
+
+            self._service = RemoteService(self.server, self.token)
         if self._service is None:
             from dumpsafe.service import BackupService
 
@@ -373,6 +377,11 @@ def schedule_export_cmd(
 
 
 # --- serve, tokens, mcp (issue 6) ---
+from dumpsafe.cli_api import mcp_cmd, serve_cmd, token_app  # noqa: E402  (commands live in cli_api.py)
+
+app.add_typer(token_app, name="token")
+app.command("serve")(serve_cmd)
+app.command("mcp")(mcp_cmd)
 
 
 @app.command("keygen")

@@ -115,6 +115,10 @@ def _cycle(demo: Demo) -> None:
 
     # --- restore & verify (issue 3) ---
     _restore_cycle(demo)
+    # --- serve, tokens, mcp (issue 6) ---
+    from dumpsafe.demo_api import api_tour
+
+    api_tour(demo)
 
 
 def _restore_cycle(demo: Demo) -> None:
