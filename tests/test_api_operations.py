@@ -178,3 +178,24 @@ def test_copy_over_rest_and_the_remote_cli(served, monkeypatch):
     assert acme_id in {rec.id for rec in served.service.list("acme", store="offsite")}
     line = [e for e in served.service.audit.entries() if e["action"] == "copy" and e["backup_id"] == acme_id][-1]
     assert line["actor"] == served.token_ids["write"]
+
+
+@needs("restore", "restore_plan")
+def test_with_globals_reaches_the_service_over_rest_mcp_and_the_remote_cli(served, monkeypatch):
+    """The served tenant keeps no globals object, so asking for its roles is refused the same way everywhere."""
+    acme_id = backup(served)
+    r = call(served, "write", "POST", f"/v1/backups/{acme_id}/restore", json={"dry_run": True, "uploads": False, "with_globals": True})
+    assert r.status_code == 400 and "holds no globals object" in r.json()["detail"]
+    plan = call(served, "write", "GET", f"/v1/backups/{acme_id}/restore-plan", params={"uploads": "false", "with_globals": "true"})
+    assert plan.status_code == 400 and "holds no globals object" in plan.json()["detail"]
+
+    async def go():
+        async with over_http(served, "write") as c:
+            return error_text(await c.call_tool("restore_backup", {"backup_id": acme_id, "dry_run": True, "uploads": False,
+                                                                   "with_globals": True}))
+
+    assert "holds no globals object" in anyio.run(go)
+    monkeypatch.setenv("DUMPSAFE_SERVER", served.url)
+    monkeypatch.setenv("DUMPSAFE_TOKEN", served.tokens["write"])
+    r = served.env.cli("backup", "restore", acme_id, "--dry-run", "--no-uploads", "--with-globals")
+    assert r.code == 2 and "holds no globals object" in r.err

@@ -134,6 +134,8 @@ def build_server(service: Any, *, local: bool, limiter: anyio.CapacityLimiter | 
             mode: Annotated[Literal["atomic", "clean", "new"] | None, Field(description="atomic (default if the target exists), clean or new.")] = None,
             uploads: Annotated[bool, Field(description="Also restore the uploads tree to the tenant's configured path.")] = True,
             dry_run: Annotated[bool, Field(description="Check everything and report; change nothing (no confirm needed).")] = False,
+            with_globals: Annotated[bool, Field(description="First create the roles from the backup's globals object that the "
+                                                            "server lacks (existing roles untouched; no passwords).")] = False,
             confirm: Confirm = False,
         ) -> dict[str, Any]:
             """Restore a backup: integrity checked first, then atomically; dry_run reports without changing anything."""
@@ -142,7 +144,8 @@ def build_server(service: Any, *, local: bool, limiter: anyio.CapacityLimiter | 
             def go() -> dict[str, Any]:
                 if not dry_run and confirm is not True:
                     raise RefusedError(f"refusing to restore {backup_id} without confirm: true (or use dry_run: true)")
-                result = svc.restore(backup_id, database=database, mode=mode, uploads=uploads, dry_run=dry_run)
+                result = svc.restore(backup_id, database=database, mode=mode, uploads=uploads, dry_run=dry_run,
+                                     with_globals=with_globals)
                 return result.to_json_dict()
 
             return await run_long(go)

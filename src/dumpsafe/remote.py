@@ -108,23 +108,26 @@ class RemoteService:
         return BackupRecord.model_validate(self._call("POST", path, json={"drill": drill}, timeout=LONG))
 
     def restore_plan(self, backup_id: str, *, database: str | None = None, mode: str | None = None,
-                     uploads: bool = True, uploads_to: Path | None = None, keep_old: bool = False) -> Any:
+                     uploads: bool = True, uploads_to: Path | None = None, keep_old: bool = False,
+                     with_globals: bool = False) -> Any:
         from dumpsafe.restore import RestorePlan
 
         _no_server_paths(uploads_to)
         params = {k: v for k, v in (("database", database), ("mode", mode)) if v is not None}
-        params |= {"uploads": str(uploads).lower(), "keep_old": str(keep_old).lower()}
+        params |= {"uploads": str(uploads).lower(), "keep_old": str(keep_old).lower(), "with_globals": str(with_globals).lower()}
         data = self._call("GET", f"/v1/backups/{validate_backup_id(backup_id)}/restore-plan", params=params)
         return _load(RestorePlan, data)
 
     def restore(self, backup_id: str, *, database: str | None = None, mode: str | None = None, uploads: bool = True,
                 uploads_to: Path | None = None, keep_old: bool = False, dry_run: bool = False,
-                identity: Path | None = None, actor: str = "local", progress: Progress = NULL) -> Any:
+                identity: Path | None = None, with_globals: bool = False, actor: str = "local",
+                progress: Progress = NULL) -> Any:
         from dumpsafe.restore import Preflight, RestoreResult
 
         _no_server_paths(uploads_to)
         _no_client_identity(identity)
-        body = {"database": database, "mode": mode, "uploads": uploads, "keep_old": keep_old, "dry_run": dry_run}
+        body = {"database": database, "mode": mode, "uploads": uploads, "keep_old": keep_old, "dry_run": dry_run,
+                "with_globals": with_globals}
         data = self._call("POST", f"/v1/backups/{validate_backup_id(backup_id)}/restore", json=body, timeout=LONG)
         return _load(Preflight if dry_run else RestoreResult, data)
 

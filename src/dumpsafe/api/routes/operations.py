@@ -39,6 +39,8 @@ class RestoreBody(BaseModel):
     uploads: bool = Field(default=True, description="Also restore the uploads tree into the tenant's configured path.")
     keep_old: bool = Field(default=False, description="atomic: keep the replaced database under a new name.")
     dry_run: bool = Field(default=False, description="Check everything, change nothing; returns the preflight report.")
+    with_globals: bool = Field(default=False, description="First create the roles from the backup's globals object that "
+                                                          "the server lacks (never altering existing ones; no passwords).")
 
 
 class PruneBody(BaseModel):
@@ -71,8 +73,10 @@ def restore_plan(
     mode: Annotated[Mode | None, Query()] = None,
     uploads: bool = True,
     keep_old: bool = False,
+    with_globals: bool = False,
 ) -> dict[str, Any]:
-    plan = svc.restore_plan(backup_id, database=database, mode=mode, uploads=uploads, keep_old=keep_old)
+    plan = svc.restore_plan(backup_id, database=database, mode=mode, uploads=uploads, keep_old=keep_old,
+                            with_globals=with_globals)
     return {**dataclasses.asdict(plan), "destructive": plan.destructive, "description": plan.describe()}
 
 
@@ -82,6 +86,7 @@ async def restore_backup(request: Request, backup_id: str, svc: Guarded, body: R
     return plain(await long_work(
         request, svc.restore, backup_id,
         database=b.database, mode=b.mode, uploads=b.uploads, keep_old=b.keep_old, dry_run=b.dry_run,
+        with_globals=b.with_globals,
     ))
 
 
