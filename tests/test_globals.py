@@ -169,6 +169,8 @@ and a newline';
 ALTER ROLE "odd ""name""" IN DATABASE app SET work_mem TO '8MB';
 CREATE ROLE grp;
 ALTER ROLE grp WITH PASSWORD 'never' LOGIN;
+ALTER ROLE grp SET search_path TO x \\! touch /tmp/pwned;
+ALTER ROLE grp SET work_mem TO '4MB';
 GRANT grp TO "odd ""name""" WITH INHERIT TRUE GRANTED BY postgres;
 CREATE TABLESPACE fast OWNER postgres LOCATION '/srv/fast';
 ''')
@@ -177,5 +179,6 @@ CREATE TABLESPACE fast OWNER postgres LOCATION '/srv/fast';
     assert g.roles[odd].attributes.strip().endswith("VALID UNTIL '2030-01-01 00:00:00+00'")
     assert g.roles[odd].extra == ['COMMENT ON ROLE "odd ""name""" IS \'has; a semicolon\nand a newline\'']
     assert g.roles["grp"].attributes == ""  # a PASSWORD clause does not fit the grammar: never applied
+    assert g.roles["grp"].extra == ["ALTER ROLE grp SET work_mem TO '4MB'"]  # a psql meta-command is never replayed
     assert g.memberships == [("grp", odd, " WITH INHERIT TRUE")]
     assert g.tablespaces == ["fast"]

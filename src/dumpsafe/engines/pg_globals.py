@@ -92,6 +92,15 @@ def split_statements(text: str) -> list[str]:
     return out
 
 
+_QUOTED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
+
+
+def _plain(stmt: str) -> bool:
+    """Outside its quoted literals and identifiers a statement we replay verbatim holds only words,
+    numbers and punctuation pg_dumpall writes: no backslash (a psql meta-command) or ``:`` variable."""
+    return re.fullmatch(r"[A-Za-z0-9_$ \t\n,.=+-]*", _QUOTED.sub(" ", stmt)) is not None
+
+
 def unquote(ident: str) -> str:
     return ident[1:-1].replace('""', '"') if ident.startswith('"') else ident
 
@@ -106,7 +115,7 @@ def parse_globals(text: str) -> Globals:
             g.roles.setdefault(unquote(m.group(1)), RoleDef(unquote(m.group(1)))).attributes = m.group(2)
         elif _PER_DATABASE.match(stmt):
             continue  # per-database role settings: the database may not exist yet
-        elif (m := _ALTER_SET.match(stmt)) or (m := _COMMENT.match(stmt)):
+        elif ((m := _ALTER_SET.match(stmt)) or (m := _COMMENT.match(stmt))) and _plain(stmt):
             g.roles.setdefault(unquote(m.group(1)), RoleDef(unquote(m.group(1)))).extra.append(stmt)
         elif m := _GRANT.match(stmt):
             g.memberships.append((unquote(m.group(1)), unquote(m.group(2)), m.group(3)))

@@ -125,7 +125,10 @@ class PsqlAdminSession:
             elif status is None:
                 out.append(line)
             elif line == self.END:
-                if status not in ("00000", ":SQLSTATE"):
+                if status == ":SQLSTATE":  # psql < 12 does not report it: errors would pass unseen
+                    raise RestoreFailed(f"tenant {self.target.tenant!r}: psql in the exec target is older than 12 "
+                                        "(install a newer PostgreSQL client there, or point pg_bin_dir at one)")
+                if status != "00000":
                     raise SqlError(" ".join(message).strip().removeprefix("ERROR:  ") or f"SQLSTATE {status}", status)
                 return out
             else:
