@@ -229,3 +229,20 @@ def test_exec_restore_password_never_on_any_command_line(exec_env, exec_backed_u
     assert seen == {b"pg_restore\x00", b"psql\x00"}
     assert table_digest(pg, env.db) == digest
     _no_secret_anywhere(env, pg)
+
+
+def test_exec_restore_into_an_odd_database_name(exec_env, exec_backed_up, pg):
+    """Identifiers and literals are quoted on this side, so psql sees exactly what psycopg would send."""
+    env = exec_env
+    bid, digest = exec_backed_up
+    odd = "odd 'name' \"x\" \\ ü;"
+    r = env.cli("backup", "restore", bid, "--database", odd, "--mode", "new", "--yes", "--no-uploads", "--json")
+    assert r.code == 0, r.err
+    try:
+        assert table_digest(pg, odd) == digest
+        r = env.cli("backup", "restore", bid, "--database", odd, "--yes", "--no-uploads", "--json")  # atomic swap
+        assert r.code == 0, r.err
+        assert r.json()["mode"] == "atomic" and table_digest(pg, odd) == digest
+    finally:
+        with pg.connect() as c:
+            c.execute('DROP DATABASE IF EXISTS "' + odd.replace('"', '""') + '" WITH (FORCE)')

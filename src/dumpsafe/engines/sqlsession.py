@@ -97,13 +97,14 @@ class PsqlAdminSession:
                                *target.conn_args(), f"--dbname={dbname}"])
         try:
             self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                         env=target.env(), text=True, bufsize=1)
+                                         env=target.env(), text=True, encoding="utf-8", errors="replace", bufsize=1)
         except OSError as e:
             raise BackupFailed(f"tenant {target.tenant!r}: cannot start {argv[0]} ({e.strerror})") from None
         self.tail = _StderrTail(self.proc.stderr.buffer, target.password)  # type: ignore[union-attr]
         self.tail.start()
         self._send(target.password_line().decode())
-        self._run("SELECT 1")  # connection errors surface here, as for psycopg.connect
+        # connection errors surface here, as for psycopg.connect; names travel as UTF-8 whatever the database's encoding
+        self._run("SET client_encoding TO 'UTF8'")
 
     def _send(self, text: str) -> None:
         try:
