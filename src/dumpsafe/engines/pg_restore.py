@@ -222,6 +222,7 @@ def read_toc(tool: str, source: IO[bytes] | Callable[[int], bytes], *, with_sql:
     for name, (p, tail, out, reader) in procs.items():
         rc = p.wait()
         reader.join(timeout=10)
+        p.stdout.close()
         tail.join(timeout=5)
         if rc != 0:
             raise RestoreFailed(f"the archive's table of contents is not readable by {tool}: {tail.text() or f'exit status {rc}'}")

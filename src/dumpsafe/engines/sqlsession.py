@@ -167,6 +167,7 @@ class PsqlAdminSession:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        self.proc.stdout.close()  # type: ignore[union-attr]
         self.tail.join(timeout=5)
 
 
