@@ -156,3 +156,15 @@ def table_digest(pg: Cluster, dbname: str) -> dict[str, tuple[int, str]]:
             ).fetchone()
             out[f"{schema}.{table}"] = (n, h)
     return out
+
+
+def all_cmdlines() -> list[tuple[str, bytes]]:
+    """(pid, argv bytes) of every process visible now; vanished processes are skipped."""
+    out = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                out.append((pid, Path(f"/proc/{pid}/cmdline").read_bytes()))
+            except OSError:
+                pass
+    return out

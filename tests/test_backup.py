@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import tarfile
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from conftest import table_digest
+from conftest import all_cmdlines, table_digest
 
 REQUIRED = {
     "id", "tenant", "database", "engine", "server_version", "status", "created_at", "completed_at",
@@ -272,13 +273,7 @@ def test_password_never_on_any_command_line(env, pg):
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
-            for pid in os.listdir("/proc"):
-                if not pid.isdigit():
-                    continue
-                try:
-                    cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-                except OSError:
-                    continue
+            for pid, cmd in all_cmdlines():
                 assert secret not in cmd, f"password on the command line of pid {pid}"
                 if b"pg_dump" in cmd and b"--snapshot" in cmd:
                     seen_pg_dump = True
@@ -333,3 +328,33 @@ def test_include_globals_stores_roles_without_passwords(env, pg):
     finally:
         with pg.connect() as c:
             c.execute("DROP ROLE IF EXISTS app_reader")
+
+
+def test_progress_bar_on_a_terminal_only(env):
+    """On a TTY the dump shows a Rich bar with bytes and rate; piped output stays clean."""
+    import pty
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(env.cli_argv("backup", "create", "acme"), env=dict(env.subprocess_env(), COLUMNS="160"),
+                            stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(timeout=60)
+    os.close(master)
+    screen = b"".join(chunks).decode("utf-8", "replace")
+    assert proc.returncode == 0, screen
+    assert f"dump acme/{env.db}" in screen and "uploads acme" in screen
+    plain = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", screen)
+    # bytes done/total, then the rate ("?" until Rich has two samples), then elapsed time
+    assert re.search(r"[\d.]+/[\d.]+ KiB\s+(\?|[\d.]+ \w+/s)\s+\d:\d\d:\d\d", plain), plain
+    piped = subprocess.run(env.cli_argv("backup", "create", "acme", "--json"), env=env.subprocess_env(), capture_output=True, text=True)
+    assert piped.returncode == 0 and "dump acme" not in piped.stdout + piped.stderr
+    json.loads(piped.stdout)

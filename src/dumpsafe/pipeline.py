@@ -50,29 +50,6 @@ class HashingWriter:
         return self._sha.hexdigest()
 
 
-class HashingReader:
-    """Read from ``source`` while counting and hashing what passes."""
-
-    def __init__(self, source: Reader, advance: Advance | None = None):
-        self._source = source
-        self._sha = hashlib.sha256()
-        self.count = 0
-        self._advance = advance
-
-    def read(self, n: int = -1) -> bytes:
-        data = self._source.read(n)
-        if data:
-            self._sha.update(data)
-            self.count += len(data)
-            if self._advance:
-                self._advance(len(data))
-        return data
-
-    @property
-    def hexdigest(self) -> str:
-        return self._sha.hexdigest()
-
-
 class CountingReader:
     """Count (and report) bytes read from a source."""
 
@@ -84,10 +61,29 @@ class CountingReader:
     def read(self, n: int = -1) -> bytes:
         data = self._source.read(n)
         if data:
-            self.count += len(data)
-            if self._advance:
-                self._advance(len(data))
+            self._seen(data)
         return data
+
+    def _seen(self, data: bytes) -> None:
+        self.count += len(data)
+        if self._advance:
+            self._advance(len(data))
+
+
+class HashingReader(CountingReader):
+    """Read from ``source`` while counting and hashing what passes."""
+
+    def __init__(self, source: Reader, advance: Advance | None = None):
+        super().__init__(source, advance)
+        self._sha = hashlib.sha256()
+
+    def _seen(self, data: bytes) -> None:
+        self._sha.update(data)
+        super()._seen(data)
+
+    @property
+    def hexdigest(self) -> str:
+        return self._sha.hexdigest()
 
 
 @dataclass(frozen=True)

@@ -58,9 +58,9 @@ class BackupService:
         )
 
     def pg_tool(self, target: postgres.PgTarget, name: str, server_major: int | None) -> tuple[str, str]:
-        """Path and version of a client tool fit for the server (run inside exec targets by name)."""
+        """Path and version of a client tool fit for the server (inside the exec target, if any)."""
         if target.exec_prefix:
-            return name, "exec"
+            return postgres.find_exec_tool(target, name, server_major)
         path, ver = postgres.find_tool(name, server_major, target.bin_dirs)
         return path, f"{ver[0]}.{ver[1]}"
 
@@ -145,7 +145,7 @@ class BackupService:
             try:
                 with postgres.snapshot(target, db) as snap, ThreadPoolExecutor(1) as counter:
                     pg_dump, client_version = self.pg_tool(target, "pg_dump", snap.server_major)
-                    counts = counter.submit(postgres.count_tables, snap.conn)
+                    counts = counter.submit(snap.count_tables)
                     uploads_info = None
                     if with_uploads:
                         ref, stats = self._write_uploads(st, bid, tenant, tcfg.uploads, recipients, progress)

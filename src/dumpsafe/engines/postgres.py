@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Callable, Iterator
 
 import psycopg
 from psycopg import sql
@@ -42,13 +42,35 @@ class PgTarget:
         return f"{self.host}:{self.port}"
 
     def env(self) -> dict[str, str]:
+        """The child's environment. Direct: PGPASSWORD here. Exec: the password goes on stdin
+        (see PW_WRAPPER), so neither the exec tool's argv nor its environment carries it."""
         env = dict(os.environ)
         for k in ("PGPASSWORD", "PGPASSFILE", "PGSERVICE", "PGOPTIONS"):
             env.pop(k, None)
         env.update({"PGHOST": self.host, "PGPORT": str(self.port), "PGUSER": self.user, "PGCONNECT_TIMEOUT": "10"})
-        if self.password is not None:
+        if self.password is not None and not self.exec_prefix:
             env["PGPASSWORD"] = self.password
         return env
+
+    def conn_args(self) -> list[str]:
+        """Host, port and user as arguments (not secrets): env vars do not cross an exec channel."""
+        return [f"--host={self.host}", f"--port={self.port}", f"--username={self.user}"]
+
+    def command(self, argv: list[str]) -> list[str]:
+        """Full argv: direct, or through the exec prefix and the password-on-stdin wrapper."""
+        if not self.exec_prefix:
+            return list(argv)
+        return [*self.exec_prefix, "sh", "-c", PW_WRAPPER, "dumpsafe-pg", *argv]
+
+    def password_line(self) -> bytes:
+        """What an exec'd child reads first on stdin (an empty line when there is no password)."""
+        return ((self.password or "") + "\n").encode()
+
+
+# Reads one line (the password) from stdin, exports it, then becomes the real tool, which
+# sees the rest of stdin (pg_restore data). `read` takes bytes one by one from a pipe, so
+# nothing beyond the newline is consumed.
+PW_WRAPPER = 'IFS= read -r PGPASSWORD; export PGPASSWORD; [ -n "$PGPASSWORD" ] || unset PGPASSWORD; exec "$@"'
 
 
 # ---- client tools ------------------------------------------------------------------------
@@ -105,6 +127,29 @@ def find_tool(name: str, min_major: int | None = None, extra: tuple[Path, ...] =
     )
 
 
+def find_exec_tool(target: PgTarget, name: str, min_major: int | None) -> tuple[str, str]:
+    """A tool inside the tenant's exec target: pg_bin_dir/name if configured, else on its PATH."""
+    path = str(target.bin_dirs[0] / name) if target.bin_dirs else name
+    try:
+        out = subprocess.run([*target.exec_prefix, path, "--version"], capture_output=True, text=True, timeout=60,
+                             stdin=subprocess.DEVNULL, env=target.env())
+    except (OSError, subprocess.SubprocessError) as e:
+        raise BackupFailed(f"tenant {target.tenant!r}: cannot run {path} through {target.exec_prefix[0]} ({e})") from None
+    m = _VERSION_RE.search(out.stdout)
+    if not m:
+        raise BackupFailed(
+            f"tenant {target.tenant!r}: {path} --version failed through {target.exec_prefix[0]} "
+            f"({(out.stderr or out.stdout).strip()[:200] or 'no output'}); install the PostgreSQL client there or set pg_bin_dir"
+        )
+    major, minor = int(m.group(1)), int(m.group(2) or 0)
+    if min_major is not None and major < min_major:
+        raise ConfigError(
+            f"the server is PostgreSQL {min_major} but {name} inside the exec target is {major}.{minor} "
+            f"(install postgresql-client-{min_major} or newer there, or point pg_bin_dir at it)"
+        )
+    return path, f"{major}.{minor}"
+
+
 # ---- connections -------------------------------------------------------------------------
 def explain_connect_error(target: PgTarget, dbname: str, e: Exception) -> str:
     text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -138,6 +183,10 @@ def connect(target: PgTarget, dbname: str, *, autocommit: bool = False) -> psyco
 
 
 def list_databases(target: PgTarget) -> list[str]:
+    q = "SELECT datname FROM pg_database WHERE NOT datistemplate AND datallowconn ORDER BY datname"
+    if target.exec_prefix:
+        with PsqlSession(target, "postgres") as ps:
+            return [r[0] for r in ps.query(q)]
     with connect(target, "postgres", autocommit=True) as conn:
         rows = conn.execute(
             "SELECT datname FROM pg_database WHERE NOT datistemplate AND datallowconn ORDER BY datname"
@@ -192,20 +241,29 @@ class _StderrTail(threading.Thread):
 class DumpSnapshot:
     """An open REPEATABLE READ transaction whose snapshot pg_dump imports."""
 
-    conn: psycopg.Connection
     snapshot_id: str
     server_version: str
     server_major: int
+    count_tables: Callable[[], dict[str, int]]  # exact counts in this same snapshot
 
 
 @contextmanager
 def snapshot(target: PgTarget, dbname: str) -> Iterator[DumpSnapshot]:
+    """Export a snapshot (psycopg directly, or psql through the exec channel)."""
+    if target.exec_prefix:
+        with PsqlSession(target, dbname) as ps:
+            ps.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            snap, version, num = ps.query(
+                "SELECT pg_export_snapshot(), current_setting('server_version'), current_setting('server_version_num')"
+            )[0]
+            yield DumpSnapshot(snap, version.split()[0], int(num) // 10000, ps.count_tables)
+        return
     conn = connect(target, dbname)
     try:
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         snap = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
         version = conn.execute("SHOW server_version").fetchone()[0]
-        yield DumpSnapshot(conn, snap, version.split()[0], conn.info.server_version // 10000)
+        yield DumpSnapshot(snap, version.split()[0], conn.info.server_version // 10000, lambda: count_tables(conn))
     finally:
         try:
             conn.rollback()
@@ -214,15 +272,94 @@ def snapshot(target: PgTarget, dbname: str) -> Iterator[DumpSnapshot]:
         conn.close()
 
 
+class PsqlSession:
+    """psql driven over a pipe through the tenant's exec channel (container, ssh).
+
+    Each query is followed by an ``\\echo`` marker so results are read back line by line;
+    the password is the first line on stdin (PW_WRAPPER), never an argument.
+    """
+
+    MARK = "__dumpsafe_end_of_result__"
+    SEP = "\x1f"
+
+    def __init__(self, target: PgTarget, dbname: str, psql: str = "psql"):
+        self.target = target
+        self.dbname = dbname
+        argv = target.command([
+            psql, "-X", "-q", "-A", "-t", "-F", self.SEP, "-v", "ON_ERROR_STOP=1", "--no-password",
+            *target.conn_args(), f"--dbname={dbname}",
+        ])
+        try:
+            self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                         env=target.env(), text=True, bufsize=1)
+        except OSError as e:
+            raise BackupFailed(f"tenant {target.tenant!r}: cannot start {argv[0]} ({e.strerror})") from None
+        self.tail = _StderrTail(self.proc.stderr.buffer, target.password)  # type: ignore[union-attr]
+        self.tail.start()
+        self._send(target.password_line().decode())
+
+    def _send(self, text: str) -> None:
+        try:
+            self.proc.stdin.write(text)
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            pass
+
+    def query(self, sql_text: str, *, gexec: bool = False) -> list[list[str]]:
+        end = "\n\\gexec\n" if gexec else ";\n"
+        self._send(sql_text.strip().rstrip(";") + end + f"\\echo {self.MARK}\n")
+        rows: list[list[str]] = []
+        for line in self.proc.stdout:  # type: ignore[union-attr]
+            line = line.rstrip("\n")
+            if line == self.MARK:
+                return rows
+            rows.append(line.split(self.SEP))
+        self.proc.wait()
+        self.tail.join(timeout=5)
+        raise BackupFailed(explain_connect_error(self.target, self.dbname, Exception(self.tail.text() or "psql exited")))
+
+    def count_tables(self) -> dict[str, int]:
+        q = (
+            "SELECT format('SELECT %L, count(*) FROM %I.%I', nspname || '.' || relname, nspname, relname) "
+            f"FROM ({TABLES_SQL}) t(nspname, relname)"
+        )
+        return {name: int(n) for name, n in self.query(q, gexec=True)}
+
+    def close(self) -> None:
+        try:
+            self._send("\\q\n")
+            self.proc.stdin.close()  # type: ignore[union-attr]
+        except (BrokenPipeError, OSError):
+            pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def __enter__(self) -> "PsqlSession":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 @contextmanager
 def tool_stream(target: PgTarget, argv: list[str], what: str) -> Iterator[IO[bytes]]:
     """Run a client tool and yield its stdout; a non-zero exit raises BackupFailed on leaving
     the block (so an enclosing store writer aborts). An exception inside kills the tool."""
-    argv = [*target.exec_prefix, *argv]
+    full = target.command(argv)
+    stdin = subprocess.PIPE if target.exec_prefix else subprocess.DEVNULL
     try:
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=target.env())
+        proc = subprocess.Popen(full, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=stdin, env=target.env())
     except OSError as e:
-        raise BackupFailed(f"tenant {target.tenant!r}: cannot start {argv[0]} ({e.strerror})") from None
+        raise BackupFailed(f"tenant {target.tenant!r}: cannot start {full[0]} ({e.strerror})") from None
+    if target.exec_prefix:
+        try:
+            proc.stdin.write(target.password_line())
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
     tail = _StderrTail(proc.stderr, target.password)
     tail.start()
     ok = False
@@ -242,11 +379,12 @@ def tool_stream(target: PgTarget, argv: list[str], what: str) -> Iterator[IO[byt
 
 def pg_dump_stream(target: PgTarget, dbname: str, snap: DumpSnapshot, pg_dump: str):
     """pg_dump in custom format, uncompressed (we compress), in the exported snapshot."""
-    argv = [pg_dump, "--format=custom", "--compress=0", f"--snapshot={snap.snapshot_id}", "--no-password", f"--dbname={dbname}"]
+    argv = [pg_dump, *target.conn_args(), "--format=custom", "--compress=0", f"--snapshot={snap.snapshot_id}",
+            "--no-password", f"--dbname={dbname}"]
     return tool_stream(target, argv, f"pg_dump of database {dbname!r}")
 
 
 def pg_dumpall_globals_stream(target: PgTarget, pg_dumpall: str):
     """Roles, tablespaces and their grants, without role passwords."""
-    argv = [pg_dumpall, "--globals-only", "--no-role-passwords", "--no-password"]
+    argv = [pg_dumpall, *target.conn_args(), "--globals-only", "--no-role-passwords", "--no-password"]
     return tool_stream(target, argv, "pg_dumpall --globals-only")
