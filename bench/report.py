@@ -38,6 +38,7 @@ def render(meta: dict, series: dict[str, Series], results_dir: Path) -> str:
         f"{d['events']:,} event rows + {d['customers']:,} customers, jsonb + text + numeric, 3 secondary indexes)",
         f"- **Machine:** {m['cores']} cores, {m['ram_gib']} GiB RAM, {m['cpu']}; PostgreSQL {meta['postgres']}; "
         f"Python {m['python']}; Linux {m['kernel']}",
+        f"- **Machine load** (other work shares these cores): {meta.get('load', 'unknown')}",
         f"- **Method:** {meta['reps']} repetitions, cases interleaved (each rep starts at the next case), "
         "medians shown (range = min-max wall); ratios use the same run's baselines. "
         "Peak RSS = max over reps of the summed RSS of the command's whole process tree sampled every 20 ms "

@@ -267,6 +267,21 @@ store = "local"
         self.cluster.destroy()
 
 
+def load_now() -> str:
+    """Load average and CPU pressure (PSI): how busy the machine was around the run."""
+    try:
+        la = Path("/proc/loadavg").read_text().split()[:3]
+    except OSError:
+        return "unknown"
+    text = f"load {' '.join(la)}"
+    try:
+        some = Path("/proc/pressure/cpu").read_text().split()[1:2]
+        text += f", CPU pressure {some[0].replace('avg10=', 'some avg10 ')}%"
+    except (OSError, IndexError):
+        pass
+    return text
+
+
 def machine() -> dict:
     cpu = "unknown"
     try:
@@ -298,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     os.chmod(work, 0o711)  # the cluster below runs as the postgres user when we are root
     bench = Bench(args, work)
     started = datetime.now(timezone.utc)
+    load_before = load_now()
     try:
         bench.setup()
         bench.bench_backup()
@@ -313,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
             "machine": machine(),
             "dataset": bench.info["dataset"],
             "notes": bench.notes,
+            "load": f"before: {load_before}; after: {load_now()}",
         }
     finally:
         bench.close()
