@@ -151,6 +151,126 @@ def backup_delete(
 # --- stores (issue 4) ---
 
 # --- retention/status (issue 5) ---
+schedule_app = typer.Typer(help="Export the tenants' schedules for cron or systemd.", no_args_is_help=True)
+app.add_typer(schedule_app, name="schedule")
+
+
+@app.command("prune")
+def prune_cmd(
+    ctx: typer.Context,
+    tenant: Annotated[Optional[str], typer.Argument(help="Only this tenant.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be removed; change nothing.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Remove backups the retention policy no longer keeps (never the newest, never a pinned one)."""
+    decisions = _state(ctx).service().prune(tenant, dry_run=dry_run)
+    if as_json:
+        output.emit_json([d.to_json_dict() for d in decisions])
+        return
+    from rich.table import Table
+
+    t = Table(show_edge=False, header_style="bold")
+    for col in ("ID", "CREATED (UTC)", "STORE", "ACTION", "KEPT BY"):
+        t.add_column(col, no_wrap=col != "KEPT BY")
+    for d in decisions:
+        action = d.action if d.keep or dry_run else "removed"
+        t.add_row(d.id, d.created_at.strftime("%Y-%m-%d %H:%M:%S"), d.store, action, ", ".join(d.reasons) or "-")
+    if decisions:
+        output.stdout().print(t)
+    removed = sum(not d.keep for d in decisions)
+    verb = "would remove" if dry_run else "removed"
+    output.info(f"{verb} {removed} of {len(decisions)} backups")
+
+
+@backup_app.command("pin")
+def backup_pin(ctx: typer.Context, backup_id: IdArg) -> None:
+    """Pin a backup: prune never removes it."""
+    validate_backup_id(backup_id)
+    _state(ctx).service().pin(backup_id)
+    output.info(f"pinned {backup_id}")
+
+
+@backup_app.command("unpin")
+def backup_unpin(ctx: typer.Context, backup_id: IdArg) -> None:
+    """Unpin a backup: the retention policy decides again."""
+    validate_backup_id(backup_id)
+    _state(ctx).service().unpin(backup_id)
+    output.info(f"unpinned {backup_id}")
+
+
+def _ago(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    from dumpsafe.status import human_duration
+
+    return f"{human_duration(seconds)} ago"
+
+
+@app.command("status")
+def status_cmd(
+    ctx: typer.Context,
+    tenant: Annotated[Optional[str], typer.Argument(help="Only this tenant.")] = None,
+    as_json: JsonOpt = False,
+    fmt: Annotated[
+        str, typer.Option("--format", help="table, json or prometheus (text for node_exporter's textfile collector).")
+    ] = "table",
+) -> None:
+    """Last success, last failure, last drill and next run per tenant/database. Exit 1 on any max_age breach."""
+    from dumpsafe.errors import UsageError
+    from dumpsafe.status import any_breach
+
+    if fmt not in ("table", "json", "prometheus"):
+        raise UsageError(f"unknown status format {fmt!r} (use table, json or prometheus)")
+    rows = _state(ctx).service().status(tenant)
+    if as_json or fmt == "json":
+        output.emit_json([r.to_json_dict() for r in rows])
+    elif fmt == "prometheus":
+        from dumpsafe import metrics
+
+        sys.stdout.write(metrics.render(rows))
+    else:
+        from rich.table import Table
+
+        t = Table(show_edge=False, header_style="bold")
+        for col in ("TENANT", "DATABASE", "LAST SUCCESS", "LAST FAILURE", "LAST DRILL", "NEXT RUN (UTC)", "MAX AGE"):
+            t.add_column(col, overflow="fold")
+        for r in rows:
+            failure = f"{r.last_failure_at:%Y-%m-%d %H:%M} {r.last_failure_error or ''}" if r.last_failure_at else "-"
+            drill = f"{r.last_drill_result} {r.last_drill_at:%Y-%m-%d %H:%M}" if r.last_drill_at else "-"
+            t.add_row(
+                r.tenant, r.database or "-", _ago(r.last_success_age_s), failure, drill,
+                f"{r.next_run_at:%Y-%m-%d %H:%M:%S}" if r.next_run_at else "-",
+                "BREACHED" if r.breached else ("ok" if r.max_age_s is not None else "-"),
+            )
+        output.stdout().print(t)
+        for r in rows:
+            if r.breach:
+                output.error(r.breach)
+    if any_breach(rows):
+        raise typer.Exit(1)
+
+
+@schedule_app.command("export")
+def schedule_export_cmd(
+    ctx: typer.Context,
+    fmt: Annotated[str, typer.Option("--format", help="cron or systemd.")] = "cron",
+    command: Annotated[str, typer.Option("--command", help="How cron/systemd should call dumpsafe.")] = "dumpsafe",
+) -> None:
+    """Print crontab lines or systemd service + timer units for the tenants' schedules."""
+    from dumpsafe.errors import UsageError
+    from dumpsafe.schedule_export import export
+
+    st = _state(ctx)
+    cfg = st.config()
+    path = (cfg.source or Path("dumpsafe.toml")).resolve()
+    try:
+        result = export(cfg, path, fmt, command)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    sys.stdout.write(result.text)
+    for w in result.warnings:
+        output.info(f"warning: {w}")
+
 
 # --- serve, tokens, mcp (issue 6) ---
 

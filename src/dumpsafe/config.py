@@ -70,10 +70,18 @@ class RetentionPolicy(_Strict):
     monthly: int = Field(default=0, ge=0)
     yearly: int = Field(default=0, ge=0)
     keep_verified: int = Field(default=0, ge=0)
+    within: str | None = None  # keep everything newer than this duration ("2d")
+
+    @field_validator("within")
+    @classmethod
+    def _within_duration(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_duration(v)
+        return v
 
     @model_validator(mode="after")
     def _keeps_something(self) -> "RetentionPolicy":
-        if not any((self.last, self.hourly, self.daily, self.weekly, self.monthly, self.yearly)):
+        if not any((self.last, self.hourly, self.daily, self.weekly, self.monthly, self.yearly, self.within)):
             raise ValueError("a retention policy that keeps nothing is refused (set last, daily, ... to at least 1)")
         return self
 
@@ -126,6 +134,55 @@ class TenantConfig(_Strict):
     def max_age_delta(self) -> timedelta | None:
         return parse_duration(self.max_age) if self.max_age else None
 
+    # --- schedules and alerts (issue 5) ---
+    @field_validator("schedule", "drill_schedule")
+    @classmethod
+    def _cron(cls, v: str | None) -> str | None:
+        if v is not None:
+            from dumpsafe.cron import parse_schedule
+
+            parse_schedule(v)
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str | None) -> str | None:
+        if v is not None:
+            from dumpsafe.cron import parse_timezone
+
+            parse_timezone(v)
+        return v
+
+    @field_validator("notify")
+    @classmethod
+    def _notify_urls(cls, v: list[str]) -> list[str]:
+        from dumpsafe.notify import check_urls
+
+        check_urls(v)
+        return v
+
+    def parsed_schedule(self, drill: bool = False):
+        """The tenant's (drill) schedule as a cron.Schedule in its timezone, or None."""
+        from dumpsafe.cron import parse_schedule
+
+        text = self.drill_schedule if drill else self.schedule
+        return parse_schedule(text, self.timezone) if text else None
+
+
+class SchedulerConfig(_Strict):
+    """``[scheduler]``: how ``dumpsafe serve`` runs the tenants' schedules."""
+
+    jitter: str | None = None  # random delay before each run, e.g. "30s"
+    grace: str = "1h"  # a run missed while down runs once on start if this recent
+    prune_after_backup: bool = True
+
+    @field_validator("jitter", "grace")
+    @classmethod
+    def _duration(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_duration(v)
+        return v
+
 
 class Config(_Strict):
     state_dir: Path = Path(".dumpsafe")
@@ -135,6 +192,7 @@ class Config(_Strict):
     notify: list[str] = Field(default_factory=list)
     anomaly_drop: float = Field(default=0.5, gt=0, le=1)
     max_parallel: int = Field(default=2, ge=1)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     stores: dict[str, StoreConfig] = Field(default_factory=dict)
     tenants: dict[str, TenantConfig] = Field(default_factory=dict)
     # where the file was read from; not a TOML key
@@ -148,6 +206,14 @@ class Config(_Strict):
                 raise ValueError(
                     f"name {name!r} must be 1-63 letters, digits, '_' or '-', starting with a letter or digit"
                 )
+        return v
+
+    @field_validator("notify")
+    @classmethod
+    def _notify_urls(cls, v: list[str]) -> list[str]:
+        from dumpsafe.notify import check_urls
+
+        check_urls(v)
         return v
 
     @model_validator(mode="after")

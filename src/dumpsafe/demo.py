@@ -108,3 +108,7 @@ def _cycle(demo: Demo) -> None:
     demo.run("backup", "get", bid)
     demo.step("5. The audit log: one JSON line per action")
     sys.stdout.write((demo.workdir / ".dumpsafe" / "audit.jsonl").read_text())
+    # --- retention/status (issue 5) ---
+    from dumpsafe.demo_schedule import schedule_steps
+
+    schedule_steps(demo)

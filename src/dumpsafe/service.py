@@ -22,6 +22,11 @@ from dumpsafe import crypto
 from dumpsafe.pipeline import pack_stream
 from dumpsafe.progress import NULL, Progress
 from dumpsafe.storage import Store, open_store
+from dumpsafe import anomaly, retention, status as status_mod  # issue 5
+import logging  # issue 5
+from dumpsafe.retention import Decision  # issue 5
+from dumpsafe.status import DatabaseStatus  # issue 5
+from datetime import datetime  # issue 5
 
 DUMP_OBJECT = "database.dump.zst"
 UPLOADS_OBJECT = "uploads.tar.zst"
@@ -215,6 +220,7 @@ class BackupService:
 
     def _after_create(self, record: BackupRecord, *, actor: str, progress: Progress) -> None:
         """Follow-up work after a committed backup (copies, notifications): see issues 4 and 5."""
+        self.check_anomaly(record)  # issue 5
 
     # ---- read -----------------------------------------------------------------------------
     def list(self, tenant: str | None = None, database: str | None = None, store: str | None = None) -> list[BackupRecord]:
@@ -278,6 +284,103 @@ class BackupService:
     # --- stores (issue 4) ---
 
     # --- retention/status (issue 5) ---
+    def prune(
+        self, tenant: str | None = None, *, dry_run: bool = False, actor: str = "local", now: datetime | None = None
+    ) -> list[Decision]:
+        """Apply each tenant's retention policy to its backups in every store.
+
+        Returns a decision for every backup (keep/remove and the rules that kept it). A tenant
+        without a policy keeps everything. Deletions go through ``delete`` (each is audited),
+        plus one ``prune`` audit line per tenant.
+        """
+        names = [tenant] if tenant is not None else sorted(self.config.tenants)
+        if tenant is not None:
+            self.config.tenant(tenant)  # raises the unknown-tenant error
+        now = now or utcnow()
+        out: list[Decision] = []
+        problems: list[str] = []
+        for name in names:
+            records = self.list(name)
+            policy = self.config.retention_for(name)
+            if policy is None:
+                out += [Decision(r.id, r.tenant, r.database, r.store, r.created_at, True, ("no_policy",)) for r in records]
+                continue
+            decisions = retention.plan(records, policy, now)
+            out += decisions
+            if dry_run:
+                continue
+            doomed = retention.to_remove(decisions)
+            with self.audit.record("prune", actor, tenant=name) as ev:
+                ev.extra.update(removed=0, kept=len(decisions) - len(doomed))
+                for d in doomed:
+                    try:
+                        self.delete(d.id, store=d.store, actor=actor)
+                        ev.extra["removed"] += 1
+                    except NotFoundError:
+                        ev.extra["removed"] += 1  # already gone (another prune got there first)
+                    except DumpsafeError as e:
+                        problems.append(f"{d.id}: {e.message}")
+                if problems:
+                    raise StoreError(f"prune of tenant {name!r} could not delete {len(problems)} backup(s): {'; '.join(problems)}")
+        return out
+
+    def set_pinned(self, backup_id: str, pinned: bool, *, actor: str = "local") -> BackupRecord:
+        """Pin (never pruned) or unpin a backup, in every store that holds it."""
+        validate_backup_id(backup_id)
+        with self.audit.record("pin" if pinned else "unpin", actor, backup_id=backup_id) as ev:
+            found: list[BackupRecord] = []
+            for name in self._stores_for(backup_id, None):
+                rec = self.catalog(name).get(backup_id)
+                if rec is None:
+                    continue
+                if rec.pinned != pinned:
+                    rec = rec.model_copy(update={"pinned": pinned})
+                    self.save_record(rec)
+                found.append(rec)
+            if not found:
+                raise NotFoundError(f"backup {backup_id!r} not found (see 'dumpsafe backup list')")
+            ev.tenant, ev.database, ev.store = found[0].tenant, found[0].database, found[0].store
+            return found[0]
+
+    def pin(self, backup_id: str, *, actor: str = "local") -> BackupRecord:
+        return self.set_pinned(backup_id, True, actor=actor)
+
+    def unpin(self, backup_id: str, *, actor: str = "local") -> BackupRecord:
+        return self.set_pinned(backup_id, False, actor=actor)
+
+    def check_anomaly(self, record: BackupRecord) -> list[str]:
+        """Compare a fresh backup with the last 5 of its tenant/database; alert on a big drop.
+
+        Never fails the backup it looks at: a listing or delivery problem is only logged.
+        """
+        from dumpsafe.notify import Event, EventKind, Notifier
+
+        try:
+            history = self.list(record.tenant, record.database, record.store)
+            findings = anomaly.detect(record, history, self.config.anomaly_drop)
+            if findings:
+                Notifier(self.config).send(
+                    Event(
+                        EventKind.ANOMALY,
+                        record.tenant,
+                        record.database,
+                        f"backup {record.id} of {record.tenant}/{record.database} is much smaller than the recent ones",
+                        backup_id=record.id,
+                        details=tuple(findings),
+                    )
+                )
+            return findings
+        except Exception as e:  # noqa: BLE001 - an alerting problem must not fail a committed backup
+            logging.getLogger(__name__).warning("anomaly check of %s skipped: %s", record.id, type(e).__name__)
+            return []
+
+    def status(self, tenant: str | None = None, *, now: datetime | None = None) -> list[DatabaseStatus]:
+        """Per tenant/database: last success and age, last failure and why, last drill,
+        next scheduled run, and whether max_age is breached (absence of success)."""
+        records = self.list(tenant)
+        unique = list({r.id: r for r in reversed(records)}.values())  # a copy in another store is the same backup
+        return status_mod.compute(self.config, unique, self.audit.entries(), now or utcnow(), tenant)
+
 
 
 def ensure_state_dir(path: Path) -> None:
