@@ -82,6 +82,7 @@ class Bench:
         if not self.args.no_s3 and listing.s3_available():
             self.s3 = listing.MotoS3(self.work / "moto.log")
             self.s3.start()
+        os.environ[PASSWORD_ENV] = self.cluster.password  # for the in-process service below
         self.write_config()
         self.service = BackupService(load_config(self.config_path))
 
@@ -187,6 +188,15 @@ store = "local"
             self.cluster.drop_database(db)
             return s, None
 
+        jobs = min(4, os.cpu_count() or 1)  # what dumpsafe's restore_jobs = 0 picks
+
+        def pg_restore_j() -> tuple[Sample, None]:
+            db = fresh("r_plainj")
+            self.cluster.create_database(db)
+            s = run([self.pg_restore, "--no-owner", f"--jobs={jobs}", f"--dbname={db}", str(plain)], env=self.pg_env)
+            self.cluster.drop_database(db)
+            return s, None
+
         def ds_restore(mode: str):
             def case() -> tuple[Sample, None]:
                 db = fresh(f"r_{mode}")
@@ -201,7 +211,8 @@ store = "local"
             return case
 
         cases = [("pg_restore (plain -Fc dump)", pg_restore), ("dumpsafe restore --mode new", ds_restore("new")),
-                 ("dumpsafe restore --mode atomic", ds_restore("atomic"))]
+                 ("dumpsafe restore --mode atomic", ds_restore("atomic")),
+                 (f"pg_restore --jobs={jobs} (plain -Fc dump; for reference)", pg_restore_j)]
         for r, order in rotations(cases, self.args.reps):
             for name, fn in order:
                 s, _ = fn()
@@ -255,6 +266,13 @@ store = "local"
                     t0 = time.perf_counter()
                     self.service.list(store=store)
                     self.track(name).add(Sample(time.perf_counter() - t0, 0.0, 0, 0))
+        # the store's own listing of records/ (one paginated pass): the floor the server sets
+        for label, store, _ in stores:
+            name = f"store listing of records/ alone, in-process ({label})"
+            for _ in range(self.args.reps):
+                t0 = time.perf_counter()
+                sum(1 for _ in self.service.store(store).list("records/"))
+                self.track(name).add(Sample(time.perf_counter() - t0, 0.0, 0, 0))
         # interpreter + imports alone: the floor of any CLI call
         for _ in range(self.args.reps):
             self.track("python -c 'import dumpsafe.cli, dumpsafe.service' (start-up floor)").add(
