@@ -5,6 +5,8 @@ descendants (for dumpsafe: the Python process + pg_dump/pg_restore). Shared page
 libpq) count once per process, so this is an upper bound. The PostgreSQL server backend
 that serves the dump is not in the tree and is not counted, for any tool.
 CPU time is the child's rusage from wait4 (it includes every descendant it waited for).
+Server CPU is the PostgreSQL cluster's CPU over the same interval (postmaster + backends,
+live or exited), so "client + server" CPU compares tools whatever else the machine runs.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
+TICK = os.sysconf("SC_CLK_TCK")
 SAMPLE_S = 0.02
 
 
@@ -53,6 +56,22 @@ def tree_rss(root: int) -> int:
     return total
 
 
+def _cpu_ticks(pid: int) -> int:
+    """utime + stime + cutime + cstime of ``pid`` (its reaped children included)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return sum(int(x) for x in fields[11:15])
+
+
+def cluster_cpu(postmaster: int) -> float:
+    """CPU seconds the whole cluster has used so far: the postmaster, its reaped children
+    (backends that served finished sessions) and its live children."""
+    return (_cpu_ticks(postmaster) + sum(_cpu_ticks(c) for c in _children(postmaster))) / TICK
+
+
 @dataclass
 class Sample:
     wall_s: float
@@ -60,10 +79,14 @@ class Sample:
     peak_rss: int
     rc: int
     stderr: str = ""
+    server_cpu_s: float = 0.0
 
 
-def run(argv: list[str], *, env: dict | None = None, stdout=subprocess.DEVNULL, cwd: Path | None = None) -> Sample:
-    """Run ``argv`` to completion while sampling its tree's RSS."""
+def run(argv: list[str], *, env: dict | None = None, stdout=subprocess.DEVNULL, cwd: Path | None = None,
+        server: int | None = None) -> Sample:
+    """Run ``argv`` to completion while sampling its tree's RSS (and the cluster's CPU, given
+    the postmaster pid ``server``)."""
+    s0 = cluster_cpu(server) if server else 0.0
     t0 = time.perf_counter()
     proc = subprocess.Popen(argv, env=env, stdout=stdout, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd=cwd)
     peak = 0
@@ -88,7 +111,12 @@ def run(argv: list[str], *, env: dict | None = None, stdout=subprocess.DEVNULL, 
     for t in threads:
         t.join()
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return Sample(wall, ru.ru_utime + ru.ru_stime, peak, proc.returncode, b"".join(err).decode("utf-8", "replace")[-2000:])
+    server_cpu = 0.0
+    if server:
+        time.sleep(0.05)  # let the postmaster reap the backend that served the command
+        server_cpu = cluster_cpu(server) - s0
+    return Sample(wall, ru.ru_utime + ru.ru_stime, peak, proc.returncode,
+                  b"".join(err).decode("utf-8", "replace")[-2000:], server_cpu)
 
 
 @dataclass
@@ -113,6 +141,10 @@ class Series:
     @property
     def cpu(self) -> float:
         return statistics.median(s.cpu_s for s in self.samples)
+
+    @property
+    def server_cpu(self) -> float:
+        return statistics.median(s.server_cpu_s for s in self.samples)
 
     @property
     def rss(self) -> int:

@@ -42,7 +42,9 @@ def render(meta: dict, series: dict[str, Series], results_dir: Path) -> str:
         f"- **Method:** {meta['reps']} repetitions, cases interleaved (each rep starts at the next case), "
         "medians shown (range = min-max wall); ratios use the same run's baselines. "
         "Peak RSS = max over reps of the summed RSS of the command's whole process tree sampled every 20 ms "
-        "(dumpsafe's Python + pg_dump/pg_restore; the PostgreSQL server is not counted for any tool).",
+        "(dumpsafe's Python + pg_dump/pg_restore; the PostgreSQL server is not counted for any tool). "
+        "CPU s client = the command's process tree (rusage); CPU s server = the PostgreSQL cluster over the same "
+        "interval (postmaster + backends): CPU-seconds do not depend on what else the machine runs, wall times do.",
         "",
     ]
     g = series.get
@@ -54,21 +56,22 @@ def render(meta: dict, series: dict[str, Series], results_dir: Path) -> str:
         return f"{(b.wall / a.wall if inv else a.wall / b.wall):.2f}x"
 
     out += ["## Backup", "",
-            "| case | wall s (median) | range | faster than pg_dump -Fc | vs raw read | CPU s | output MiB | peak RSS MiB |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|"]
+            "| case | wall s (median) | range | faster than pg_dump -Fc | vs raw read | CPU s client | CPU s server | output MiB | peak RSS MiB |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name in (PG_FC, RAW, DS_LOCAL, DS_S3):
         s = g(name)
         if s:
             out.append(f"| {name} | {s.wall:.2f} | {s.spread} | {ratio(s, fc, inv=True)} | {ratio(s, raw)} | "
-                       f"{s.cpu:.1f} | {_mib(s.size)} | {s.rss / MiB:.0f} |")
+                       f"{s.cpu:.1f} | {s.server_cpu:.1f} | {_mib(s.size)} | {s.rss / MiB:.0f} |")
     restore = [n for n in series if n.startswith(("pg_restore", "dumpsafe restore"))]
     if restore:
         base = g(PG_RESTORE)
-        out += ["", "## Restore", "", "| case | wall s (median) | range | vs pg_restore | CPU s | peak RSS MiB |",
-                "|---|---:|---:|---:|---:|---:|"]
+        out += ["", "## Restore", "",
+                "| case | wall s (median) | range | vs pg_restore | CPU s client | CPU s server | peak RSS MiB |",
+                "|---|---:|---:|---:|---:|---:|---:|"]
         for name in restore:
             s = series[name]
-            out.append(f"| {name} | {s.wall:.2f} | {s.spread} | {ratio(s, base)} | {s.cpu:.1f} | {s.rss / MiB:.0f} |")
+            out.append(f"| {name} | {s.wall:.2f} | {s.spread} | {ratio(s, base)} | {s.cpu:.1f} | {s.server_cpu:.1f} | {s.rss / MiB:.0f} |")
     lists = [n for n in series if "list" in n or "start-up" in n]
     restore = [n for n in restore if n not in lists]
     if lists:

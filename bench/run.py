@@ -83,6 +83,7 @@ class Bench:
             self.s3 = listing.MotoS3(self.work / "moto.log")
             self.s3.start()
         os.environ[PASSWORD_ENV] = self.cluster.password  # for the in-process service below
+        self.postmaster = int((self.cluster.data / "postmaster.pid").read_text().split()[0])
         self.write_config()
         self.service = BackupService(load_config(self.config_path))
 
@@ -114,6 +115,9 @@ store = "local"
             self.env.update(self.s3.env())
             os.environ.update(self.s3.env())
 
+    def run(self, argv: list[str], **kw) -> Sample:
+        return run(argv, server=self.postmaster, **kw)
+
     def dumpsafe(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "dumpsafe", "--config", str(self.config_path), *args]
 
@@ -126,17 +130,17 @@ store = "local"
 
         def pg_dump_fc() -> tuple[Sample, int]:
             with open(out_file, "wb") as fh:
-                s = run([self.pg_dump, "-Fc", f"--dbname={DB}"], env=self.pg_env, stdout=fh)
+                s = self.run([self.pg_dump, "-Fc", f"--dbname={DB}"], env=self.pg_env, stdout=fh)
             return s, out_file.stat().st_size
 
         def pg_dump_raw() -> tuple[Sample, int | None]:
-            return run([self.pg_dump, "-Fc", "-Z0", f"--dbname={DB}"], env=self.pg_env), None
+            return self.run([self.pg_dump, "-Fc", "-Z0", f"--dbname={DB}"], env=self.pg_env), None
 
         def create(store: str):
             def case() -> tuple[Sample, int]:
                 out = self.work / "create.json"
                 with open(out, "wb") as fh:
-                    s = run(self.dumpsafe("backup", "create", TENANT, "--store", store, "--json"), env=self.env, stdout=fh)
+                    s = self.run(self.dumpsafe("backup", "create", TENANT, "--store", store, "--json"), env=self.env, stdout=fh)
                 if s.rc != 0:
                     return s, 0
                 data = json.loads(out.read_text())
@@ -184,7 +188,7 @@ store = "local"
         def pg_restore() -> tuple[Sample, None]:
             db = fresh("r_plain")
             self.cluster.create_database(db)
-            s = run([self.pg_restore, "--no-owner", f"--dbname={db}", str(plain)], env=self.pg_env)
+            s = self.run([self.pg_restore, "--no-owner", f"--dbname={db}", str(plain)], env=self.pg_env)
             self.cluster.drop_database(db)
             return s, None
 
@@ -193,7 +197,7 @@ store = "local"
         def pg_restore_j() -> tuple[Sample, None]:
             db = fresh("r_plainj")
             self.cluster.create_database(db)
-            s = run([self.pg_restore, "--no-owner", f"--jobs={jobs}", f"--dbname={db}", str(plain)], env=self.pg_env)
+            s = self.run([self.pg_restore, "--no-owner", f"--jobs={jobs}", f"--dbname={db}", str(plain)], env=self.pg_env)
             self.cluster.drop_database(db)
             return s, None
 
@@ -202,7 +206,7 @@ store = "local"
                 db = fresh(f"r_{mode}")
                 if mode != "new":
                     self.cluster.create_database(db)  # atomic replaces an existing database
-                s = run(self.dumpsafe("backup", "restore", rec.id, "--database", db, "--mode", mode, "--yes", "--json"),
+                s = self.run(self.dumpsafe("backup", "restore", rec.id, "--database", db, "--mode", mode, "--yes", "--json"),
                         env=self.env)
                 for d in self.cluster_databases():
                     if d.startswith(db):  # the target and any kept/staging leftovers
