@@ -149,6 +149,39 @@ def backup_delete(
 # --- restore & verify (issue 3) ---
 
 # --- stores (issue 4) ---
+index_app = typer.Typer(help="The catalog cache kept in state_dir (the records live in the stores).", no_args_is_help=True)
+app.add_typer(index_app, name="index")
+
+
+@backup_app.command("copy")
+def backup_copy(
+    ctx: typer.Context,
+    backup_id: IdArg,
+    to: Annotated[str, typer.Option("--to", help="Store name from the config to copy into.", show_default=False)],
+    as_json: JsonOpt = False,
+) -> None:
+    """Copy a backup to another store, checking its SHA-256 on arrival (3-2-1)."""
+    validate_backup_id(backup_id)
+    rec = _state(ctx).service().copy(backup_id, to=to, progress=output.progress_for(as_json))
+    if as_json:
+        output.emit_json(rec.to_json_dict())
+    else:
+        output.info(f"copied {rec.id} to store {to!r} ({rec.location}); checksums match")
+
+
+@index_app.command("rebuild")
+def index_rebuild(
+    ctx: typer.Context,
+    store: Annotated[Optional[str], typer.Option("--store", help="Only this store.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Re-read every backup record from the store(s) into the local cache."""
+    counts = _state(ctx).service().rebuild_index(store)
+    if as_json:
+        output.emit_json(counts)
+    else:
+        for name, n in counts.items():
+            output.info(f"store {name!r}: {n} backup{'s' if n != 1 else ''} indexed")
 
 # --- retention/status (issue 5) ---
 schedule_app = typer.Typer(help="Export the tenants' schedules for cron or systemd.", no_args_is_help=True)

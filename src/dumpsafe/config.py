@@ -39,20 +39,68 @@ class LocalStoreConfig(_Strict):
     path: Path
 
 
-class S3StoreConfig(_Strict):
+# bucket names as the services accept them (S3 also allows legacy us-east-1 names)
+_S3_BUCKET_RE = re.compile(r"^[A-Za-z0-9._-]{3,255}$")
+_GCS_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
+_PREFIX_RE = re.compile(r"^[A-Za-z0-9._~/-]*$")
+
+
+def _check_prefix(v: str) -> str:
+    parts = v.strip("/").split("/")
+    if not _PREFIX_RE.match(v) or "//" in v or any(p in (".", "..") for p in parts):
+        raise ValueError(f"prefix {v!r} may use letters, digits and . _ ~ - separated by single '/' (e.g. \"pg/\")")
+    return v
+
+
+class _ObjectStoreConfig(_Strict):
+    @field_validator("prefix", check_fields=False)
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        return _check_prefix(v)
+
+
+class S3StoreConfig(_ObjectStoreConfig):
     kind: Literal["s3"]
     bucket: str
     prefix: str = ""
     endpoint_url: str | None = None
     region: str | None = None
-    part_size_mb: int = Field(default=0, ge=0)  # 0: chosen from the expected size
+    part_size_mb: int = Field(default=0, ge=0, le=5120)  # 0: chosen from the expected size
+    upload_concurrency: int = Field(default=2, ge=1, le=16)  # parts in flight (memory: one part each)
+    max_attempts: int = Field(default=5, ge=1, le=20)  # per request, transient errors only
+    connect_timeout_s: float = Field(default=10, gt=0)
+    read_timeout_s: float = Field(default=60, gt=0)
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket(cls, v: str) -> str:
+        if not _S3_BUCKET_RE.match(v):
+            raise ValueError(f"{v!r} is not a valid S3 bucket name (3-63 lowercase letters, digits, '.' or '-')")
+        return v
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _endpoint(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError(f"expected a URL like https://s3.example.com or http://127.0.0.1:9000, got {v!r}")
+        return v
 
 
-class GCSStoreConfig(_Strict):
+class GCSStoreConfig(_ObjectStoreConfig):
     kind: Literal["gcs"]
     bucket: str
     prefix: str = ""
     project: str | None = None
+    chunk_size_mb: int = Field(default=8, ge=1, le=1024)  # resumable upload chunk (x 256 KiB)
+    retry_deadline_s: float = Field(default=120, gt=0)  # transient errors retried until then
+    timeout_s: float = Field(default=60, gt=0)
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket(cls, v: str) -> str:
+        if not _GCS_BUCKET_RE.match(v):
+            raise ValueError(f"{v!r} is not a valid GCS bucket name (3-63 lowercase letters, digits, '.', '_' or '-')")
+        return v
 
 
 StoreConfig = Annotated[

@@ -15,11 +15,11 @@ from dumpsafe import __version__
 from dumpsafe.audit import AuditLog
 from dumpsafe.config import Config, tenant_password
 from dumpsafe.engines import files, postgres
-from dumpsafe.errors import BackupFailed, DumpsafeError, NotFoundError, StoreError, UsageError
+from dumpsafe.errors import BackupFailed, DumpsafeError, IntegrityError, NotFoundError, StoreError, UsageError
 from dumpsafe.index import Catalog, filter_records, object_key, objects_prefix
 from dumpsafe.models import BackupRecord, ObjectRef, UploadsInfo, new_backup_id, utcnow, validate_backup_id
 from dumpsafe import crypto
-from dumpsafe.pipeline import pack_stream
+from dumpsafe.pipeline import HashingReader, pack_stream
 from dumpsafe.progress import NULL, Progress
 from dumpsafe.storage import Store, open_store
 from dumpsafe import anomaly, retention, status as status_mod  # issue 5
@@ -31,6 +31,7 @@ from datetime import datetime  # issue 5
 DUMP_OBJECT = "database.dump.zst"
 UPLOADS_OBJECT = "uploads.tar.zst"
 GLOBALS_OBJECT = "globals.sql.zst"
+COPY_CHUNK = 1 << 20
 
 
 class BackupService:
@@ -221,6 +222,7 @@ class BackupService:
     def _after_create(self, record: BackupRecord, *, actor: str, progress: Progress) -> None:
         """Follow-up work after a committed backup (copies, notifications): see issues 4 and 5."""
         self.check_anomaly(record)  # issue 5
+        self._copy_after_create(record, actor=actor, progress=progress)  # issue 4 (may raise)
 
     # ---- read -----------------------------------------------------------------------------
     def list(self, tenant: str | None = None, database: str | None = None, store: str | None = None) -> list[BackupRecord]:
@@ -232,7 +234,7 @@ class BackupService:
         for name in names:
             out += filter_records(self.catalog(name).records(), tenant, database)
         out.sort(key=lambda r: (r.created_at, r.id), reverse=True)
-        return out
+        return out if store else self._prefer_originals(out)
 
     def get(self, backup_id: str, store: str | None = None) -> BackupRecord:
         validate_backup_id(backup_id)
@@ -277,11 +279,134 @@ class BackupService:
                     errors.append(e.message)
             if errors:
                 ev.extra["leftover"] = errors
-            return rec
+        self._after_delete(rec, store, actor)
+        return rec
 
     # --- restore & verify (issue 3) ---
 
     # --- stores (issue 4) ---
+    def copy(
+        self,
+        backup_id: str,
+        *,
+        to: str,
+        store: str | None = None,
+        actor: str = "local",
+        progress: Progress = NULL,
+    ) -> BackupRecord:
+        """Stream a backup's objects to store ``to``, check every SHA-256 on the way and again
+        on arrival, then write the copy's record there (last) and list ``to`` in the source's
+        ``copies``. Copying to a store that already holds the backup only fixes ``copies``."""
+        with self.audit.record("copy", actor, backup_id=backup_id, store=to) as ev:
+            rec = self.get(backup_id, store)
+            ev.tenant, ev.database, ev.size_bytes = rec.tenant, rec.database, rec.size_bytes
+            ev.extra["source_store"] = rec.store
+            if to == rec.store:
+                raise UsageError(f"backup {rec.id} is already in store {to!r} (pick another store with --to)")
+            dst = self.store(to)  # unknown store: one clear error
+            copy_rec = self.catalog(to).get(rec.id)
+            if copy_rec is None:
+                copy_rec = self._copy_objects(rec, self.store(rec.store), dst, progress)
+            if to not in rec.copies:
+                self.save_record(rec.model_copy(update={"copies": [*rec.copies, to]}))
+            return copy_rec
+
+    def _copy_objects(self, rec: BackupRecord, src: Store, dst: Store, progress: Progress) -> BackupRecord:
+        written: list[str] = []
+        try:
+            for ref in rec.objects:
+                written.append(ref.key)
+                self._copy_object(rec, ref, src, dst, progress)
+            copy_rec = rec.model_copy(
+                update={"store": dst.name, "location": dst.url(objects_prefix(rec.id)), "copies": [], "copy_of": rec.store}
+            )
+            self.catalog(dst.name).put(copy_rec)  # the commit marker, last
+            return copy_rec
+        except BaseException:
+            for key in written:
+                try:
+                    dst.delete(key)
+                except DumpsafeError:
+                    pass
+            raise
+
+    def _copy_object(self, rec: BackupRecord, ref: ObjectRef, src: Store, dst: Store, progress: Progress) -> None:
+        def mismatch(where: str) -> IntegrityError:
+            return IntegrityError(
+                f"integrity check failed: {ref.key} of backup {rec.id} {where} does not match the SHA-256 "
+                f"recorded at backup time; nothing was copied to store {dst.name!r}"
+            )
+
+        with src.open_read(ref.key) as r, dst.open_write(ref.key, size_hint=ref.size_bytes) as w, progress.task(
+            f"copy {rec.id} {ref.role} to {dst.name}", ref.size_bytes
+        ) as advance:
+            hr = HashingReader(r, advance)
+            while chunk := hr.read(COPY_CHUNK):
+                w.write(chunk)
+            if hr.count != ref.size_bytes or hr.hexdigest != ref.sha256:
+                raise mismatch(f"in store {src.name!r}")  # aborts the write: nothing committed
+        # on arrival: read the committed object back from the target
+        with dst.open_read(ref.key) as r:
+            back = HashingReader(r)
+            while back.read(COPY_CHUNK):
+                pass
+        if back.count != ref.size_bytes or back.hexdigest != ref.sha256:
+            raise mismatch(f"as stored in {dst.name!r}")
+
+    def _copy_after_create(self, record: BackupRecord, *, actor: str, progress: Progress) -> None:
+        """The tenant's ``copy_to`` stores, after every committed backup (3-2-1)."""
+        for to in self.config.tenant(record.tenant).copy_to:
+            if to == record.store:
+                continue
+            try:
+                self.copy(record.id, to=to, store=record.store, actor=actor, progress=progress)
+            except DumpsafeError as e:
+                raise BackupFailed(
+                    f"backup {record.id} completed in store {record.store!r} but its copy to {to!r} failed: "
+                    f"{e.message} (retry with 'dumpsafe backup copy {record.id} --to {to}')"
+                ) from None
+
+    def rebuild_index(self, store: str | None = None) -> dict[str, int]:
+        """Re-read every record from the store(s) into the local cache; backups per store."""
+        names = [store] if store else list(self.config.stores)
+        out: dict[str, int] = {}
+        for name in names:
+            self.store(name)  # unknown store: one clear error
+            out[name] = len(self.catalog(name).records(refresh=True))
+        return out
+
+    @staticmethod
+    def _prefer_originals(records: list[BackupRecord]) -> list[BackupRecord]:
+        """One entry per backup ID across stores: the original, else its first copy found."""
+        seen: dict[str, BackupRecord] = {}
+        for r in records:
+            had = seen.get(r.id)
+            if had is None or (getattr(had, "copy_of", None) and not getattr(r, "copy_of", None)):
+                seen[r.id] = r
+        return [r for r in records if seen[r.id] is r]
+
+    def _after_delete(self, rec: BackupRecord, store: str | None, actor: str) -> None:
+        """An original owns its copies: deleting it (also by prune) deletes them, since they
+        carry the same ID. Deleting a copy drops that store from the original's ``copies``."""
+        source = getattr(rec, "copy_of", None)
+        if source:
+            if source in self.config.stores:
+                orig = self.catalog(source).get(rec.id)
+                if orig is not None and rec.store in orig.copies:
+                    self.save_record(orig.model_copy(update={"copies": [c for c in orig.copies if c != rec.store]}))
+            return
+        for name in rec.copies:
+            if name == rec.store or name not in self.config.stores:
+                continue
+            try:
+                self.delete(rec.id, store=name, actor=actor)
+            except NotFoundError:
+                pass
+            except DumpsafeError as e:
+                raise StoreError(
+                    f"backup {rec.id} was deleted from store {rec.store!r} but its copy in {name!r} was not: "
+                    f"{e.message} (run 'dumpsafe backup delete {rec.id}' again)"
+                ) from None
 
     # --- retention/status (issue 5) ---
     def prune(
