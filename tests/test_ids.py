@@ -10,7 +10,8 @@ from dumpsafe.models import ID_RE, encode_db, new_backup_id, validate_backup_id
 
 WHEN = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 tenant_names = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_-]{0,20}", fullmatch=True)
-db_names = st.text(min_size=1, max_size=30).filter(lambda s: "\x00" not in s)
+# PostgreSQL names are at most 63 bytes (NAMEDATALEN - 1) and never contain NUL
+db_names = st.text(min_size=1, max_size=63).filter(lambda s: "\x00" not in s and len(s.encode()) <= 63)
 
 
 @given(tenant_names, db_names)

@@ -134,6 +134,23 @@ class RetentionPolicy(_Strict):
         return self
 
 
+class DrillServerConfig(_Strict):
+    """A PostgreSQL server that restore drills run on, so the tenant's own server is not loaded."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=5432, ge=1, le=65535)
+    user: str = "postgres"
+    password_env: str | None = None
+    password_file: Path | None = None
+    pg_bin_dir: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_password_source(self) -> "DrillServerConfig":
+        if self.password_env and self.password_file:
+            raise ValueError("set password_env or password_file, not both")
+        return self
+
+
 class TenantConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=5432, ge=1, le=65535)
@@ -155,6 +172,7 @@ class TenantConfig(_Strict):
     include_globals: bool = False
     notify: list[str] = Field(default_factory=list)
     pg_bin_dir: Path | None = None
+    drill_server: str | None = None  # a [drill_servers.NAME]; default: the global drill_server, else this server
 
     @field_validator("max_age")
     @classmethod
@@ -243,6 +261,10 @@ class Config(_Strict):
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     stores: dict[str, StoreConfig] = Field(default_factory=dict)
     tenants: dict[str, TenantConfig] = Field(default_factory=dict)
+    spool_dir: Path | None = None  # where restores spool a dump (default: <state_dir>/spool)
+    restore_jobs: int = Field(default=0, ge=0)  # pg_restore --jobs; 0: one per core, at most 4
+    drill_server: str | None = None
+    drill_servers: dict[str, DrillServerConfig] = Field(default_factory=dict)
     # where the file was read from; not a TOML key
     source: Path | None = Field(default=None, exclude=True)
 
@@ -268,7 +290,13 @@ class Config(_Strict):
     def _references(self) -> "Config":
         if self.default_store and self.default_store not in self.stores:
             raise ValueError(f"default_store: no store named {self.default_store!r} (define [stores.{self.default_store}])")
+        if self.drill_server and self.drill_server not in self.drill_servers:
+            raise ValueError(f"drill_server: no drill server named {self.drill_server!r} (define [drill_servers.{self.drill_server}])")
         for tname, t in self.tenants.items():
+            if t.drill_server and t.drill_server not in self.drill_servers:
+                raise ValueError(
+                    f"tenants.{tname}.drill_server: no drill server named {t.drill_server!r} (define [drill_servers.{t.drill_server}])"
+                )
             for ref in ([t.store] if t.store else []) + list(t.copy_to):
                 if ref not in self.stores:
                     raise ValueError(f"tenants.{tname}: no store named {ref!r} (define [stores.{ref}])")
@@ -422,8 +450,14 @@ def config_from_dict(data: dict[str, Any], path: Path) -> Config:
         )
         for name, t in cfg.tenants.items()
     }
+    drill_servers = {
+        name: d.model_copy(update={"password_file": _resolve(base, d.password_file), "pg_bin_dir": _resolve(base, d.pg_bin_dir)})
+        for name, d in cfg.drill_servers.items()
+    }
     return cfg.model_copy(
         update={
+            "spool_dir": _resolve(base, cfg.spool_dir),
+            "drill_servers": drill_servers,
             "state_dir": _resolve(base, cfg.state_dir),
             "pg_bin_dir": _resolve(base, cfg.pg_bin_dir),
             "stores": stores,

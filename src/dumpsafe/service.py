@@ -283,6 +283,54 @@ class BackupService:
         return rec
 
     # --- restore & verify (issue 3) ---
+    def restore_plan(
+        self,
+        backup_id: str,
+        *,
+        database: str | None = None,
+        mode: str | None = None,
+        uploads: bool = True,
+        uploads_to: Path | None = None,
+        keep_old: bool = False,
+    ):
+        """What restore() would do (mode, target, uploads destination), read-only and cheap: fronts confirm on it."""
+        from dumpsafe.restore import Restorer
+
+        record = self.get(backup_id)
+        plan, _target, _ref = Restorer(self).plan(
+            record, database=database, mode=mode, uploads=uploads, uploads_to=uploads_to, keep_old=keep_old
+        )
+        return plan
+
+    def restore(
+        self,
+        backup_id: str,
+        *,
+        database: str | None = None,
+        mode: str | None = None,
+        uploads: bool = True,
+        uploads_to: Path | None = None,
+        keep_old: bool = False,
+        dry_run: bool = False,
+        identity: Path | None = None,
+        actor: str = "local",
+        progress: Progress = NULL,
+    ):
+        """Restore a backup (integrity first, atomic by default); a RestoreResult, or a Preflight for dry_run."""
+        from dumpsafe.restore import Restorer
+
+        return Restorer(self).restore(
+            backup_id, database=database, mode=mode, uploads=uploads, uploads_to=uploads_to, keep_old=keep_old,
+            dry_run=dry_run, identity=identity, actor=actor, progress=progress,
+        )
+
+    def verify(
+        self, backup_id: str, *, drill: bool = False, identity: Path | None = None, actor: str = "local", progress: Progress = NULL
+    ) -> BackupRecord:
+        """Check a backup's integrity (and with drill, restore it into a scratch database); record the outcome."""
+        from dumpsafe.verify import Verifier
+
+        return Verifier(self).verify(backup_id, drill=drill, identity=identity, actor=actor, progress=progress)
 
     # --- stores (issue 4) ---
     def copy(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import tarfile
@@ -115,3 +116,193 @@ def tar_stream(root: Path, tenant: str) -> Iterator[TarStream]:
         raise stream.error
     if stream.stats is None:
         raise BackupFailed(f"tenant {tenant!r}: archiving the uploads tree did not complete")
+
+
+# ---- restore: safe extraction, staging beside the live tree, swap ---------------------------
+class UnsafeMember(Exception):
+    """A tar member that would land outside the destination or is not a plain file, dir or link."""
+
+
+def check_member(member: tarfile.TarInfo) -> None:
+    """Refuse absolute names, '..', links leaving the tree, devices and FIFOs."""
+    name = member.name
+    parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
+    if name.startswith("/") or os.path.isabs(name):
+        raise UnsafeMember(f"member {name!r} has an absolute path")
+    if ".." in parts or not parts:
+        raise UnsafeMember(f"member {name!r} leaves the destination ('..')")
+    if member.isreg() or member.isdir():
+        return
+    if member.issym():
+        target = member.linkname
+        if not target or os.path.isabs(target):
+            raise UnsafeMember(f"symlink {name!r} points to an absolute path")
+        resolved = os.path.normpath(os.path.join(os.path.dirname("/".join(parts)), target))
+        if resolved == ".." or resolved.startswith("../") or os.path.isabs(resolved):
+            raise UnsafeMember(f"symlink {name!r} points outside the tree ({target!r})")
+        return
+    if member.islnk():
+        target = os.path.normpath(member.linkname)
+        if os.path.isabs(member.linkname) or target == ".." or target.startswith("../"):
+            raise UnsafeMember(f"hard link {name!r} points outside the tree ({member.linkname!r})")
+        return
+    raise UnsafeMember(f"member {name!r} is a device, FIFO or other special file")
+
+
+def _restore_filter(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
+    """Our checks, then the stdlib 'data' filter as a second line (it also resolves symlinks
+    already on disk); keep the archived mode and numeric owner the data filter would reset."""
+    check_member(member)
+    tarfile.data_filter(member, dest)
+    return member.replace(mode=None if member.issym() else member.mode & 0o1777, uname="", gname="", deep=False)
+
+
+def scan_tree_archive(source, on_member: Callable[[tarfile.TarInfo], None] | None = None) -> TreeStats:
+    """Read a tar stream to its end without writing anything; every member must pass check_member."""
+    files = nbytes = 0
+    with tarfile.open(fileobj=source, mode="r|", bufsize=TAR_BUFSIZE) as tar:
+        for m in tar:
+            check_member(m)
+            if m.isreg():
+                files += 1
+                nbytes += m.size
+            if on_member:
+                on_member(m)
+    return TreeStats(files, nbytes)
+
+
+def extract_tree(source, dest: Path) -> TreeStats:
+    """Extract a tar stream into ``dest`` (which must exist and be empty), member by member."""
+    files = nbytes = 0
+    with tarfile.open(fileobj=source, mode="r|", bufsize=TAR_BUFSIZE) as tar:
+        for m in tar:
+            tar.extract(m, dest, filter=_restore_filter)
+            if m.isreg():
+                files += 1
+                nbytes += m.size
+    return TreeStats(files, nbytes)
+
+
+STAGING_MARK = ".dumpsafe-staging-"
+
+
+@contextmanager
+def staging(live: Path) -> Iterator[Path]:
+    """A fresh hidden directory beside ``live`` (same filesystem, so the swap is a rename).
+
+    It is claimed by an flock on a sibling ``.lock`` file while we work; on leaving, whatever
+    is still under its name (a tree never swapped in, or the old tree after the swap) is
+    removed. Leftovers of a process that died are swept first (their lock is free).
+    """
+    import fcntl
+    import secrets
+
+    live.parent.mkdir(parents=True, exist_ok=True)
+    sweep_staging(live)
+    d = live.parent / f".{live.name}{STAGING_MARK}{secrets.token_hex(4)}"
+    lock = Path(f"{d}.lock")
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        d.mkdir(mode=0o700)
+        try:
+            st = os.stat(live)
+            os.chmod(d, stat.S_IMODE(st.st_mode))
+            if os.geteuid() == 0:
+                os.chown(d, st.st_uid, st.st_gid)
+        except FileNotFoundError:
+            pass
+        yield d
+    finally:
+        remove_tree(d)
+        lock.unlink(missing_ok=True)
+        os.close(fd)
+
+
+def sweep_staging(live: Path) -> list[Path]:
+    """Remove staging trees beside ``live`` whose process is gone; put a live tree back if a
+    dead process had moved it aside (two-rename fallback) before swapping the new one in."""
+    import fcntl
+
+    removed: list[Path] = []
+    for lock in live.parent.glob(f".{glob_escape(live.name)}{STAGING_MARK}*.lock"):
+        fd = os.open(lock, os.O_RDWR)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a restore is working there now
+            d = Path(str(lock)[: -len(".lock")])
+            old = Path(f"{d}-old")
+            if old.exists() and not os.path.lexists(live):
+                os.rename(old, live)
+            for p in (d, old):
+                if os.path.lexists(p):
+                    remove_tree(p)
+                    removed.append(p)
+            lock.unlink(missing_ok=True)
+        finally:
+            os.close(fd)
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    import glob
+
+    return glob.escape(name)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically exchange two paths with renameat2(RENAME_EXCHANGE); False when unsupported."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    AT_FDCWD, RENAME_EXCHANGE = -100, 2
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if fn(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+        return False
+    raise OSError(err, os.strerror(err), str(a))
+
+
+def swap_in(staged: Path, live: Path) -> None:
+    """Put ``staged`` at ``live``; the previous tree is removed. Readers see the old or the new
+    tree, never a mix (atomic exchange where the kernel has it, else two renames)."""
+    if not os.path.lexists(live):
+        os.rename(staged, live)
+        return
+    if _exchange(staged, live):
+        old = staged  # after the exchange the staging name holds the old tree
+    else:
+        old = Path(f"{staged}-old")
+        os.rename(live, old)
+        try:
+            os.rename(staged, live)
+        except OSError:
+            os.rename(old, live)
+            raise
+    _fsync_dir(live.parent)
+    remove_tree(old)
+
+
+def remove_tree(path: Path) -> None:
+    import shutil
+
+    if os.path.islink(path) or path.is_file():
+        path.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,385 @@
+"""Restore a backup without ever leaving a half-overwritten database or uploads tree.
+
+Order of work (each step only starts when the one before succeeded):
+1. plan: resolve target database, mode and uploads destination; refuse bad combinations.
+2. integrity: spool the dump (hash + size checked), stage the uploads tree beside the live
+   one (hash checked, unsafe members refused). A mismatch aborts here: nothing touched.
+3. database: atomic/new restore into a staging database, compare row counts with the
+   record, then swap by rename (one transaction); clean runs pg_restore --clean in one
+   transaction. Any failure drops the staging database.
+4. uploads: swap the staged tree in by rename.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import tarfile
+import tempfile
+import time
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from dumpsafe import fetch
+from dumpsafe.engines import files, postgres
+from dumpsafe.engines import pg_restore as pgr
+from dumpsafe.errors import ConflictError, RestoreFailed, UsageError
+from dumpsafe.models import BackupRecord, ObjectRef, encode_db
+from dumpsafe.progress import NULL, Progress
+
+MODES = ("atomic", "clean", "new")
+
+
+@dataclass
+class RestorePlan:
+    """What a restore would do, resolved without reading any object (cheap; fronts confirm on it)."""
+
+    backup_id: str
+    tenant: str
+    database: str
+    server: str
+    mode: str
+    target_exists: bool
+    uploads_to: str | None
+    uploads_dest_exists: bool
+    keep_old: bool
+
+    @property
+    def destructive(self) -> bool:
+        return (self.mode in ("atomic", "clean") and self.target_exists) or self.uploads_dest_exists
+
+    def describe(self) -> str:
+        what = {"atomic": "replace (atomic swap)", "clean": "overwrite in place (--clean)", "new": "create"}[self.mode]
+        text = f"{what} database {self.database!r} on {self.server} from backup {self.backup_id}"
+        if self.uploads_to:
+            text += f", and {'replace' if self.uploads_dest_exists else 'create'} uploads tree {self.uploads_to}"
+        return text
+
+
+@dataclass
+class RestoreResult:
+    backup_id: str
+    tenant: str
+    database: str
+    server: str
+    mode: str
+    tables: int
+    rows: int
+    uploads_to: str | None
+    uploads: dict[str, int] | None
+    kept_old: str | None
+    duration_s: float
+    dry_run: bool = False
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Preflight:
+    """A dry run's report: everything checked, nothing changed."""
+
+    backup_id: str
+    tenant: str
+    database: str
+    server: str
+    mode: str
+    target_exists: bool
+    integrity: list[dict[str, Any]]
+    tables: dict[str, int]
+    table_data_entries: int
+    tables_without_data: list[str]
+    would_drop: list[str]
+    would_create: list[str]
+    would_replace: list[str]
+    would_keep: list[str]
+    roles_needed: list[str]
+    roles_missing: list[str]
+    extensions_needed: list[str]
+    extensions_missing: list[str]
+    versions: dict[str, str | None]
+    disk: list[dict[str, Any]]
+    uploads_to: str | None
+    problems: list[str] = field(default_factory=list)
+    dry_run: bool = True
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok}
+
+
+def restore_jobs(configured: int) -> int:
+    return configured or max(1, min(4, os.cpu_count() or 1))
+
+
+class Restorer:
+    """The restore flow; BackupService.restore/restore_plan delegate here."""
+
+    def __init__(self, service: Any):
+        self.svc = service
+        self.config = service.config
+        self.identities: list[Any] | None = None
+        self.swept: list[str] = []  # orphaned staging/scratch databases dropped on the way
+
+    def load_identities(self, record: BackupRecord, identity: Path | None) -> list[Any] | None:
+        """age identities for an encrypted backup (--identity, the tenant's identity_file, $DUMPSAFE_AGE_IDENTITY)."""
+        if not record.encryption:
+            return None
+        from dumpsafe import crypto
+
+        t = self.config.tenants.get(record.tenant)
+        return crypto.load_identities(identity, t.identity_file if t else None, f"backup {record.id}")
+
+    # ---- plan ------------------------------------------------------------------------------
+    def plan(self, record: BackupRecord, *, database: str | None, mode: str | None, uploads: bool,
+             uploads_to: Path | None, keep_old: bool) -> tuple[RestorePlan, postgres.PgTarget, ObjectRef | None]:
+        if mode is not None and mode not in MODES:
+            raise UsageError(f"unknown restore mode {mode!r} (use atomic, clean or new)")
+        target_db = pgr.check_db_name(database or record.database)
+        target = self.svc.pg_target(record.tenant)
+        if target.exec_prefix:
+            raise UsageError(
+                f"tenant {record.tenant!r} is reached through an exec channel ({target.exec_prefix[0]}); restoring through "
+                "it is not supported yet, nothing was changed (restore with a directly reachable server in the config)"
+            )
+        with pgr.admin(target, target_db) as conn:
+            exists = pgr.database_exists(conn, target_db)
+        mode = mode or ("atomic" if exists else "new")
+        where = f"{target.where()} (tenant {record.tenant!r})"
+        if mode == "new" and exists:
+            raise ConflictError(
+                f"database {target_db!r} already exists on {where}; use --mode atomic to replace it or --database to pick a new name"
+            )
+        if mode == "clean" and not exists:
+            raise ConflictError(f"database {target_db!r} does not exist on {where}; use --mode new to create it")
+        if keep_old and mode != "atomic":
+            raise UsageError("--keep-old only applies to --mode atomic")
+        up_ref = record.object("uploads") if uploads else None
+        dest: Path | None = None
+        if uploads_to is not None and uploads and record.object("uploads") is None:
+            raise UsageError(f"backup {record.id} holds no uploads tree, so --uploads-to has nothing to restore")
+        if up_ref is not None:
+            dest = uploads_to or self.config.tenant(record.tenant).uploads
+            if dest is None:
+                raise UsageError(
+                    f"backup {record.id} holds an uploads tree but tenant {record.tenant!r} has no uploads directory "
+                    "(pass --uploads-to DIR or --no-uploads)"
+                )
+            # a symlinked uploads path (/srv/acme/uploads -> /data/uploads): stage and swap beside the
+            # real tree, so the link keeps working and the rename stays on one filesystem
+            dest = Path(os.path.realpath(dest))
+            if dest == Path(dest.anchor):
+                raise UsageError("refusing to restore uploads over the filesystem root")
+            if dest.exists() and not dest.is_dir():
+                raise UsageError(f"uploads destination {dest} exists and is not a directory")
+        plan = RestorePlan(
+            backup_id=record.id, tenant=record.tenant, database=target_db, server=target.where(), mode=mode,
+            target_exists=exists, uploads_to=str(dest) if dest else None,
+            uploads_dest_exists=bool(dest and dest.exists() and any(dest.iterdir())), keep_old=keep_old,
+        )
+        return plan, target, up_ref
+
+    # ---- restore ---------------------------------------------------------------------------
+    def restore(self, backup_id: str, *, database: str | None = None, mode: str | None = None, uploads: bool = True,
+                uploads_to: Path | None = None, keep_old: bool = False, dry_run: bool = False, identity: Path | None = None,
+                actor: str = "local", progress: Progress = NULL) -> RestoreResult | Preflight:
+        record = self.svc.get(backup_id)
+        with self.svc.audit.record("restore", actor, backup_id=record.id, tenant=record.tenant,
+                                   database=database or record.database, store=record.store) as ev:
+            ev.extra.update(mode=mode, dry_run=dry_run)
+            plan, target, up_ref = self.plan(record, database=database, mode=mode, uploads=uploads,
+                                             uploads_to=uploads_to, keep_old=keep_old)
+            ev.extra.update(mode=plan.mode, target=f"{plan.server}/{plan.database}", uploads_to=plan.uploads_to)
+            ev.size_bytes = record.size_bytes
+            self.identities = self.load_identities(record, identity)
+            if dry_run:
+                pf = self._preflight(record, plan, target, up_ref, progress)
+                ev.extra["problems"] = len(pf.problems)
+                return pf
+            with self._lock(record.tenant, plan.database):
+                result = self._restore(record, plan, target, up_ref, progress)
+            ev.extra["kept_old"] = result.kept_old
+            if self.swept:
+                ev.extra["swept"] = self.swept
+            return result
+
+    def _restore(self, record: BackupRecord, plan: RestorePlan, target: postgres.PgTarget, up_ref: ObjectRef | None,
+                 progress: Progress) -> RestoreResult:
+        t0 = time.monotonic()
+        st = self.svc.store(record.store)
+        db_ref = self._db_ref(record)
+        # every object is stat'ed; the ones this restore reads are hashed end to end before any change
+        fetch.check_sizes(st, record, list(record.objects))
+        fetch.check_whole(st, record, fetch.other_objects(record), identities=self.identities)
+        with self.spool_dir() as tmp:
+            dump = tmp / "database.dump"
+            with progress.task(f"fetch {record.id}", total=db_ref.size_bytes) as advance:
+                fetch.spool(st, record, db_ref, dump, advance, self.identities)
+            _, tool = self._tool(target, plan.database)
+            with open(dump, "rb") as fh:
+                toc = pgr.read_toc(self.toc_tool(record), fh, with_sql=True, known_tables=set(record.tables))
+            staged: Path | None = None
+            stats = None
+            with ExitStack() as cleanup:
+                if up_ref is not None:
+                    staged = cleanup.enter_context(files.staging(Path(plan.uploads_to)))
+                    with progress.task(f"uploads {record.id}", total=up_ref.size_bytes) as advance:
+                        stats = fetch.consume(st, record, up_ref, lambda s: self._extract(s, staged), advance, self.identities)
+                    if record.uploads and (stats.files, stats.bytes) != (record.uploads.files, record.uploads.bytes):
+                        raise RestoreFailed(
+                            f"backup {record.id}: the uploads archive holds {stats.files} files / {stats.bytes} bytes, the record "
+                            f"says {record.uploads.files} / {record.uploads.bytes}; nothing was changed"
+                        )
+                # every object is verified and staged: from here on we touch the target
+                with progress.task(f"restore {plan.database}") as _:
+                    if plan.mode == "clean":
+                        kept, rows, tables = None, *self._clean(record, plan, target, tool, dump)
+                    else:
+                        kept, rows, tables = self._via_staging(record, plan, target, tool, dump, toc)
+                if staged is not None:
+                    try:
+                        files.swap_in(staged, Path(plan.uploads_to))
+                    except OSError as e:
+                        raise RestoreFailed(
+                            f"database {plan.database!r} was restored, but swapping in the uploads tree at {plan.uploads_to} "
+                            f"failed ({e.strerror}); the previous tree is still in place"
+                        ) from None
+        return RestoreResult(
+            backup_id=record.id, tenant=record.tenant, database=plan.database, server=plan.server, mode=plan.mode,
+            tables=tables, rows=rows, uploads_to=plan.uploads_to,
+            uploads={"files": stats.files, "bytes": stats.bytes} if stats else None, kept_old=kept,
+            duration_s=round(time.monotonic() - t0, 3),
+        )
+
+    @staticmethod
+    def _extract(stream: fetch.PlainStream, staged: Path) -> files.TreeStats:
+        try:
+            return files.extract_tree(stream, staged)
+        except (files.UnsafeMember, tarfile.FilterError) as e:
+            raise RestoreFailed(f"refusing to restore the uploads tree: {e}; nothing was changed") from None
+        except OSError as e:
+            raise fetch.LocalFailure(f"cannot write the uploads staging tree {staged} ({e.strerror})") from None
+
+    def _via_staging(self, record: BackupRecord, plan: RestorePlan, target: postgres.PgTarget, tool: str, dump: Path,
+                     toc: pgr.Toc) -> tuple[str | None, int, int]:
+        """atomic and new: restore beside the target, check counts, then rename into place."""
+        self.swept = pgr.sweep_orphans(target)
+        staging = pgr.side_name(plan.database, "dsstage")
+        with pgr.claimed(target, staging):
+            return self._in_staging(record, plan, target, tool, dump, toc, staging)
+
+    def _in_staging(self, record: BackupRecord, plan: RestorePlan, target: postgres.PgTarget, tool: str, dump: Path,
+                    toc: pgr.Toc, staging: str | None) -> tuple[str | None, int, int]:
+        with pgr.admin(target, plan.database, staging) as conn:
+            props = pgr.database_props(conn, plan.database) if plan.mode == "atomic" else None
+            pgr.create_database(conn, staging, props, encoding=toc.encoding)
+        try:
+            pgr.run_pg_restore(target, tool, staging, dump, jobs=restore_jobs(self.config.restore_jobs))
+            counts = self._counts(target, staging)
+            mismatch = compare_counts(record.tables, counts)
+            if mismatch:
+                raise RestoreFailed(
+                    f"restored data does not match backup {record.id}: {mismatch}; the target was not touched"
+                )
+            with pgr.admin(target, plan.database, staging) as conn:
+                if props is not None:
+                    pgr.apply_props(conn, staging, props)
+                    old = pgr.side_name(plan.database, "dsold")
+                    kept = pgr.swap_databases(conn, plan.database, staging, old, keep_old=plan.keep_old)
+                else:
+                    pgr.rename_into_place(conn, staging, plan.database)
+                    kept = None
+            staging = None
+            return kept, sum(counts.values()), len(counts)
+        finally:
+            if staging is not None:
+                pgr.drop_database(target, staging)
+
+    def _clean(self, record: BackupRecord, plan: RestorePlan, target: postgres.PgTarget, tool: str,
+               dump: Path) -> tuple[int, int]:
+        """pg_restore --clean in one transaction: a failure rolls back and leaves the target as it was."""
+        pgr.run_pg_restore(target, tool, plan.database, dump,
+                           args=("--clean", "--if-exists", "--single-transaction"))
+        counts = self._counts(target, plan.database)
+        mismatch = compare_counts(record.tables, {k: v for k, v in counts.items() if k in record.tables} |
+                                  {k: None for k in record.tables if k not in counts})
+        if mismatch:
+            raise RestoreFailed(f"database {plan.database!r} was restored in place but does not match backup {record.id}: {mismatch}")
+        return sum(counts[k] for k in record.tables), len(record.tables)
+
+    @staticmethod
+    def _counts(target: postgres.PgTarget, dbname: str) -> dict[str, int]:
+        with postgres.connect(target, dbname, autocommit=True) as conn:
+            return postgres.count_tables(conn)
+
+    # ---- plumbing --------------------------------------------------------------------------
+    def _tool(self, target: postgres.PgTarget, dbname: str) -> tuple[int, str]:
+        with pgr.admin(target, dbname) as conn:
+            major = conn.info.server_version // 10000
+        tool, _ = self.svc.pg_tool(target, "pg_restore", major)
+        return major, tool
+
+    def toc_tool(self, record: BackupRecord) -> str:
+        """A local pg_restore able to read the archive (at least the major of the pg_dump that wrote it)."""
+        t = self.config.tenants.get(record.tenant)
+        dirs = tuple(p for p in ((t.pg_bin_dir if t and not t.exec else None), self.config.pg_bin_dir) if p)
+        path, _ = postgres.find_tool("pg_restore", pgr.major_of(record.client_version), dirs)
+        return path
+
+    @staticmethod
+    def _db_ref(record: BackupRecord) -> ObjectRef:
+        ref = record.object("database")
+        if ref is None:
+            raise RestoreFailed(f"backup {record.id} has no database object in its record")
+        return ref
+
+    @contextmanager
+    def spool_dir(self) -> Iterator[Path]:
+        root = Path(self.config.spool_dir or (Path(self.config.state_dir) / "spool"))
+        root.mkdir(parents=True, exist_ok=True)
+        d = Path(tempfile.mkdtemp(prefix="restore-", dir=root))  # 0700
+        try:
+            yield d
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+
+    @contextmanager
+    def _lock(self, tenant: str, database: str) -> Iterator[None]:
+        locks = Path(self.config.state_dir) / "locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        fd = os.open(locks / f"restore-{tenant}-{encode_db(database)}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ConflictError(f"another restore into database {database!r} of tenant {tenant!r} is running") from None
+            yield
+        finally:
+            os.close(fd)
+
+    # ---- dry run -----------------------------------------------------------------------------
+    def _preflight(self, record: BackupRecord, plan: RestorePlan, target: postgres.PgTarget, up_ref: ObjectRef | None,
+                   progress: Progress) -> Preflight:
+        from dumpsafe.preflight import preflight
+
+        return preflight(self, record, plan, target, up_ref, progress)
+
+
+def compare_counts(expected: dict[str, int], actual: dict[str, int | None]) -> str:
+    """'' when equal, else a sentence naming every differing table."""
+    diffs = []
+    for name in sorted(set(expected) | set(actual)):
+        want, got = expected.get(name), actual.get(name)
+        if want != got:
+            w = "absent" if want is None else f"{want} rows"
+            g = "absent" if got is None else f"{got} rows"
+            diffs.append(f"{name} (recorded {w}, restored {g})")
+    if not diffs:
+        return ""
+    return f"row counts differ for {len(diffs)} table{'s' if len(diffs) > 1 else ''}: " + ", ".join(diffs)
