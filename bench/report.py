@@ -22,7 +22,7 @@ def _mib(n: int | None) -> str:
 
 def _summary(series: dict[str, Series]) -> dict:
     return {
-        name: {"wall_s": s.wall, "cpu_s": s.cpu, "peak_rss": s.rss, "size": s.size, "walls": [x.wall_s for x in s.samples]}
+        name: {"wall_s": s.wall, "cpu_s": s.cpu, "server_cpu_s": s.server_cpu, "peak_rss": s.rss, "size": s.size, "walls": [x.wall_s for x in s.samples]}
         for name, s in series.items()
     }
 
@@ -90,7 +90,10 @@ def render(meta: dict, series: dict[str, Series], results_dir: Path) -> str:
         if not s or not fc or not raw:
             continue
         where = name.split("(")[1].rstrip(")")
-        target(f"backup ({where}) >= 3.5x faster than pg_dump -Fc", f"{fc.wall / s.wall:.2f}x", fc.wall / s.wall >= 3.5)
+        target(f"backup ({where}) >= 3.5x faster than pg_dump -Fc",
+               f"{fc.wall / s.wall:.2f}x (ceiling in this run: the raw read itself is {fc.wall / raw.wall:.2f}x; "
+               f"client+server CPU {s.cpu + s.server_cpu:.1f} s vs {fc.cpu + fc.server_cpu:.1f} s)",
+               fc.wall / s.wall >= 3.5)
         target(f"artifact ({where}) <= pg_dump -Fc size", f"{s.size / fc.size:.3f}x ({_mib(s.size)} vs {_mib(fc.size)} MiB)",
                s.size <= fc.size)
         target(f"backup ({where}) <= 1.25x raw read", f"{s.wall / raw.wall:.2f}x", s.wall / raw.wall <= 1.25)
