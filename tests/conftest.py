@@ -158,6 +158,70 @@ def table_digest(pg: Cluster, dbname: str) -> dict[str, tuple[int, str]]:
     return out
 
 
+# --- API, MCP and remote CLI (issue 6) ---------------------------------------------------------
+@dataclass
+class Served:
+    """A live `dumpsafe serve` app (REST + MCP) over real HTTP, two tenants, tokens of each kind."""
+
+    env: Env
+    service: Any
+    url: str
+    tokens: dict[str, str]
+    token_ids: dict[str, str]
+
+    def headers(self, who: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[who]}"} if who in self.tokens else {}
+
+
+def _token_kinds() -> dict[str, dict[str, Any]]:
+    from datetime import timedelta
+
+    from dumpsafe.auth import CREATE, READ, SCOPES, WRITE
+
+    return {
+        "read": dict(tenant="acme", scopes=[READ]),
+        "create": dict(tenant="acme", scopes=[READ, CREATE]),  # makes backups, destroys nothing
+        "write": dict(tenant="acme", scopes=[READ, WRITE]),
+        "other": dict(tenant="beta", scopes=list(SCOPES)),
+        "admin": dict(tenant=None, scopes=list(SCOPES)),
+        "expired": dict(tenant=None, scopes=list(SCOPES), expires_in=timedelta(seconds=-1)),
+    }
+
+
+@pytest.fixture(scope="module")
+def served(pg: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Served:
+    from live import LiveServer
+
+    from dumpsafe.api import create_app
+    from dumpsafe.auth import TokenStore
+
+    root = tmp_path_factory.mktemp("served")
+    name = "t_" + secrets.token_hex(5)
+    pg.create_database(name)
+    load_sample(pg, name, customers=50, orders=200)
+    make_uploads(root / "uploads")
+    beta = f'\n[tenants.beta]\nhost = "127.0.0.1"\nport = {pg.port}\nuser = "postgres"\npassword_env = "{PASSWORD_ENV}"\ndatabases = ["{name}"]\n'
+    stores = 'default_store = "local"\n[stores.local]\nkind = "local"\npath = "backups"\n\n[stores.offsite]\nkind = "local"\npath = "offsite"\n'
+    env = Env(root=root, pg=pg, db=name, uploads=root / "uploads", tenant_extra=beta, stores_toml=stores)
+    env.write_config()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(PASSWORD_ENV, pg.password)
+        mp.delenv("DUMPSAFE_CONFIG", raising=False)
+        service = env.service()
+        store = TokenStore(service.state_dir)
+        tokens, ids = {}, {}
+        for who, kw in _token_kinds().items():
+            info, secret = store.create(name=who, **kw)
+            tokens[who], ids[who] = secret, info.id
+        tokens["bad"] = "ds_" + ids["admin"] + "_" + "A" * 43  # a real id, a wrong secret
+        for tenant in ("acme", "beta"):
+            service.create(tenant, uploads=False)
+        server = LiveServer(create_app(service)).start()
+        try:
+            yield Served(env=env, service=service, url=server.url, tokens=tokens, token_ids=ids)
+        finally:
+            server.stop()
+            pg.drop_database(name)
 def all_cmdlines() -> list[tuple[str, bytes]]:
     """(pid, argv bytes) of every process visible now; vanished processes are skipped."""
     out = []

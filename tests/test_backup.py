@@ -26,7 +26,8 @@ REQUIRED = {
 
 
 def _decompress(path: Path) -> bytes:
-    return zstandard.ZstdDecompressor().stream_reader(path.open("rb")).read()
+    with path.open("rb") as fh:
+        return zstandard.ZstdDecompressor().stream_reader(fh).read()
 
 
 def _tree_digest(root: Path) -> dict[str, str]:

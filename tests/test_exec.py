@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import all_cmdlines
+from conftest import all_cmdlines, table_digest
 from test_backup import _TableLock
 
 FAKE_EXEC = r'''#!/usr/bin/env python3
@@ -96,3 +96,153 @@ def test_exec_password_never_on_any_command_line(exec_env, pg):
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert seen == {b"pg_dump\x00", b"psql\x00"}
+
+
+# ---- restore, dry run and drill through the exec channel -------------------------------------
+def _exec_tools(calls: list[dict]) -> set[str]:
+    """Basenames of the PostgreSQL tools run through the wrapper (after `sh -c WRAPPER dumpsafe-pg`)."""
+    return {os.path.basename(c["argv"][c["argv"].index("--") + 5]) for c in calls if "sh" in c["argv"]}
+
+
+def _no_secret_anywhere(env, pg) -> None:
+    calls = _calls(env.exec_log)
+    assert calls
+    for c in calls:
+        assert pg.password not in " ".join(c["argv"])
+        assert not c["env_has_password"]
+
+
+@pytest.fixture
+def exec_backed_up(exec_env, pg):
+    from restore_helpers import enrich
+
+    enrich(pg, exec_env.db)
+    r = exec_env.cli("backup", "create", "acme", "--json", "--no-uploads")
+    assert r.code == 0, r.err
+    exec_env.exec_log.write_text("")  # from here on: what restore, dry run and drill run
+    return r.json()["id"], table_digest(pg, exec_env.db)
+
+
+def test_exec_restore_atomic_new_and_clean(exec_env, exec_backed_up, pg):
+    from restore_helpers import audit_lines, databases
+
+    env = exec_env
+    bid, digest = exec_backed_up
+    with pg.connect(env.db) as c:
+        c.execute("UPDATE customers SET name = 'overwritten'; DELETE FROM billing.invoices WHERE id % 3 = 0; CREATE TABLE stray (i int)")
+        c.execute("ALTER DATABASE " + env.db + " SET work_mem = '7MB'")
+    assert table_digest(pg, env.db) != digest
+    before = databases(pg)
+
+    r = env.cli("backup", "restore", bid, "--yes", "--no-uploads", "--json")
+    assert r.code == 0, r.err
+    res = r.json()
+    assert res["mode"] == "atomic" and res["rows"] > 0 and res["kept_old"] is None
+    assert table_digest(pg, env.db) == digest
+    assert databases(pg) == before  # staging swapped in, old copy dropped
+    with pg.connect(env.db) as c:  # database-level settings copied from the replaced database
+        cfg = c.execute("SELECT setconfig FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase "
+                        "WHERE d.datname = current_database()").fetchone()[0]
+    assert "work_mem=7MB" in cfg
+    assert {"psql", "pg_restore"} <= _exec_tools(_calls(env.exec_log))
+
+    other = env.db + "_copy"
+    r = env.cli("backup", "restore", bid, "--database", other, "--mode", "new", "--yes", "--no-uploads", "--json")
+    assert r.code == 0, r.err
+    assert table_digest(pg, other) == digest
+    r = env.cli("backup", "restore", bid, "--database", other, "--mode", "new", "--yes", "--no-uploads")
+    assert r.code == 1 and "already exists" in r.err
+    pg.drop_database(other)
+
+    with pg.connect(env.db) as c:
+        c.execute("UPDATE customers SET name = 'again'")
+    r = env.cli("backup", "restore", bid, "--mode", "clean", "--yes", "--no-uploads", "--json")
+    assert r.code == 0, r.err
+    assert table_digest(pg, env.db) == digest
+    assert [a["outcome"] for a in audit_lines(env, "restore")].count("ok") == 3
+    _no_secret_anywhere(env, pg)
+
+
+def test_exec_restore_failure_leaves_target_unchanged(exec_env, exec_backed_up, pg):
+    from restore_helpers import databases
+
+    env = exec_env
+    bid, digest = exec_backed_up
+    with pg.connect(env.db) as c:
+        c.execute("UPDATE customers SET name = 'damaged'")
+    damaged, before = table_digest(pg, env.db), databases(pg)
+    # break the channel's pg_restore: a bin dir whose pg_restore fails after reading its input
+    bad = env.root / "badbin"
+    bad.mkdir()
+    for tool in ("psql", "pg_dump", "pg_dumpall"):
+        (bad / tool).symlink_to(Path(pg.bin_dir) / tool)
+    (bad / "pg_restore").write_text(f"#!/bin/sh\n[ \"$1\" = --version ] && exec {pg.bin_dir}/pg_restore --version\n"
+                                    "cat >/dev/null; echo 'pg_restore: error: simulated failure' >&2; exit 1\n")
+    (bad / "pg_restore").chmod(0o755)
+    env.config_path.write_text(env.config_path.read_text().replace(f'pg_bin_dir = "{pg.bin_dir}"', f'pg_bin_dir = "{bad}"'))
+    r = env.cli("backup", "restore", bid, "--yes", "--no-uploads")
+    assert r.code == 1 and "simulated failure" in r.err and pg.password not in r.err
+    assert table_digest(pg, env.db) == damaged
+    assert databases(pg) == before  # the staging database was dropped through the channel
+
+
+def test_exec_dry_run_and_drill(exec_env, exec_backed_up, pg):
+    from restore_helpers import databases
+
+    env = exec_env
+    bid, digest = exec_backed_up
+    before = databases(pg)
+    r = env.cli("backup", "restore", bid, "--dry-run", "--no-uploads", "--json")
+    assert r.code == 0, r.err
+    pf = r.json()
+    assert pf["ok"] and pf["target_exists"] and pf["mode"] == "atomic"
+    assert pf["roles_missing"] == [] and "postgres" in pf["roles_needed"]
+    assert "table public.orders" in pf["would_replace"]
+    assert pf["versions"]["target_server"].split(".")[0] == str(pg.version[0])
+
+    r = env.cli("backup", "verify", bid, "--drill", "--json")
+    assert r.code == 0, r.err
+    v = r.json()["last_verification"]
+    assert v["result"] == "passed" and v["kind"] == "drill"
+    assert databases(pg) == before and table_digest(pg, env.db) == digest  # scratch dropped, nothing else changed
+    assert {"psql", "pg_restore"} <= _exec_tools(_calls(env.exec_log))
+    _no_secret_anywhere(env, pg)
+
+
+def test_exec_restore_password_never_on_any_command_line(exec_env, exec_backed_up, pg):
+    env = exec_env
+    bid, digest = exec_backed_up
+    secret = pg.password.encode()
+    seen = set()
+    for args in (("backup", "restore", bid, "--yes", "--no-uploads"), ("backup", "verify", bid, "--drill")):
+        proc = subprocess.Popen(env.cli_argv(*args), env=env.subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        while proc.poll() is None:
+            for _pid, cmd in all_cmdlines():
+                assert secret not in cmd
+                for tool in (b"pg_restore\x00", b"psql\x00"):
+                    if tool in cmd and b"dumpsafe-pg" in cmd:
+                        seen.add(tool)
+            time.sleep(0.01)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        assert secret not in out + err
+    assert seen == {b"pg_restore\x00", b"psql\x00"}
+    assert table_digest(pg, env.db) == digest
+    _no_secret_anywhere(env, pg)
+
+
+def test_exec_restore_into_an_odd_database_name(exec_env, exec_backed_up, pg):
+    """Identifiers and literals are quoted on this side, so psql sees exactly what psycopg would send."""
+    env = exec_env
+    bid, digest = exec_backed_up
+    odd = "odd 'name' \"x\" \\ ü;"
+    r = env.cli("backup", "restore", bid, "--database", odd, "--mode", "new", "--yes", "--no-uploads", "--json")
+    assert r.code == 0, r.err
+    try:
+        assert table_digest(pg, odd) == digest
+        r = env.cli("backup", "restore", bid, "--database", odd, "--yes", "--no-uploads", "--json")  # atomic swap
+        assert r.code == 0, r.err
+        assert r.json()["mode"] == "atomic" and table_digest(pg, odd) == digest
+    finally:
+        with pg.connect() as c:
+            c.execute('DROP DATABASE IF EXISTS "' + odd.replace('"', '""') + '" WITH (FORCE)')

@@ -236,22 +236,7 @@ def test_jitter_delays_within_the_configured_bound(env):
     sched.stop()
 
 
-def test_drills_are_skipped_clearly_when_the_service_has_none(env):
-    if hasattr(env.service(), "verify"):
-        pytest.skip("this build has restore drills; covered by the drill tests")
-    env.write_config(tenant_extra='drill_schedule = "* * * * * *"')
-    sched = Scheduler(env.service(), check_interval=3600).start()
-    try:
-        assert _wait(lambda: any(r.kind == "drill" and r.outcome != "pending" for r in sched.runs), timeout=10)
-    finally:
-        sched.stop()
-    drill = next(r for r in sched.runs if r.kind == "drill")
-    assert drill.outcome == "skipped" and "no restore drills" in drill.detail
-
-
 def test_scheduled_drills_record_results_and_alert_on_failure(env):
-    if not hasattr(env.service(), "verify"):
-        pytest.skip("this build has no restore drills (service.verify)")
     with Receiver() as hook:
         env.write_config(tenant_extra=f'notify = ["json://127.0.0.1:{hook.port}/"]')
         (good,) = env.service().create("acme")

@@ -41,6 +41,10 @@ class State:
 
     def service(self) -> Any:
         """The service the commands call: local, or a REST client when --server is given."""
+        if self._service is None and self.server:  # issue 6: the same commands over REST
+            from dumpsafe.remote import RemoteService
+
+            self._service = RemoteService(self.server, self.token)
         if self._service is None:
             from dumpsafe.service import BackupService
 
@@ -191,13 +195,15 @@ def backup_restore(
     keep_old: Annotated[bool, typer.Option("--keep-old", help="atomic: keep the replaced database under a new name.")] = False,
     identity: IdentityOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Check everything and report; change nothing.")] = False,
+    with_globals: Annotated[bool, typer.Option(
+        "--with-globals", help="First create the roles from the backup's globals that the server lacks (no passwords).")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Restore a backup: integrity first, then atomically (nothing half-done is ever visible)."""
     validate_backup_id(backup_id)
     svc = _state(ctx).service()
-    opts = dict(database=database, uploads=not no_uploads, uploads_to=uploads_to, keep_old=keep_old)
+    opts = dict(database=database, uploads=not no_uploads, uploads_to=uploads_to, keep_old=keep_old, with_globals=with_globals)
     if not dry_run:
         plan = svc.restore_plan(backup_id, mode=mode, **opts)
         if plan.destructive:
@@ -371,6 +377,11 @@ def schedule_export_cmd(
 
 
 # --- serve, tokens, mcp (issue 6) ---
+from dumpsafe.cli_api import mcp_cmd, serve_cmd, token_app  # noqa: E402  (commands live in cli_api.py)
+
+app.add_typer(token_app, name="token")
+app.command("serve")(serve_cmd)
+app.command("mcp")(mcp_cmd)
 
 
 @app.command("keygen")

@@ -134,8 +134,8 @@ class RetentionPolicy(_Strict):
         return self
 
 
-class DrillServerConfig(_Strict):
-    """A PostgreSQL server that restore drills run on, so the tenant's own server is not loaded."""
+class PgServerConfig(_Strict):
+    """How to reach a PostgreSQL server: shared by tenants and drill servers."""
 
     host: str = "127.0.0.1"
     port: int = Field(default=5432, ge=1, le=65535)
@@ -145,18 +145,17 @@ class DrillServerConfig(_Strict):
     pg_bin_dir: Path | None = None
 
     @model_validator(mode="after")
-    def _one_password_source(self) -> "DrillServerConfig":
+    def _one_password_source(self) -> "PgServerConfig":
         if self.password_env and self.password_file:
             raise ValueError("set password_env or password_file, not both")
         return self
 
 
-class TenantConfig(_Strict):
-    host: str = "127.0.0.1"
-    port: int = Field(default=5432, ge=1, le=65535)
-    user: str = "postgres"
-    password_env: str | None = None
-    password_file: Path | None = None
+class DrillServerConfig(PgServerConfig):
+    """A PostgreSQL server that restore drills run on, so the tenant's own server is not loaded."""
+
+
+class TenantConfig(PgServerConfig):
     databases: list[str] | None = None
     uploads: Path | None = None
     exec: list[str] | None = None
@@ -171,7 +170,6 @@ class TenantConfig(_Strict):
     identity_file: Path | None = None
     include_globals: bool = False
     notify: list[str] = Field(default_factory=list)
-    pg_bin_dir: Path | None = None
     drill_server: str | None = None  # a [drill_servers.NAME]; default: the global drill_server, else this server
 
     @field_validator("max_age")
@@ -189,12 +187,6 @@ class TenantConfig(_Strict):
         for r in v:
             parse_recipient(r)
         return v
-
-    @model_validator(mode="after")
-    def _one_password_source(self) -> "TenantConfig":
-        if self.password_env and self.password_file:
-            raise ValueError("set password_env or password_file, not both")
-        return self
 
     @property
     def max_age_delta(self) -> timedelta | None:

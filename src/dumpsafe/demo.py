@@ -32,11 +32,12 @@ class Demo:
     def step(self, title: str) -> None:
         self.console.print(Rule(f"[bold]{title}"))
 
-    def run(self, *args: str, expect: int = 0, capture_json: bool = False, show: bool = True):
+    def run(self, *args: str, expect: int = 0, capture_json: bool = False, show: bool = True, config: Path | None = None):
         """Run the real CLI as a user would, showing the command and its output."""
         if show:
-            self.console.print(f"[bold cyan]$ dumpsafe {' '.join(args)}[/]", highlight=False)
-        argv = [sys.executable, "-m", "dumpsafe", "--config", str(self.config), *args]
+            shown = f"--config {config.relative_to(self.workdir)} " if config else ""
+            self.console.print(f"[bold cyan]$ dumpsafe {shown}{' '.join(args)}[/]", highlight=False)
+        argv = [sys.executable, "-m", "dumpsafe", "--config", str(config or self.config), *args]
         proc = subprocess.run(argv, env=self.env, cwd=self.workdir, text=True, capture_output=True)
         if show:
             if proc.stdout:
@@ -108,6 +109,10 @@ def _cycle(demo: Demo) -> None:
     demo.run("backup", "get", bid)
     demo.step("5. The audit log: one JSON line per action")
     sys.stdout.write((demo.workdir / ".dumpsafe" / "audit.jsonl").read_text())
+    # --- stores (issue 4) ---
+    from dumpsafe.demo_offsite import offsite_steps
+
+    offsite_steps(demo, bid)
     # --- retention/status (issue 5) ---
     from dumpsafe.demo_schedule import schedule_steps
 
@@ -115,6 +120,10 @@ def _cycle(demo: Demo) -> None:
 
     # --- restore & verify (issue 3) ---
     _restore_cycle(demo)
+    # --- serve, tokens, mcp (issue 6) ---
+    from dumpsafe.demo_api import api_tour
+
+    api_tour(demo)
 
 
 def _restore_cycle(demo: Demo) -> None:

@@ -188,6 +188,15 @@ def show_restore(result, as_json: bool) -> None:
     ]
     if result.kept_old:
         rows.append(("previous database kept as", result.kept_old))
+    if result.globals is not None:
+        g = result.globals
+        rows.append(("roles created", ", ".join(g["roles_created"]) or "none (all present)"))
+        if g["memberships_granted"]:
+            rows.append(("memberships", ", ".join(g["memberships_granted"])))
+        if g["tablespaces_skipped"]:
+            rows.append(("tablespaces skipped", ", ".join(g["tablespaces_skipped"]) + " (create them on the server by hand)"))
+        if g["roles_created"]:
+            rows.append(("passwords", g["passwords"]))
     stdout().print(_kv_table(rows))
 
 
@@ -217,6 +226,7 @@ def show_preflight(pf, as_json: bool) -> None:
     rows += [
         ("roles needed", ", ".join(pf.roles_needed) or "-"),
         ("roles missing", ", ".join(pf.roles_missing) or "none"),
+        ("roles in globals missing", "-" if pf.globals_roles_missing is None else (", ".join(pf.globals_roles_missing) or "none")),
         ("extensions", ", ".join(pf.extensions_needed) or "-"),
         ("extensions missing", ", ".join(pf.extensions_missing) or "none"),
         ("versions", f"pg_restore {v['pg_restore']}, archive by pg_dump {v['pg_dump']} from server "
@@ -224,6 +234,7 @@ def show_preflight(pf, as_json: bool) -> None:
         ("disk", disk),
         ("uploads", pf.uploads_to or "-"),
     ]
+    rows += [("note", n) for n in pf.notes]
     c.print(_kv_table(rows))
     if pf.tables:
         tt = Table(show_edge=False, header_style="bold")

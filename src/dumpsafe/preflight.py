@@ -12,7 +12,9 @@ from typing import Any
 
 from dumpsafe import fetch
 from dumpsafe.engines import files, postgres
+from dumpsafe.engines import pg_globals
 from dumpsafe.engines import pg_restore as pgr
+from dumpsafe.engines.sqlsession import open_session
 from dumpsafe.engines.postgres import tool_version
 from dumpsafe.errors import RestoreFailed
 from dumpsafe.models import BackupRecord, ObjectRef
@@ -76,6 +78,7 @@ def preflight(restorer: Any, record: BackupRecord, plan: Any, target: postgres.P
     st = svc.store(record.store)
     db_ref = restorer._db_ref(record)
     problems: list[str] = []
+    notes: list[str] = []
     fetch.check_sizes(st, record, list(record.objects))
     _, tool = restorer._tool(target, plan.database)
     integrity: list[dict[str, Any]] = []
@@ -86,8 +89,12 @@ def preflight(restorer: Any, record: BackupRecord, plan: Any, target: postgres.P
         with progress.task(f"verify uploads {record.id}", total=up_ref.size_bytes) as advance:
             inspect_uploads(st, record, up_ref, advance, restorer.identities)
         integrity.append({"key": up_ref.key, "role": "uploads", "size_bytes": up_ref.size_bytes, "sha256": up_ref.sha256, "ok": True})
+    glob = None
     for ref in fetch.other_objects(record):
-        fetch.check_whole(st, record, [ref], identities=restorer.identities)
+        if ref.role == "globals":
+            glob = restorer.read_globals(st, record)  # hash-checked like every object
+        else:
+            fetch.check_whole(st, record, [ref], identities=restorer.identities)
         integrity.append({"key": ref.key, "role": ref.role, "size_bytes": ref.size_bytes, "sha256": ref.sha256, "ok": True})
 
     data_entries = toc.table_data()
@@ -96,15 +103,15 @@ def preflight(restorer: Any, record: BackupRecord, plan: Any, target: postgres.P
         problems.append(f"the archive has no TABLE DATA for {', '.join(without_data)}")
 
     dump_objs = toc.objects()
-    with pgr.admin(target, plan.database) as conn:
-        roles = pgr.existing_roles(conn)
-        available = pgr.available_extensions(conn)
-        server_version = conn.execute("SHOW server_version").fetchone()[0].split()[0]
-        datadir = pgr.data_directory(conn)
+    with pgr.admin(target, plan.database) as s:
+        roles = pgr.existing_roles(s)
+        available = pgr.available_extensions(s)
+        server_version, _ = pgr.server_version(s)
+        datadir = pgr.data_directory(s)
     target_objs: set[tuple[str, str]] = set()
     if plan.target_exists:
-        with postgres.connect(target, plan.database, autocommit=True) as conn:
-            target_objs = pgr.target_objects(conn)
+        with open_session(target, plan.database) as s:
+            target_objs = pgr.target_objects(s)
 
     def fmt(objs: set[tuple[str, str]]) -> list[str]:
         return [f"{k.lower()} {n}" for k, n in sorted(objs)]
@@ -118,8 +125,18 @@ def preflight(restorer: Any, record: BackupRecord, plan: Any, target: postgres.P
         create = dump_objs
 
     roles_missing = sorted(toc.roles - roles)
-    if roles_missing:
-        problems.append(f"roles missing on {plan.server}: {', '.join(roles_missing)} (create them first)")
+    globals_missing = pg_globals.missing_roles(glob, roles) if glob is not None else None
+    if restorer.with_globals and globals_missing is not None:
+        uncovered = [r for r in roles_missing if r not in glob.roles]
+        if uncovered:
+            problems.append(f"roles missing on {plan.server} and not in the backup's globals: {', '.join(uncovered)} "
+                            "(create them first)")
+        if glob.tablespaces:
+            notes.append(f"tablespaces are not created by --with-globals: {', '.join(glob.tablespaces)}")
+    elif roles_missing:
+        hint = "restore with --with-globals to create them from the backup's globals" if globals_missing is not None and \
+            set(roles_missing) <= set(glob.roles) else "create them first"
+        problems.append(f"roles missing on {plan.server}: {', '.join(roles_missing)} ({hint})")
     ext_needed = toc.extensions()
     ext_missing = sorted(set(ext_needed) - available)
     if ext_missing:
@@ -161,9 +178,9 @@ def preflight(restorer: Any, record: BackupRecord, plan: Any, target: postgres.P
         target_exists=plan.target_exists, integrity=integrity, tables=dict(sorted(record.tables.items())),
         table_data_entries=len(data_entries), tables_without_data=without_data,
         would_drop=fmt(drop), would_create=fmt(create), would_replace=fmt(replace), would_keep=fmt(keep),
-        roles_needed=sorted(toc.roles), roles_missing=roles_missing,
+        roles_needed=sorted(toc.roles), roles_missing=roles_missing, globals_roles_missing=globals_missing,
         extensions_needed=ext_needed, extensions_missing=ext_missing,
-        versions=versions, disk=disk, uploads_to=plan.uploads_to, problems=problems,
+        versions=versions, disk=disk, uploads_to=plan.uploads_to, problems=problems, notes=notes,
     )
 
 

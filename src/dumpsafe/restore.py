@@ -25,7 +25,9 @@ from typing import Any, Iterator
 
 from dumpsafe import fetch
 from dumpsafe.engines import files, postgres
+from dumpsafe.engines import pg_globals
 from dumpsafe.engines import pg_restore as pgr
+from dumpsafe.engines.sqlsession import count_tables, open_session
 from dumpsafe.errors import ConflictError, RestoreFailed, UsageError
 from dumpsafe.models import BackupRecord, ObjectRef, encode_db
 from dumpsafe.progress import NULL, Progress
@@ -73,6 +75,7 @@ class RestoreResult:
     kept_old: str | None
     duration_s: float
     dry_run: bool = False
+    globals: dict[str, Any] | None = None  # with --with-globals: roles created, memberships, tablespaces skipped
 
     def to_json_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -98,12 +101,14 @@ class Preflight:
     would_keep: list[str]
     roles_needed: list[str]
     roles_missing: list[str]
+    globals_roles_missing: list[str] | None  # roles the globals object defines that the target lacks (None: no globals)
     extensions_needed: list[str]
     extensions_missing: list[str]
     versions: dict[str, str | None]
     disk: list[dict[str, Any]]
     uploads_to: str | None
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     dry_run: bool = True
 
     @property
@@ -126,6 +131,7 @@ class Restorer:
         self.config = service.config
         self.identities: list[Any] | None = None
         self.swept: list[str] = []  # orphaned staging/scratch databases dropped on the way
+        self.with_globals = False
 
     def load_identities(self, record: BackupRecord, identity: Path | None) -> list[Any] | None:
         """age identities for an encrypted backup (--identity, the tenant's identity_file, $DUMPSAFE_AGE_IDENTITY)."""
@@ -138,16 +144,15 @@ class Restorer:
 
     # ---- plan ------------------------------------------------------------------------------
     def plan(self, record: BackupRecord, *, database: str | None, mode: str | None, uploads: bool,
-             uploads_to: Path | None, keep_old: bool) -> tuple[RestorePlan, postgres.PgTarget, ObjectRef | None]:
+             uploads_to: Path | None, keep_old: bool,
+             with_globals: bool = False) -> tuple[RestorePlan, postgres.PgTarget, ObjectRef | None]:
         if mode is not None and mode not in MODES:
             raise UsageError(f"unknown restore mode {mode!r} (use atomic, clean or new)")
+        if with_globals and record.object("globals") is None:
+            raise UsageError(f"backup {record.id} holds no globals object, so --with-globals has no roles to create "
+                             f"(set include_globals = true for tenant {record.tenant!r} in later backups)")
         target_db = pgr.check_db_name(database or record.database)
         target = self.svc.pg_target(record.tenant)
-        if target.exec_prefix:
-            raise UsageError(
-                f"tenant {record.tenant!r} is reached through an exec channel ({target.exec_prefix[0]}); restoring through "
-                "it is not supported yet, nothing was changed (restore with a directly reachable server in the config)"
-            )
         with pgr.admin(target, target_db) as conn:
             exists = pgr.database_exists(conn, target_db)
         mode = mode or ("atomic" if exists else "new")
@@ -188,16 +193,17 @@ class Restorer:
     # ---- restore ---------------------------------------------------------------------------
     def restore(self, backup_id: str, *, database: str | None = None, mode: str | None = None, uploads: bool = True,
                 uploads_to: Path | None = None, keep_old: bool = False, dry_run: bool = False, identity: Path | None = None,
-                actor: str = "local", progress: Progress = NULL) -> RestoreResult | Preflight:
+                with_globals: bool = False, actor: str = "local", progress: Progress = NULL) -> RestoreResult | Preflight:
         record = self.svc.get(backup_id)
         with self.svc.audit.record("restore", actor, backup_id=record.id, tenant=record.tenant,
                                    database=database or record.database, store=record.store) as ev:
-            ev.extra.update(mode=mode, dry_run=dry_run)
+            ev.extra.update(mode=mode, dry_run=dry_run, with_globals=with_globals)
             plan, target, up_ref = self.plan(record, database=database, mode=mode, uploads=uploads,
-                                             uploads_to=uploads_to, keep_old=keep_old)
+                                             uploads_to=uploads_to, keep_old=keep_old, with_globals=with_globals)
             ev.extra.update(mode=plan.mode, target=f"{plan.server}/{plan.database}", uploads_to=plan.uploads_to)
             ev.size_bytes = record.size_bytes
             self.identities = self.load_identities(record, identity)
+            self.with_globals = with_globals
             if dry_run:
                 pf = self._preflight(record, plan, target, up_ref, progress)
                 ev.extra["problems"] = len(pf.problems)
@@ -205,6 +211,8 @@ class Restorer:
             with self._lock(record.tenant, plan.database):
                 result = self._restore(record, plan, target, up_ref, progress)
             ev.extra["kept_old"] = result.kept_old
+            if result.globals is not None:
+                ev.extra["roles_created"] = result.globals["roles_created"]
             if self.swept:
                 ev.extra["swept"] = self.swept
             return result
@@ -216,7 +224,10 @@ class Restorer:
         db_ref = self._db_ref(record)
         # every object is stat'ed; the ones this restore reads are hashed end to end before any change
         fetch.check_sizes(st, record, list(record.objects))
-        fetch.check_whole(st, record, fetch.other_objects(record), identities=self.identities)
+        glob = self.read_globals(st, record) if self.with_globals else None
+        fetch.check_whole(st, record, [o for o in fetch.other_objects(record) if glob is None or o.role != "globals"],
+                          identities=self.identities)
+        roles: pg_globals.GlobalsResult | None = None
         with self.spool_dir() as tmp:
             dump = tmp / "database.dump"
             with progress.task(f"fetch {record.id}", total=db_ref.size_bytes) as advance:
@@ -238,10 +249,17 @@ class Restorer:
                         )
                 # every object is verified and staged: from here on we touch the target
                 with progress.task(f"restore {plan.database}") as _:
-                    if plan.mode == "clean":
-                        kept, rows, tables = None, *self._clean(record, plan, target, tool, dump)
-                    else:
-                        kept, rows, tables = self._via_staging(record, plan, target, tool, dump, toc)
+                    if glob is not None:
+                        roles = self._create_roles(target, plan, record, glob)
+                    try:
+                        if plan.mode == "clean":
+                            kept, rows, tables = None, *self._clean(record, plan, target, tool, dump)
+                        else:
+                            kept, rows, tables = self._via_staging(record, plan, target, tool, dump, toc)
+                    except BaseException:
+                        if roles is not None and roles.roles_created:  # nothing owns them: the restore rolled back
+                            self._drop_roles(target, plan, roles.roles_created)
+                        raise
                 if staged is not None:
                     try:
                         files.swap_in(staged, Path(plan.uploads_to))
@@ -254,8 +272,32 @@ class Restorer:
             backup_id=record.id, tenant=record.tenant, database=plan.database, server=plan.server, mode=plan.mode,
             tables=tables, rows=rows, uploads_to=plan.uploads_to,
             uploads={"files": stats.files, "bytes": stats.bytes} if stats else None, kept_old=kept,
-            duration_s=round(time.monotonic() - t0, 3),
+            duration_s=round(time.monotonic() - t0, 3), globals=roles.to_json_dict() if roles else None,
         )
+
+    # ---- roles (--with-globals) ------------------------------------------------------------
+    def read_globals(self, st: Any, record: BackupRecord) -> pg_globals.Globals | None:
+        """The backup's globals object, hash-checked, parsed (None when the backup has none)."""
+        ref = record.object("globals")
+        if ref is None:
+            return None
+        text = fetch.consume(st, record, ref, lambda stream: b"".join(iter(lambda: stream.read(1 << 16), b"")),
+                             identities=self.identities)
+        return pg_globals.parse_globals(text.decode("utf-8", "replace"))
+
+    @staticmethod
+    def _create_roles(target: postgres.PgTarget, plan: RestorePlan, record: BackupRecord,
+                      glob: pg_globals.Globals) -> pg_globals.GlobalsResult:
+        with pgr.admin(target, plan.database) as s:
+            return pg_globals.create_missing_roles(s, glob, pgr.existing_roles(s), record.id)
+
+    @staticmethod
+    def _drop_roles(target: postgres.PgTarget, plan: RestorePlan, names: list[str]) -> None:
+        try:
+            with pgr.admin(target, plan.database) as s:
+                pg_globals.drop_roles(s, names)
+        except Exception:  # cleanup must not mask the real failure
+            pass
 
     @staticmethod
     def _extract(stream: fetch.PlainStream, staged: Path) -> files.TreeStats:
@@ -315,13 +357,13 @@ class Restorer:
 
     @staticmethod
     def _counts(target: postgres.PgTarget, dbname: str) -> dict[str, int]:
-        with postgres.connect(target, dbname, autocommit=True) as conn:
-            return postgres.count_tables(conn)
+        with open_session(target, dbname) as s:
+            return count_tables(s)
 
     # ---- plumbing --------------------------------------------------------------------------
     def _tool(self, target: postgres.PgTarget, dbname: str) -> tuple[int, str]:
-        with pgr.admin(target, dbname) as conn:
-            major = conn.info.server_version // 10000
+        with pgr.admin(target, dbname) as s:
+            _, major = pgr.server_version(s)
         tool, _ = self.svc.pg_tool(target, "pg_restore", major)
         return major, tool
 

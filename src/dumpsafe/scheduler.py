@@ -16,7 +16,6 @@ schedule, prune after every successful backup, and alerts when success goes miss
 from __future__ import annotations
 
 import fcntl
-import inspect
 import logging
 import os
 import random
@@ -248,26 +247,18 @@ class Scheduler:
                 log.warning("prune after backup of %s failed: %s", run.tenant, e.message)
 
     def _drill(self, run: Run) -> None:
-        verify = getattr(self.service, "verify", None)
-        if verify is None:
-            run.outcome, run.detail = "skipped", "this build has no restore drills (service.verify missing)"
-            return
         latest: dict[str, object] = {}
         for rec in self.service.list(run.tenant):  # newest first
             latest.setdefault(rec.database, rec)
-        kwargs: dict[str, object] = {"drill": True}
-        if "actor" in inspect.signature(verify).parameters:
-            kwargs["actor"] = ACTOR
         failed = []
         for db, rec in sorted(latest.items()):
             try:
-                result = verify(rec.id, **kwargs)
+                v = self.service.verify(rec.id, drill=True, actor=ACTOR).last_verification
             except DumpsafeError as e:
                 failed.append((db, rec.id, e.message))
                 continue
-            v = getattr(result, "last_verification", result)
-            if getattr(v, "result", "passed") == "failed":
-                failed.append((db, rec.id, getattr(v, "detail", "drill failed")))
+            if v is not None and v.result == "failed":
+                failed.append((db, rec.id, v.detail))
             run.backup_ids.append(rec.id)
         run.outcome = "failed" if failed else "ok"
         for db, bid, why in failed:

@@ -292,13 +292,15 @@ class BackupService:
         uploads: bool = True,
         uploads_to: Path | None = None,
         keep_old: bool = False,
+        with_globals: bool = False,
     ):
         """What restore() would do (mode, target, uploads destination), read-only and cheap: fronts confirm on it."""
         from dumpsafe.restore import Restorer
 
         record = self.get(backup_id)
         plan, _target, _ref = Restorer(self).plan(
-            record, database=database, mode=mode, uploads=uploads, uploads_to=uploads_to, keep_old=keep_old
+            record, database=database, mode=mode, uploads=uploads, uploads_to=uploads_to, keep_old=keep_old,
+            with_globals=with_globals,
         )
         return plan
 
@@ -313,15 +315,18 @@ class BackupService:
         keep_old: bool = False,
         dry_run: bool = False,
         identity: Path | None = None,
+        with_globals: bool = False,
         actor: str = "local",
         progress: Progress = NULL,
     ):
-        """Restore a backup (integrity first, atomic by default); a RestoreResult, or a Preflight for dry_run."""
+        """Restore a backup (integrity first, atomic by default); a RestoreResult, or a Preflight for dry_run.
+
+        with_globals: first create the roles from the backup's globals object that the server lacks."""
         from dumpsafe.restore import Restorer
 
         return Restorer(self).restore(
             backup_id, database=database, mode=mode, uploads=uploads, uploads_to=uploads_to, keep_old=keep_old,
-            dry_run=dry_run, identity=identity, actor=actor, progress=progress,
+            dry_run=dry_run, identity=identity, with_globals=with_globals, actor=actor, progress=progress,
         )
 
     def verify(

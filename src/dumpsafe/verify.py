@@ -19,7 +19,8 @@ from typing import Any
 from dumpsafe import fetch
 from dumpsafe.engines import postgres
 from dumpsafe.engines import pg_restore as pgr
-from dumpsafe.errors import ConfigError, DumpsafeError, IntegrityError, ObjectMissing, RestoreFailed, UsageError
+from dumpsafe.engines.sqlsession import count_tables, open_session
+from dumpsafe.errors import ConfigError, DumpsafeError, IntegrityError, ObjectMissing, RestoreFailed
 from dumpsafe.models import BackupRecord, Verification, utcnow
 from dumpsafe.preflight import inspect_database, inspect_uploads
 from dumpsafe.progress import NULL, Progress
@@ -94,13 +95,7 @@ class Verifier:
         tcfg = self.config.tenant(record.tenant)
         name = tcfg.drill_server or self.config.drill_server
         if name is None:
-            target = self.svc.pg_target(record.tenant)
-            if target.exec_prefix:
-                raise UsageError(
-                    f"tenant {record.tenant!r} is reached through an exec channel; drills through it are not supported yet "
-                    f"(define [drill_servers.NAME] and set tenants.{record.tenant}.drill_server)"
-                )
-            return target
+            return self.svc.pg_target(record.tenant)
         d = self.config.drill_servers[name]
         password = None
         if d.password_env:
@@ -145,8 +140,8 @@ class Verifier:
                 try:
                     with progress.task(f"drill restore {record.id}"):
                         pgr.run_pg_restore(target, tool, scratch, dump, jobs=restore_jobs(self.config.restore_jobs))
-                        with postgres.connect(target, scratch, autocommit=True) as conn:
-                            counts = postgres.count_tables(conn)
+                        with open_session(target, scratch) as s:
+                            counts = count_tables(s)
                 finally:
                     drop_error = pgr.drop_database(target, scratch)
             if drop_error:

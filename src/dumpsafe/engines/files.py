@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
 from dumpsafe.errors import BackupFailed
+from dumpsafe.fsutil import fsync_dir
 from dumpsafe.storage.base import Writer
 
 TAR_BUFSIZE = 1 << 20
@@ -287,7 +288,7 @@ def swap_in(staged: Path, live: Path) -> None:
         except OSError:
             os.rename(old, live)
             raise
-    _fsync_dir(live.parent)
+    fsync_dir(live.parent)
     remove_tree(old)
 
 
@@ -298,11 +299,3 @@ def remove_tree(path: Path) -> None:
         path.unlink(missing_ok=True)
     else:
         shutil.rmtree(path, ignore_errors=True)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

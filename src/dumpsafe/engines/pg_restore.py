@@ -2,7 +2,8 @@
 
 pg_restore always gets its password through the environment (PgTarget.env()) and the
 database as a quoted conninfo string, so odd names can never be read as options.
-Database-level DDL (CREATE/ALTER/DROP DATABASE) runs from a maintenance connection.
+Database-level DDL (CREATE/ALTER/DROP DATABASE) runs from a maintenance session: psycopg,
+or psql through the tenant's exec channel (engines/sqlsession.py), the same code either way.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Callable, Iterator
 
-import psycopg
 from psycopg import sql
 
-from dumpsafe.engines.postgres import PgTarget, _StderrTail, connect
+from dumpsafe.engines.postgres import PgTarget, _StderrTail
+from dumpsafe.engines.sqlsession import Session, SqlError, open_session
 from dumpsafe.errors import ConflictError, RestoreFailed, UsageError
 
 IDENT_MAX = 63  # NAMEDATALEN - 1, in bytes
@@ -221,6 +222,7 @@ def read_toc(tool: str, source: IO[bytes] | Callable[[int], bytes], *, with_sql:
     for name, (p, tail, out, reader) in procs.items():
         rc = p.wait()
         reader.join(timeout=10)
+        p.stdout.close()
         tail.join(timeout=5)
         if rc != 0:
             raise RestoreFailed(f"the archive's table of contents is not readable by {tool}: {tail.text() or f'exit status {rc}'}")
@@ -294,13 +296,19 @@ def maintenance_db(*avoid: str) -> str:
     return "template1" if "postgres" in avoid else "postgres"
 
 
-def admin(target: PgTarget, *avoid: str) -> psycopg.Connection:
-    conn = connect(target, maintenance_db(*avoid), autocommit=True)
-    return conn
+def admin(target: PgTarget, *avoid: str):
+    """A session on the maintenance database (psycopg, or psql through the exec channel)."""
+    return open_session(target, maintenance_db(*avoid))
 
 
-def database_exists(conn: psycopg.Connection, name: str) -> bool:
-    return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
+def database_exists(s: Session, name: str) -> bool:
+    return bool(s.rows(sql.SQL("SELECT 1 FROM pg_database WHERE datname = {}").format(sql.Literal(name))))
+
+
+def server_version(s: Session) -> tuple[str, int]:
+    """("16.4", 16): the server's version text and major."""
+    text, num = s.rows("SELECT current_setting('server_version') AS v, current_setting('server_version_num')::int AS n")[0]
+    return text.split()[0], int(num) // 10000
 
 
 @dataclass
@@ -321,37 +329,35 @@ class DbProps:
     comment: str | None
 
 
-def database_props(conn: psycopg.Connection, name: str) -> DbProps:
-    row = conn.execute(
-        """SELECT pg_get_userbyid(d.datdba), pg_encoding_to_char(d.encoding), d.datcollate, d.datctype,
-                  d.datlocprovider, d.daticulocale, d.datconnlimit, d.datallowconn, d.datacl IS NULL,
-                  shobj_description(d.oid, 'pg_database'), d.oid
-           FROM pg_database d WHERE d.datname = %s""",
-        (name,),
-    ).fetchone()
-    if row is None:
+def database_props(s: Session, name: str) -> DbProps:
+    rows = s.rows(sql.SQL(
+        """SELECT pg_get_userbyid(d.datdba) AS owner, pg_encoding_to_char(d.encoding) AS enc, d.datcollate::text AS collate,
+                  d.datctype::text AS ctype, d.datlocprovider::text AS provider, d.daticulocale AS icu, d.datconnlimit AS connlimit,
+                  d.datallowconn AS allowconn, d.datacl IS NULL AS acl_default,
+                  shobj_description(d.oid, 'pg_database') AS comment, d.oid::int8 AS oid
+           FROM pg_database d WHERE d.datname = {}""").format(sql.Literal(name)))
+    if not rows:
         raise ConflictError(f"database {name!r} does not exist")
+    row = rows[0]
     acl = [
         (g, p, bool(gr))
-        for g, p, gr in conn.execute(
-            """SELECT CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END, a.privilege_type, a.is_grantable
-               FROM pg_database d, aclexplode(d.datacl) a WHERE d.datname = %s""",
-            (name,),
-        ).fetchall()
+        for g, p, gr in s.rows(sql.SQL(
+            """SELECT CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END AS grantee,
+                      a.privilege_type AS priv, a.is_grantable AS grantable
+               FROM pg_database d, aclexplode(d.datacl) a WHERE d.datname = {}""").format(sql.Literal(name)))
     ]
     settings = [
         (role, cfg)
-        for role, cfgs in conn.execute(
-            """SELECT CASE WHEN s.setrole = 0 THEN NULL ELSE pg_get_userbyid(s.setrole) END, s.setconfig
-               FROM pg_db_role_setting s WHERE s.setdatabase = %s""",
-            (row[10],),
-        ).fetchall()
+        for role, cfgs in s.rows(sql.SQL(
+            """SELECT CASE WHEN s.setrole = 0 THEN NULL ELSE pg_get_userbyid(s.setrole) END AS role, s.setconfig AS cfg
+               FROM pg_db_role_setting s WHERE s.setdatabase = {}""").format(sql.Literal(row[10])))
         for cfg in cfgs or []
     ]
-    return DbProps(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], acl, row[8], settings, row[9])
+    return DbProps(row[0], row[1], row[2], row[3], row[4], row[5], int(row[6]), bool(row[7]), acl, bool(row[8]),
+                   settings, row[9])
 
 
-def create_database(conn: psycopg.Connection, name: str, props: DbProps | None = None, encoding: str | None = None) -> None:
+def create_database(s: Session, name: str, props: DbProps | None = None, encoding: str | None = None) -> None:
     q = [sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name))]
     if props is not None:
         q.append(sql.SQL("OWNER {} ENCODING {} LC_COLLATE {} LC_CTYPE {}").format(
@@ -361,12 +367,12 @@ def create_database(conn: psycopg.Connection, name: str, props: DbProps | None =
     elif encoding:
         q.append(sql.SQL("ENCODING {}").format(sql.Literal(encoding)))
     try:
-        conn.execute(sql.SQL(" ").join(q))
-    except psycopg.Error as e:
-        raise RestoreFailed(f"cannot create database {name!r}: {_first_line(e)}") from None
+        s.execute(sql.SQL(" ").join(q))
+    except SqlError as e:
+        raise RestoreFailed(f"cannot create database {name!r}: {e.message}") from None
 
 
-def apply_props(conn: psycopg.Connection, name: str, props: DbProps) -> None:
+def apply_props(s: Session, name: str, props: DbProps) -> None:
     """Give the database ``name`` the connection limit, grants, settings and comment of ``props``."""
     db = sql.Identifier(name)
     stmts = []
@@ -389,10 +395,10 @@ def apply_props(conn: psycopg.Connection, name: str, props: DbProps) -> None:
     if props.comment is not None:
         stmts.append(sql.SQL("COMMENT ON DATABASE {} IS {}").format(db, sql.Literal(props.comment)))
     try:
-        for s in stmts:
-            conn.execute(s)
-    except psycopg.Error as e:
-        raise RestoreFailed(f"cannot copy the settings of the target onto database {name!r}: {_first_line(e)}") from None
+        for st in stmts:
+            s.execute(st)
+    except SqlError as e:
+        raise RestoreFailed(f"cannot copy the settings of the target onto database {name!r}: {e.message}") from None
 
 
 # Staging and scratch databases are claimed with a session advisory lock BEFORE they are
@@ -402,32 +408,34 @@ LOCK_SPACE = 0x64756D70  # "dump"
 ORPHAN_RE = r"(_dsstage_[0-9a-f]{8}|^dumpsafe_drill_[0-9a-f]{12})$"
 
 
+def _lock_key(name: str) -> sql.Composable:
+    return sql.SQL("{}, hashtext({})").format(sql.Literal(LOCK_SPACE), sql.Literal(name))
+
+
 @contextmanager
 def claimed(target: PgTarget, name: str) -> Iterator[None]:
-    conn = admin(target, name)
-    try:
-        conn.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (LOCK_SPACE, name))
+    with admin(target, name) as s:  # closing the session releases the lock
+        s.rows(sql.SQL("SELECT pg_advisory_lock({}) AS locked").format(_lock_key(name)))
         yield
-    finally:
-        conn.close()  # ends the session, which releases the lock
 
 
 def sweep_orphans(target: PgTarget) -> list[str]:
     """Drop staging/scratch databases no live dumpsafe holds; return their names."""
     dropped: list[str] = []
     try:
-        with admin(target) as conn:
-            names = [r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE datname ~ %s", (ORPHAN_RE,))]
+        with admin(target) as s:
+            names = [r[0] for r in s.rows(sql.SQL("SELECT datname::text FROM pg_database WHERE datname ~ {}").format(
+                sql.Literal(ORPHAN_RE)))]
             for name in names:
-                if not conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", (LOCK_SPACE, name)).fetchone()[0]:
+                if not s.rows(sql.SQL("SELECT pg_try_advisory_lock({}) AS got").format(_lock_key(name)))[0][0]:
                     continue  # a restore or drill is working on it right now
                 try:
-                    conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+                    s.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
                     dropped.append(name)
-                except psycopg.Error:
+                except SqlError:
                     pass
                 finally:
-                    conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (LOCK_SPACE, name))
+                    s.rows(sql.SQL("SELECT pg_advisory_unlock({}) AS unlocked").format(_lock_key(name)))
     except Exception:  # housekeeping never fails the work it precedes
         return dropped
     return dropped
@@ -436,99 +444,106 @@ def sweep_orphans(target: PgTarget) -> list[str]:
 def drop_database(target: PgTarget, name: str) -> str | None:
     """Drop a database we created, ending its sessions. Returns an error text instead of raising."""
     try:
-        with admin(target, name) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        with admin(target, name) as s:
+            s.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
         return None
     except Exception as e:  # cleanup must not mask the real failure
         return _first_line(e)
 
 
-def swap_databases(conn: psycopg.Connection, target: str, staging: str, old: str, *, keep_old: bool,
+def swap_databases(s: Session, target: str, staging: str, old: str, *, keep_old: bool,
                    timeout_s: float = 30.0) -> str | None:
     """Put ``staging`` in place of ``target`` in one transaction; returns the old database's name if kept.
 
     New sessions to the target are refused (ALLOW_CONNECTIONS false) and existing ones ended,
     then both renames commit together: every client sees the old database or the new one.
     """
-    t, s, o = sql.Identifier(target), sql.Identifier(staging), sql.Identifier(old)
-    allow_before = conn.execute("SELECT datallowconn FROM pg_database WHERE datname = %s", (target,)).fetchone()
-    if allow_before is None:
+    t, st, o = sql.Identifier(target), sql.Identifier(staging), sql.Identifier(old)
+    allow_before = s.rows(sql.SQL("SELECT datallowconn FROM pg_database WHERE datname = {}").format(sql.Literal(target)))
+    if not allow_before:
         raise ConflictError(f"database {target!r} disappeared during the restore; nothing was swapped")
-    conn.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(t))
+    s.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(t))
     swapped = False
     try:
         deadline = time.monotonic() + timeout_s
         while True:
-            conn.execute(
-                "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-                (target,),
-            )
+            s.rows(sql.SQL(
+                "SELECT pg_terminate_backend(pid, 5000) AS ended FROM pg_stat_activity "
+                "WHERE datname = {} AND pid <> pg_backend_pid()").format(sql.Literal(target)))
             try:
-                with conn.transaction():
-                    conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(t, o))
-                    conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(s, t))
+                with s.transaction():
+                    s.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(t, o))
+                    s.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(st, t))
                 swapped = True
                 break
-            except psycopg.errors.ObjectInUse:
+            except SqlError as e:
+                if e.sqlstate != OBJECT_IN_USE:
+                    raise RestoreFailed(f"swapping the restored database into {target!r} failed: {e.message}") from None
                 if time.monotonic() > deadline:
                     raise RestoreFailed(
                         f"sessions on database {target!r} could not be ended within {timeout_s:.0f}s; nothing was swapped"
                     ) from None
                 time.sleep(0.1)
-            except psycopg.Error as e:
-                raise RestoreFailed(f"swapping the restored database into {target!r} failed: {_first_line(e)}") from None
     finally:
         if not swapped:
-            conn.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(t))
-    if not allow_before[0]:
-        conn.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(t))
+            s.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(t))
+    if not allow_before[0][0]:
+        s.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(t))
     if keep_old:
-        conn.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(o))
+        s.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(o))
         return old
-    conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(o))
+    s.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(o))
     return None
 
 
-def rename_into_place(conn: psycopg.Connection, staging: str, target: str) -> None:
+OBJECT_IN_USE = "55006"
+DUPLICATE_DATABASE = "42P04"
+
+
+def rename_into_place(s: Session, staging: str, target: str) -> None:
     try:
-        conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(staging), sql.Identifier(target)))
-    except psycopg.errors.DuplicateDatabase:
-        raise ConflictError(f"database {target!r} was created by someone else during the restore; nothing was replaced") from None
+        s.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(staging), sql.Identifier(target)))
+    except SqlError as e:
+        if e.sqlstate == DUPLICATE_DATABASE:
+            raise ConflictError(f"database {target!r} was created by someone else during the restore; nothing was replaced") from None
+        raise
 
 
 # ---- what a target has ------------------------------------------------------------------------
-def target_objects(conn: psycopg.Connection) -> set[tuple[str, str]]:
+def target_objects(s: Session) -> set[tuple[str, str]]:
     kinds = {"r": "TABLE", "p": "TABLE", "v": "VIEW", "m": "MATERIALIZED VIEW", "S": "SEQUENCE", "f": "FOREIGN TABLE"}
     out: set[tuple[str, str]] = set()
-    rows = conn.execute(
-        """SELECT c.relkind::text, n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    rows = s.rows(
+        """SELECT c.relkind::text AS kind, n.nspname::text AS nsp, c.relname::text AS rel
+           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
            WHERE c.relkind IN ('r','p','v','m','S','f') AND n.nspname NOT IN ('pg_catalog','information_schema')
              AND n.nspname NOT LIKE 'pg\\_%'
              AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')"""
-    ).fetchall()
+    )
     for kind, schema, name in rows:
         out.add((kinds[kind], f"{schema}.{name}"))
-    for (name,) in conn.execute(
-        "SELECT nspname FROM pg_namespace WHERE nspname NOT IN ('pg_catalog','information_schema','public') AND nspname NOT LIKE 'pg\\_%'"
-    ).fetchall():
+    for (name,) in s.rows(
+        "SELECT nspname::text AS nsp FROM pg_namespace WHERE nspname NOT IN ('pg_catalog','information_schema','public') "
+        "AND nspname NOT LIKE 'pg\\_%'"
+    ):
         out.add(("SCHEMA", name))
-    for (name,) in conn.execute("SELECT extname FROM pg_extension WHERE extname <> 'plpgsql'").fetchall():
+    for (name,) in s.rows("SELECT extname::text AS ext FROM pg_extension WHERE extname <> 'plpgsql'"):
         out.add(("EXTENSION", name))
     return out
 
 
-def existing_roles(conn: psycopg.Connection) -> set[str]:
-    return {r[0] for r in conn.execute("SELECT rolname FROM pg_roles").fetchall()}
+def existing_roles(s: Session) -> set[str]:
+    return {r[0] for r in s.rows("SELECT rolname::text AS rolname FROM pg_roles")}
 
 
-def available_extensions(conn: psycopg.Connection) -> set[str]:
-    return {r[0] for r in conn.execute("SELECT name FROM pg_available_extensions").fetchall()}
+def available_extensions(s: Session) -> set[str]:
+    return {r[0] for r in s.rows("SELECT name::text AS name FROM pg_available_extensions")}
 
 
-def data_directory(conn: psycopg.Connection) -> str | None:
+def data_directory(s: Session) -> str | None:
     try:
-        return conn.execute("SELECT current_setting('data_directory')").fetchone()[0]
-    except psycopg.Error:
+        return s.rows("SELECT current_setting('data_directory') AS d")[0][0]
+    except SqlError:
         return None
 
 

@@ -225,8 +225,11 @@ class _StderrTail(threading.Thread):
         self.tail = b""
 
     def run(self) -> None:
-        for line in iter(self._stream.readline, b""):
-            self.tail = (self.tail + line)[-STDERR_KEEP:]
+        try:
+            for line in iter(self._stream.readline, b""):
+                self.tail = (self.tail + line)[-STDERR_KEEP:]
+        finally:
+            self._stream.close()
 
     def text(self) -> str:
         t = self.tail.decode("utf-8", "replace").strip()
@@ -336,6 +339,8 @@ class PsqlSession:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        self.proc.stdout.close()  # type: ignore[union-attr]
+        self.tail.join(timeout=5)
 
     def __enter__(self) -> "PsqlSession":
         return self

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import abc
 import re
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Iterator, Protocol
+from typing import Iterator, Protocol, TypeVar
 
 from dumpsafe.errors import ObjectMissing, StoreError
+
+W = TypeVar("W", bound="Committable")
 
 _KEY_RE = re.compile(r"^(?!/)(?!.*(^|/)\.\.?(/|$))[A-Za-z0-9._~/-]+$")
 
@@ -45,6 +47,28 @@ class Writer(Protocol):
 
 class Reader(Protocol):
     def read(self, n: int = -1, /) -> bytes: ...
+
+
+class Committable(Protocol):
+    def write(self, data: bytes, /) -> int: ...
+    def commit(self) -> None: ...
+    def abort(self) -> None: ...
+
+
+@contextmanager
+def commit_or_abort(writer: "W") -> Iterator["W"]:
+    """Yield ``writer``; commit it on a clean exit, abort it on any exception (also one
+    raised by the commit itself). The shape of every object-store ``open_write``."""
+    try:
+        yield writer
+    except BaseException:
+        writer.abort()
+        raise
+    try:
+        writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
 
 
 class Store(abc.ABC):

@@ -28,7 +28,7 @@ from google.cloud.storage.retry import DEFAULT_RETRY
 
 from dumpsafe.config import GCSStoreConfig
 from dumpsafe.errors import ObjectMissing, StoreError
-from dumpsafe.storage.base import ObjectInfo, Store, check_key
+from dumpsafe.storage.base import ObjectInfo, Store, check_key, commit_or_abort
 
 log = logging.getLogger(__name__)
 
@@ -253,17 +253,8 @@ class GCSStore(Store):
     # ---- the Store contract ----------------------------------------------------------------
     @contextmanager
     def open_write(self, key: str, *, size_hint: int | None = None) -> Iterator[_Writer]:
-        w = _Writer(self, key)
-        try:
+        with commit_or_abort(_Writer(self, key)) as w:
             yield w
-        except BaseException:
-            w.abort()
-            raise
-        try:
-            w.commit()
-        except BaseException:
-            w.abort()
-            raise
 
     @contextmanager
     def open_read(self, key: str) -> Iterator[_Reader]:

@@ -12,17 +12,10 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from dumpsafe.errors import ObjectMissing, StoreError
+from dumpsafe.fsutil import fsync_dir
 from dumpsafe.storage.base import ObjectInfo, Store, check_key
 
 _TMP_MARK = ".tmp-"
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -86,7 +79,7 @@ class LocalStore(Store):
                 raise StoreError(f"store {self.name!r}: short write for {key} (disk full?)")
             os.replace(tmp, final)
             committed = True
-            _fsync_dir(final.parent)
+            fsync_dir(final.parent)
         except OSError as e:
             raise self._oserror(e, key) from None
         finally:

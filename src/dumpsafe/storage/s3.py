@@ -32,7 +32,7 @@ from botocore.exceptions import (
 
 from dumpsafe.config import S3StoreConfig
 from dumpsafe.errors import ObjectMissing, StoreError
-from dumpsafe.storage.base import ObjectInfo, Store, check_key
+from dumpsafe.storage.base import ObjectInfo, Store, check_key, commit_or_abort
 
 log = logging.getLogger(__name__)
 
@@ -310,16 +310,8 @@ class S3Store(Store):
     def open_write(self, key: str, *, size_hint: int | None = None) -> Iterator[_MultipartWriter]:
         w = _MultipartWriter(self, key, size_hint)
         self.client  # fail before the caller starts producing bytes
-        try:
+        with commit_or_abort(w):
             yield w
-        except BaseException:
-            w.abort()
-            raise
-        try:
-            w.commit()
-        except BaseException:
-            w.abort()
-            raise
 
     @contextmanager
     def open_read(self, key: str) -> Iterator[_Body]:

@@ -1,0 +1,141 @@
+"""The app factory: REST routes, MCP over streamable HTTP at /mcp, errors as {error, detail}."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any, AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from dumpsafe import __version__
+from dumpsafe.access import offers
+from dumpsafe.api.http_metrics import HttpMetrics
+from dumpsafe.api.routes import audit, backups, health, operations
+from dumpsafe.api.work import limiter_for
+from dumpsafe.auth import TokenStore
+from dumpsafe.errors import AuthError, DumpsafeError
+
+log = logging.getLogger("dumpsafe.api")
+ERROR_CLASS_HEADER = "X-Dumpsafe-Error"
+
+
+def error_response(e: DumpsafeError) -> JSONResponse:
+    # the class name lets the remote CLI raise the very same class (same exit code)
+    headers = {ERROR_CLASS_HEADER: type(e).__name__}
+    if isinstance(e, AuthError):
+        headers["WWW-Authenticate"] = "Bearer"
+    return JSONResponse({"error": e.kind, "detail": e.message}, status_code=e.http_status, headers=headers)
+
+
+def _validation_sentence(exc: RequestValidationError) -> str:
+    errs = exc.errors()
+    if not errs:
+        return "malformed request"
+    e = errs[0]
+    loc = tuple(e.get("loc", ()))
+    if loc == ("body",):
+        if e.get("type") == "missing":
+            return "a JSON body is required (see /openapi.json)"
+        return "the body must be a JSON object (send Content-Type: application/json)"
+    if e.get("type") == "json_invalid":
+        return "the body is not valid JSON"
+    where = ".".join(str(p) for p in loc if p != "body") or "body"
+    return f"{where}: {e.get('msg', 'invalid value')}"
+
+
+def _status_metrics(registry: CollectorRegistry, service: Any) -> None:
+    """Per tenant/database gauges (last success, age, breach) from metrics.py, when it exists."""
+    try:
+        from dumpsafe.metrics import StatusCollector
+    except ImportError:
+        return
+    if not offers(service, "status"):
+        return
+
+    def rows() -> list[Any]:
+        try:
+            return service.status()
+        except DumpsafeError as e:  # a scrape must not fail because a store is down
+            log.warning("metrics: status unavailable: %s", e.message)
+            return []
+
+    registry.register(StatusCollector(rows))
+
+
+def create_app(
+    service: Any,
+    *,
+    tokens: TokenStore | None = None,
+    host: str = "127.0.0.1",
+    mcp: bool = True,
+    on_startup: list[Any] | None = None,
+) -> FastAPI:
+    """Build the app around one service. ``on_startup`` objects get start()/stop() (the scheduler)."""
+    tokens = tokens or TokenStore(service.state_dir)
+    long_work = limiter_for(service)
+    mcp_http = None
+    if mcp:
+        from dumpsafe.mcp_server import HttpMcp
+
+        mcp_http = HttpMcp(service, tokens, host=host, limiter=long_work)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            if mcp_http is not None:
+                await stack.enter_async_context(mcp_http.running())
+            for obj in on_startup or []:
+                obj.start()
+                stack.callback(obj.stop)
+            yield
+
+    app = FastAPI(
+        title="dumpsafe",
+        version=__version__,
+        description="Verified, atomically restorable backups of tenant PostgreSQL databases and their uploads.",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    app.state.tokens = tokens
+    app.state.registry = CollectorRegistry()
+    app.state.long_work = long_work
+    _status_metrics(app.state.registry, service)
+
+    @app.exception_handler(DumpsafeError)
+    async def _dumpsafe_error(request: Request, e: DumpsafeError) -> JSONResponse:
+        return error_response(e)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"error": "usage", "detail": _validation_sentence(exc)}, status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error")
+        detail = exc.detail if isinstance(exc.detail, str) else "request failed"
+        if exc.status_code == 404:
+            detail = f"no such endpoint: {request.method} {request.url.path} (see /openapi.json)"
+        elif exc.status_code == 405:
+            detail = f"{request.method} is not allowed on {request.url.path} (see /openapi.json)"
+        return JSONResponse({"error": kind, "detail": detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("internal error on %s %s", request.method, request.url.path)
+        return JSONResponse({"error": "internal", "detail": "internal error (see the server log)"}, status_code=500)
+
+    app.include_router(health.router)
+    app.include_router(backups.router)
+    app.include_router(audit.router)
+    for method, router in operations.OPTIONAL.items():
+        if offers(service, method):
+            app.include_router(router)
+    if mcp_http is not None:
+        app.router.routes.append(mcp_http.route("/mcp"))
+    app.add_middleware(HttpMetrics, registry=app.state.registry)
+    return app

@@ -1,0 +1,1 @@
+"""Routes, one small module per resource."""

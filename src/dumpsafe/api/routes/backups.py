@@ -1,0 +1,46 @@
+"""/v1/backups: create, list, get, delete (verify and restore join as the service offers them).
+
+Quick handlers are plain functions (FastAPI runs them in its thread pool); a backup goes
+through work.long_work, so it neither blocks the event loop nor starves the reads.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+
+from dumpsafe.api.deps import Guarded
+from dumpsafe.api.schemas import ERRORS, CreateBackup
+from dumpsafe.api.work import long_work
+from dumpsafe.models import BackupRecord
+
+router = APIRouter(prefix="/v1/backups", tags=["backups"], responses=ERRORS)
+
+
+@router.post("", status_code=201, response_model=list[BackupRecord], summary="Back up a tenant's databases")
+async def create_backup(request: Request, body: CreateBackup, svc: Guarded) -> list[BackupRecord]:
+    return await long_work(
+        request, svc.create,
+        body.tenant, databases=body.databases, store=body.store, uploads=body.uploads, label=body.label, pin=body.pin,
+    )
+
+
+@router.get("", response_model=list[BackupRecord], summary="List backups, newest first")
+def list_backups(
+    svc: Guarded,
+    tenant: Annotated[str | None, Query(description="Only this tenant.")] = None,
+    database: Annotated[str | None, Query(description="Only this database.")] = None,
+    store: Annotated[str | None, Query(description="Only this store (a NAME from the config).")] = None,
+) -> list[BackupRecord]:
+    return svc.list(tenant, database, store)
+
+
+@router.get("/{backup_id}", response_model=BackupRecord, summary="One backup's record")
+def get_backup(backup_id: str, svc: Guarded) -> BackupRecord:
+    return svc.get(backup_id)
+
+
+@router.delete("/{backup_id}", response_model=BackupRecord, summary="Delete a backup (record first, then objects)")
+def delete_backup(backup_id: str, svc: Guarded) -> BackupRecord:
+    return svc.delete(backup_id)

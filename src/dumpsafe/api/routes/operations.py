@@ -1,0 +1,123 @@
+"""Routes that join as the service offers them: verify, restore, prune, status.
+
+``OPTIONAL`` maps a service method to the router exposing it; app.py includes a router only
+when its method exists, so the API never advertises what the service cannot do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from dumpsafe.api.deps import Guarded
+from dumpsafe.api.schemas import ERRORS, NAME
+from dumpsafe.api.work import long_work
+from dumpsafe.models import BackupRecord
+
+Mode = Literal["atomic", "clean", "new"]
+
+
+def plain(obj: Any) -> Any:
+    """A service result as JSON: its to_json_dict() (what `--json` prints) over all of its
+    fields, so the remote CLI can rebuild the very same object."""
+    fields = dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else {}
+    return {**fields, **obj.to_json_dict()} if hasattr(obj, "to_json_dict") else obj
+
+
+class VerifyBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    drill: bool = Field(default=False, description="Also restore into a scratch database and compare row counts.")
+
+
+class RestoreBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    database: str | None = Field(default=None, description="Target database NAME (default: the backup's own).")
+    mode: Mode | None = Field(default=None, description="atomic (default if the target exists), clean or new.")
+    uploads: bool = Field(default=True, description="Also restore the uploads tree into the tenant's configured path.")
+    keep_old: bool = Field(default=False, description="atomic: keep the replaced database under a new name.")
+    dry_run: bool = Field(default=False, description="Check everything, change nothing; returns the preflight report.")
+    with_globals: bool = Field(default=False, description="First create the roles from the backup's globals object that "
+                                                          "the server lacks (never altering existing ones; no passwords).")
+
+
+class PruneBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tenant: str | None = Field(default=None, pattern=NAME, description="Only this tenant (default: every visible one).")
+    dry_run: bool = False
+
+
+class CopyBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    to: str = Field(pattern=NAME, description="Store NAME from the config to copy into.")
+
+
+verify = APIRouter(prefix="/v1/backups", tags=["backups"], responses=ERRORS)
+restore = APIRouter(prefix="/v1/backups", tags=["backups"], responses=ERRORS)
+prune = APIRouter(prefix="/v1", tags=["retention"], responses=ERRORS)
+status = APIRouter(prefix="/v1", tags=["retention"], responses=ERRORS)
+
+
+@verify.post("/{backup_id}/verify", response_model=BackupRecord, summary="Check integrity (and with drill, restore-test)")
+async def verify_backup(request: Request, backup_id: str, svc: Guarded, body: VerifyBody | None = None) -> BackupRecord:
+    return await long_work(request, svc.verify, backup_id, drill=(body or VerifyBody()).drill)
+
+
+@restore.get("/{backup_id}/restore-plan", response_model=dict[str, Any], summary="What a restore would do (cheap)")
+def restore_plan(
+    backup_id: str,
+    svc: Guarded,
+    database: Annotated[str | None, Query()] = None,
+    mode: Annotated[Mode | None, Query()] = None,
+    uploads: bool = True,
+    keep_old: bool = False,
+    with_globals: bool = False,
+) -> dict[str, Any]:
+    plan = svc.restore_plan(backup_id, database=database, mode=mode, uploads=uploads, keep_old=keep_old,
+                            with_globals=with_globals)
+    return {**dataclasses.asdict(plan), "destructive": plan.destructive, "description": plan.describe()}
+
+
+@restore.post("/{backup_id}/restore", response_model=dict[str, Any], summary="Restore a backup (integrity first, atomic)")
+async def restore_backup(request: Request, backup_id: str, svc: Guarded, body: RestoreBody | None = None) -> dict[str, Any]:
+    b = body or RestoreBody()
+    return plain(await long_work(
+        request, svc.restore, backup_id,
+        database=b.database, mode=b.mode, uploads=b.uploads, keep_old=b.keep_old, dry_run=b.dry_run,
+        with_globals=b.with_globals,
+    ))
+
+
+@prune.post("/prune", response_model=list[dict[str, Any]], summary="Apply retention policies (one decision per backup)")
+async def prune_backups(request: Request, svc: Guarded, body: PruneBody | None = None) -> list[dict[str, Any]]:
+    b = body or PruneBody()
+    return [plain(d) for d in await long_work(request, svc.prune, b.tenant, dry_run=b.dry_run)]
+
+
+@status.get("/status", response_model=list[dict[str, Any]], summary="Per tenant/database: last success, age, breach")
+def backup_status(svc: Guarded, tenant: Annotated[str | None, Query()] = None) -> list[dict[str, Any]]:
+    return [plain(row) for row in svc.status(tenant)]
+
+
+pin = APIRouter(prefix="/v1/backups", tags=["backups"], responses=ERRORS)
+copy = APIRouter(prefix="/v1/backups", tags=["backups"], responses=ERRORS)
+
+
+@pin.post("/{backup_id}/pin", response_model=BackupRecord, summary="Pin: prune never removes it")
+def pin_backup(backup_id: str, svc: Guarded) -> BackupRecord:
+    return svc.pin(backup_id)
+
+
+@pin.post("/{backup_id}/unpin", response_model=BackupRecord, summary="Unpin: the retention policy decides again")
+def unpin_backup(backup_id: str, svc: Guarded) -> BackupRecord:
+    return svc.unpin(backup_id)
+
+
+@copy.post("/{backup_id}/copy", response_model=BackupRecord, summary="Copy to another store, checksums checked")
+async def copy_backup(request: Request, backup_id: str, body: CopyBody, svc: Guarded) -> BackupRecord:
+    return await long_work(request, svc.copy, backup_id, to=body.to)
+
+
+OPTIONAL = {"verify": verify, "restore": restore, "prune": prune, "status": status, "pin": pin, "copy": copy}

@@ -1,0 +1,135 @@
+"""CLI commands of the API fronts: API tokens, `serve` (REST + MCP over HTTP + scheduler), `mcp` (stdio).
+
+cli.py registers them; they run on the server host only (never with --server).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any, Optional
+
+import typer
+
+from dumpsafe import output
+from dumpsafe.errors import UsageError
+
+token_app = typer.Typer(help="API tokens for 'dumpsafe serve' (REST and MCP over HTTP).", no_args_is_help=True)
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _local_only(ctx: typer.Context, command: str) -> Any:
+    """The CLI state (cli.State), refusing --server: these commands run on the server host."""
+    st = ctx.obj
+    if st.server:
+        raise UsageError(f"'dumpsafe {command}' runs on the server host; drop --server/DUMPSAFE_SERVER")
+    return st
+
+
+def _token_store(ctx: typer.Context, command: str) -> Any:
+    from dumpsafe.auth import TokenStore
+
+    return TokenStore(_local_only(ctx, command).config().state_dir)
+
+
+@token_app.command("create")
+def token_create(
+    ctx: typer.Context,
+    tenant: Annotated[Optional[str], typer.Option("--tenant", help="Limit the token to this tenant.")] = None,
+    admin: Annotated[bool, typer.Option("--admin", help="Every tenant, and the audit log.")] = False,
+    scope: Annotated[
+        Optional[list[str]],
+        typer.Option("--scope", help="backups:read; backups:write (all writes), or narrower: backups:create, backups:restore, backups:delete; repeatable."),
+    ] = None,
+    expires: Annotated[Optional[str], typer.Option("--expires", help="Lifetime like 30d, 12h, 2w (default: never).")] = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="What the token is for.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a token; its secret is printed once (on stdout) and stored only as a hash."""
+    from dumpsafe.config import parse_duration
+
+    store = _token_store(ctx, "token create")
+    if admin == (tenant is not None):
+        raise UsageError("pass exactly one of --tenant TENANT or --admin")
+    if tenant is not None:
+        ctx.obj.config().tenant(tenant)
+    lifetime = None
+    if expires is not None:
+        try:
+            lifetime = parse_duration(expires)
+        except ValueError:
+            raise UsageError(f"--expires {expires!r}: expected a duration like 30d, 12h or 2w") from None
+    info, secret = store.create(tenant=tenant, scopes=list(scope or []), expires_in=lifetime, name=name)
+    if as_json:
+        output.emit_json({**info.public(), "token": secret})
+        return
+    who = f"tenant {tenant}" if tenant else "admin"
+    until = f", expires {info.public()['expires_at']}" if info.expires_at else ""
+    output.info(f"created token {info.id} ({who}; {', '.join(info.scopes)}{until}); the secret below is shown only once")
+    sys.stdout.write(secret + "\n")
+
+
+@token_app.command("list")
+def token_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """List tokens (ids, tenants, scopes, expiry; never secrets)."""
+    from rich.table import Table
+
+    rows = [t.public() for t in _token_store(ctx, "token list").list()]
+    if as_json:
+        output.emit_json(rows)
+        return
+    if not rows:
+        output.info("no tokens")
+        return
+    t = Table(show_edge=False, header_style="bold")
+    for col in ("ID", "NAME", "TENANT", "SCOPES", "CREATED", "EXPIRES"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(r["id"], r["name"] or "-", r["tenant"] or "(admin)", " ".join(r["scopes"]), r["created_at"], r["expires_at"] or "never")
+    output.stdout().print(t)
+
+
+@token_app.command("revoke")
+def token_revoke(ctx: typer.Context, token_id: Annotated[str, typer.Argument(help="Token ID (see 'dumpsafe token list').")]) -> None:
+    """Revoke a token at once (the server reads the token file on every request)."""
+    _token_store(ctx, "token revoke").revoke(token_id)
+    output.info(f"revoked token {token_id}")
+
+
+def serve_cmd(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8421,
+    no_scheduler: Annotated[bool, typer.Option("--no-scheduler", help="Do not run scheduled backups.")] = False,
+) -> None:
+    """Serve the REST API, MCP over HTTP at /mcp, /metrics, and the backup scheduler."""
+    import uvicorn
+
+    from dumpsafe.api import create_app
+    from dumpsafe.service import BackupService
+
+    import logging
+
+    config = _local_only(ctx, "serve").config()
+    handler = logging.StreamHandler()  # the scheduler's and the API's own lines, beside uvicorn's
+    handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+    logging.getLogger("dumpsafe").addHandler(handler)
+    logging.getLogger("dumpsafe").setLevel(logging.INFO)
+    logging.getLogger("dumpsafe").propagate = False
+    service = BackupService(config)
+    background: list[Any] = []
+    if not no_scheduler:
+        try:
+            from dumpsafe.scheduler import Scheduler
+        except ImportError:
+            Scheduler = None  # the scheduler has not landed in this build
+        if Scheduler is not None:
+            background.append(Scheduler(service, config))
+    uvicorn.run(create_app(service, host=host, on_startup=background), host=host, port=port, log_level="info")
+
+
+def mcp_cmd(ctx: typer.Context) -> None:
+    """Serve MCP on stdin/stdout as the local operator (an admin), for a local agent."""
+    from dumpsafe.mcp_server import run_stdio
+    from dumpsafe.service import BackupService
+
+    run_stdio(BackupService(_local_only(ctx, "mcp").config()))
