@@ -23,5 +23,12 @@ demo: venv pg
 test: venv pg
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
+# `make bench [BENCH_SIZE=100MB|1GB|10GB] [BENCH_REPS=3]`: side-by-side with pg_dump -Fc, writes bench/RESULTS.md
+BENCH_SIZE ?= 1GB
+BENCH_REPS ?= 3
+bench: venv pg
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python bench/run.py --size $(BENCH_SIZE) --reps $(BENCH_REPS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

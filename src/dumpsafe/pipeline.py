@@ -18,7 +18,11 @@ import zstandard
 from dumpsafe.storage.base import Reader, Writer
 
 CHUNK = 1 << 20
-ZSTD_LEVEL = 3
+# Level 2, not 3: on the 1 GB benchmark dump level 3 cost 3.4-3.9 CPU-s and gave 223 MiB,
+# level 2 2.1-2.2 CPU-s and 212 MiB (pg_dump -Fc gzip: 244 MiB); on a tar of the Python
+# stdlib level 2 is still smaller than gzip -6 (0.289 vs 0.292), level 1 is not (0.311).
+# On two cores those CPU-seconds are taken from pg_dump's server backend (bench/RESULTS.md).
+ZSTD_LEVEL = 2
 ZSTD_THREADS = -1  # one worker per core
 
 Advance = Callable[[int], None]
