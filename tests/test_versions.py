@@ -18,11 +18,14 @@ def _pg16_bin() -> Path:
 
 @pytest.fixture(scope="module")
 def pg16():
-    cluster = Cluster(password="pw16-secret", bin_dir=_pg16_bin()).init().start()
-    cluster.create_database("app")
-    load_sample(cluster, "app", customers=50, orders=100)
-    yield cluster
-    cluster.destroy()
+    cluster = Cluster(password="pw16-secret", bin_dir=_pg16_bin())
+    try:
+        cluster.init().start()
+        cluster.create_database("app")
+        load_sample(cluster, "app", customers=50, orders=100)
+        yield cluster
+    finally:
+        cluster.destroy()
 
 
 def _config(env, cluster, extra=""):

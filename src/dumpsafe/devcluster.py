@@ -137,7 +137,11 @@ class Cluster:
         raise RuntimeError("PostgreSQL did not become ready")
 
     def __enter__(self) -> "Cluster":
-        return self.init().start()
+        try:
+            return self.init().start()
+        except BaseException:
+            self.destroy()
+            raise
 
     def __exit__(self, *exc: object) -> None:
         self.destroy()
