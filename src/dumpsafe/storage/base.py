@@ -124,4 +124,23 @@ class Store(abc.ABC):
         return self.stat(key) is not None
 
 
-__all__ = ["Store", "ObjectInfo", "Writer", "Reader", "check_key", "ObjectMissing", "StoreError"]
+class BucketStore(Store):
+    """A store inside a bucket under an optional prefix (S3, GCS): keys map to
+    ``<prefix>/<key>`` and back, and locations read ``<scheme>://bucket/prefix/key``."""
+
+    scheme = "bucket"
+
+    def __init__(self, name: str, bucket: str, prefix: str):
+        super().__init__(name)
+        self.bucket = bucket
+        prefix = prefix.strip("/")
+        self.prefix = f"{prefix}/" if prefix else ""
+
+    def _full(self, key: str) -> str:
+        return self.prefix + check_key(key)
+
+    def url(self, key: str = "") -> str:
+        return f"{self.scheme}://{self.bucket}/{self.prefix}{key}"
+
+
+__all__ = ["Store", "BucketStore", "ObjectInfo", "Writer", "Reader", "check_key", "ObjectMissing", "StoreError"]

@@ -28,7 +28,7 @@ from google.cloud.storage.retry import DEFAULT_RETRY
 
 from dumpsafe.config import GCSStoreConfig
 from dumpsafe.errors import ObjectMissing, StoreError
-from dumpsafe.storage.base import ObjectInfo, Store, check_key, commit_or_abort
+from dumpsafe.storage.base import BucketStore, ObjectInfo, commit_or_abort
 
 log = logging.getLogger(__name__)
 
@@ -163,15 +163,13 @@ class _Reader:
         return out
 
 
-class GCSStore(Store):
+class GCSStore(BucketStore):
     kind = "gcs"
+    scheme = "gs"
 
     def __init__(self, name: str, cfg: GCSStoreConfig):
-        super().__init__(name)
+        super().__init__(name, cfg.bucket, cfg.prefix)
         self.cfg = cfg
-        self.bucket = cfg.bucket
-        prefix = cfg.prefix.strip("/")
-        self.prefix = f"{prefix}/" if prefix else ""
         self.chunk_size = cfg.chunk_size_mb * MiB
         self.retry = DEFAULT_RETRY.with_deadline(cfg.retry_deadline_s)
         self._client: Any = None
@@ -187,9 +185,6 @@ class GCSStore(Store):
                 raise self._error(e, "connecting") from None
             self._bucket_obj = self._client.bucket(self.bucket)
         return self._bucket_obj
-
-    def _full(self, key: str) -> str:
-        return self.prefix + check_key(key)
 
     def _where(self) -> str:
         return os.environ.get("STORAGE_EMULATOR_HOST") or "storage.googleapis.com"

@@ -32,7 +32,7 @@ from botocore.exceptions import (
 
 from dumpsafe.config import S3StoreConfig
 from dumpsafe.errors import ObjectMissing, StoreError
-from dumpsafe.storage.base import ObjectInfo, Store, check_key, commit_or_abort
+from dumpsafe.storage.base import BucketStore, ObjectInfo, commit_or_abort
 
 log = logging.getLogger(__name__)
 
@@ -217,15 +217,13 @@ class _MultipartWriter:
             log.warning("store %r: could not abort multipart upload of %s: %s", self.store.name, self.key, e)
 
 
-class S3Store(Store):
+class S3Store(BucketStore):
     kind = "s3"
+    scheme = "s3"
 
     def __init__(self, name: str, cfg: S3StoreConfig):
-        super().__init__(name)
+        super().__init__(name, cfg.bucket, cfg.prefix)
         self.cfg = cfg
-        self.bucket = cfg.bucket
-        prefix = cfg.prefix.strip("/")
-        self.prefix = f"{prefix}/" if prefix else ""
         self._client: Any = None
 
     # ---- plumbing ---------------------------------------------------------------------------
@@ -245,9 +243,6 @@ class S3Store(Store):
             except (BotoCoreError, ValueError) as e:
                 raise self._error(e, "connecting") from None
         return self._client
-
-    def _full(self, key: str) -> str:
-        return self.prefix + check_key(key)
 
     def _where(self) -> str:
         return self.cfg.endpoint_url or "S3"
@@ -361,9 +356,6 @@ class S3Store(Store):
             raise self._error(e, f"deleting {key}") from None
         except BotoCoreError as e:
             raise self._error(e, f"deleting {key}") from None
-
-    def url(self, key: str = "") -> str:
-        return f"s3://{self.bucket}/{self.prefix}{key}"
 
     def sweep(self, older_than_s: float = 86400) -> int:
         """Abort multipart uploads under the prefix that a crashed writer left behind
