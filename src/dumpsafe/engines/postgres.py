@@ -9,7 +9,6 @@ from __future__ import annotations
 import glob
 import os
 import re
-import shutil
 import subprocess
 import threading
 from contextlib import contextmanager
@@ -19,7 +18,6 @@ from pathlib import Path
 from typing import IO, Callable, Iterator
 
 import psycopg
-from psycopg import sql
 
 from dumpsafe.errors import BackupFailed, ConfigError
 
@@ -183,15 +181,15 @@ def connect(target: PgTarget, dbname: str, *, autocommit: bool = False) -> psyco
 
 
 def list_databases(target: PgTarget) -> list[str]:
+    """Every database that can be backed up (not a template, connections allowed)."""
+    from dumpsafe.engines.sqlsession import SqlError, open_session
+
     q = "SELECT datname FROM pg_database WHERE NOT datistemplate AND datallowconn ORDER BY datname"
-    if target.exec_prefix:
-        with PsqlSession(target, "postgres") as ps:
-            return [r[0] for r in ps.query(q)]
-    with connect(target, "postgres", autocommit=True) as conn:
-        rows = conn.execute(
-            "SELECT datname FROM pg_database WHERE NOT datistemplate AND datallowconn ORDER BY datname"
-        ).fetchall()
-    return [r[0] for r in rows]
+    try:
+        with open_session(target, "postgres") as s:
+            return [r[0] for r in s.rows(q)]
+    except SqlError as e:
+        raise BackupFailed(f"tenant {target.tenant!r}: cannot list databases at {target.where()}: {e.message}") from None
 
 
 TABLES_SQL = """
@@ -204,15 +202,6 @@ WHERE c.relkind = 'r'
                   WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
 ORDER BY 1, 2
 """
-
-
-def count_tables(conn: psycopg.Connection) -> dict[str, int]:
-    """Exact row count of every user table, in the connection's current snapshot."""
-    counts: dict[str, int] = {}
-    for schema, table in conn.execute(TABLES_SQL).fetchall():
-        q = sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(schema), sql.Identifier(table))
-        counts[f"{schema}.{table}"] = conn.execute(q).fetchone()[0]
-    return counts
 
 
 class _StderrTail(threading.Thread):
@@ -252,101 +241,19 @@ class DumpSnapshot:
 
 @contextmanager
 def snapshot(target: PgTarget, dbname: str) -> Iterator[DumpSnapshot]:
-    """Export a snapshot (psycopg directly, or psql through the exec channel)."""
-    if target.exec_prefix:
-        with PsqlSession(target, dbname) as ps:
-            ps.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            snap, version, num = ps.query(
-                "SELECT pg_export_snapshot(), current_setting('server_version'), current_setting('server_version_num')"
+    """Export a snapshot through the tenant's SQL session (psycopg directly, or psql through
+    the exec channel); the transaction stays open, and is rolled back, around the block."""
+    from dumpsafe.engines.sqlsession import SqlError, count_tables, open_session
+
+    with open_session(target, dbname) as s:
+        try:
+            s.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            snap, version, num = s.rows(
+                "SELECT pg_export_snapshot(), current_setting('server_version'), current_setting('server_version_num')::int"
             )[0]
-            yield DumpSnapshot(snap, version.split()[0], int(num) // 10000, ps.count_tables)
-        return
-    conn = connect(target, dbname)
-    try:
-        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        snap = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
-        version = conn.execute("SHOW server_version").fetchone()[0]
-        yield DumpSnapshot(snap, version.split()[0], conn.info.server_version // 10000, lambda: count_tables(conn))
-    finally:
-        try:
-            conn.rollback()
-        except psycopg.Error:
-            pass
-        conn.close()
-
-
-class PsqlSession:
-    """psql driven over a pipe through the tenant's exec channel (container, ssh).
-
-    Each query is followed by an ``\\echo`` marker so results are read back line by line;
-    the password is the first line on stdin (PW_WRAPPER), never an argument.
-    """
-
-    MARK = "__dumpsafe_end_of_result__"
-    SEP = "\x1f"
-
-    def __init__(self, target: PgTarget, dbname: str, psql: str = "psql"):
-        self.target = target
-        self.dbname = dbname
-        argv = target.command([
-            psql, "-X", "-q", "-A", "-t", "-F", self.SEP, "-v", "ON_ERROR_STOP=1", "--no-password",
-            *target.conn_args(), f"--dbname={dbname}",
-        ])
-        try:
-            self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                         env=target.env(), text=True, bufsize=1)
-        except OSError as e:
-            raise BackupFailed(f"tenant {target.tenant!r}: cannot start {argv[0]} ({e.strerror})") from None
-        self.tail = _StderrTail(self.proc.stderr.buffer, target.password)  # type: ignore[union-attr]
-        self.tail.start()
-        self._send(target.password_line().decode())
-
-    def _send(self, text: str) -> None:
-        try:
-            self.proc.stdin.write(text)
-            self.proc.stdin.flush()
-        except BrokenPipeError:
-            pass
-
-    def query(self, sql_text: str, *, gexec: bool = False) -> list[list[str]]:
-        end = "\n\\gexec\n" if gexec else ";\n"
-        self._send(sql_text.strip().rstrip(";") + end + f"\\echo {self.MARK}\n")
-        rows: list[list[str]] = []
-        for line in self.proc.stdout:  # type: ignore[union-attr]
-            line = line.rstrip("\n")
-            if line == self.MARK:
-                return rows
-            rows.append(line.split(self.SEP))
-        self.proc.wait()
-        self.tail.join(timeout=5)
-        raise BackupFailed(explain_connect_error(self.target, self.dbname, Exception(self.tail.text() or "psql exited")))
-
-    def count_tables(self) -> dict[str, int]:
-        q = (
-            "SELECT format('SELECT %L, count(*) FROM %I.%I', nspname || '.' || relname, nspname, relname) "
-            f"FROM ({TABLES_SQL}) t(nspname, relname)"
-        )
-        return {name: int(n) for name, n in self.query(q, gexec=True)}
-
-    def close(self) -> None:
-        try:
-            self._send("\\q\n")
-            self.proc.stdin.close()  # type: ignore[union-attr]
-        except (BrokenPipeError, OSError):
-            pass
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc.stdout.close()  # type: ignore[union-attr]
-        self.tail.join(timeout=5)
-
-    def __enter__(self) -> "PsqlSession":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        except SqlError as e:
+            raise BackupFailed(f"tenant {target.tenant!r}: cannot export a snapshot of database {dbname!r}: {e.message}") from None
+        yield DumpSnapshot(snap, version.split()[0], int(num) // 10000, lambda: count_tables(s))
 
 
 @contextmanager

@@ -1,4 +1,4 @@
-"""One SQL session interface for restore-side admin work, two ways to reach the server.
+"""One SQL session interface (backup snapshots and counts, restore admin work), two ways to reach the server.
 
 ``open_session`` gives a psycopg connection for a directly reachable server, or psql driven
 over the tenant's exec channel (container, ssh). Both take composed ``psycopg.sql`` queries
