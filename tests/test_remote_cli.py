@@ -20,7 +20,7 @@ def test_round_trip_create_list_get_delete(remote):
     env = remote.env
     made = env.cli("backup", "create", "acme", "--no-uploads", "--label", "remote", "--json")
     assert made.code == 0, made.err
-    rec = made.json()
+    rec = made.json()[0]
     assert rec["tenant"] == "acme" and rec["label"] == "remote"
     # the server wrote it, with the token's id as the actor
     line = [e for e in remote.service.audit.entries() if e["backup_id"] == rec["id"]][-1]

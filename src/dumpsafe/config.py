@@ -13,7 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from dumpsafe.errors import ConfigError
 
@@ -213,11 +213,8 @@ class TenantConfig(PgServerConfig):
 
     @field_validator("notify")
     @classmethod
-    def _notify_urls(cls, v: list[str]) -> list[str]:
-        from dumpsafe.notify import check_urls
-
-        check_urls(v)
-        return v
+    def _notify_urls(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        return _check_notify(v, info)
 
     def parsed_schedule(self, drill: bool = False):
         """The tenant's (drill) schedule as a cron.Schedule in its timezone, or None."""
@@ -272,11 +269,8 @@ class Config(_Strict):
 
     @field_validator("notify")
     @classmethod
-    def _notify_urls(cls, v: list[str]) -> list[str]:
-        from dumpsafe.notify import check_urls
-
-        check_urls(v)
-        return v
+    def _notify_urls(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        return _check_notify(v, info)
 
     @model_validator(mode="after")
     def _references(self) -> "Config":
@@ -403,7 +397,16 @@ def _resolve(base: Path, p: Path | None) -> Path | None:
     return p if p.is_absolute() else (base / p)
 
 
-def load_config(explicit: str | os.PathLike[str] | None = None) -> Config:
+def _check_notify(urls: list[str], info: ValidationInfo) -> list[str]:
+    """apprise checks each URL; commands that never notify (list, get, status) skip loading it (~0.2 s)."""
+    if (info.context or {}).get("check_notify", True):
+        from dumpsafe.notify import check_urls
+
+        check_urls(urls)
+    return urls
+
+
+def load_config(explicit: str | os.PathLike[str] | None = None, *, check_notify: bool = True) -> Config:
     """Load and validate the config file, or raise ConfigError naming the file and key."""
     path = config_path(explicit)
     try:
@@ -418,12 +421,12 @@ def load_config(explicit: str | os.PathLike[str] | None = None) -> Config:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: not valid TOML ({e})") from None
-    return config_from_dict(data, path)
+    return config_from_dict(data, path, check_notify=check_notify)
 
 
-def config_from_dict(data: dict[str, Any], path: Path) -> Config:
+def config_from_dict(data: dict[str, Any], path: Path, *, check_notify: bool = True) -> Config:
     try:
-        cfg = Config.model_validate(data)
+        cfg = Config.model_validate(data, context={"check_notify": check_notify})
     except ValidationError as e:
         raise ConfigError(_format_error(path, e)) from None
     base = path.resolve().parent

@@ -51,7 +51,7 @@ def validate_backup_id(value: str) -> str:
     if not isinstance(value, str) or not ID_RE.match(value):
         shown = value if isinstance(value, str) and len(value) < 120 else "(value)"
         raise UsageError(
-            f"{shown!r} is not a backup ID (IDs look like acme.app.20260101T023000Z.k3j9x2ab; see 'dumpsafe backup list')"
+            f"{shown!r} is not a backup ID (IDs look like acme.app.20260101T023000Z.k3j7x2ab; see 'dumpsafe backup list')"
         )
     return value
 

@@ -89,13 +89,15 @@ class BackupService:
         with self.audit.record("create", actor, tenant=tenant, store=store_name, only_failure=True) as ev:
             target = self.pg_target(tenant)
             if databases:
-                if tcfg.databases is not None:
-                    unknown = [d for d in databases if d not in tcfg.databases]
-                    if unknown:
-                        raise UsageError(
-                            f"database {unknown[0]!r} is not configured for tenant {tenant!r} "
-                            f"(configured: {', '.join(tcfg.databases)})"
-                        )
+                known = tcfg.databases if tcfg.databases is not None else postgres.list_databases(target)
+                unknown = [d for d in databases if d not in known]
+                if unknown:
+                    ev.extra["error_kind"] = "usage"  # a mistyped name is no backup failure (see status.py)
+                    where = "configured" if tcfg.databases is not None else "on the server"
+                    raise UsageError(
+                        f"database {unknown[0]!r} is not {'configured for' if tcfg.databases is not None else 'a database of'} "
+                        f"tenant {tenant!r} ({where}: {', '.join(known) or 'none'})"
+                    )
                 dbs = list(dict.fromkeys(databases))
             else:
                 dbs = list(tcfg.databases) if tcfg.databases is not None else postgres.list_databases(target)

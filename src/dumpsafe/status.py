@@ -56,6 +56,9 @@ def _when(value: Any) -> datetime | None:
 
 
 def _failed(event: Mapping[str, Any]) -> bool:
+    """A failed backup attempt; a usage mistake (a mistyped database) is not one."""
+    if event.get("error_kind") == "usage":
+        return False
     return str(event.get("outcome", "")).lower() not in ("success", "ok", "succeeded", "passed")
 
 
