@@ -430,6 +430,40 @@ def keygen_cmd(
     output.info(f"recipient (for encrypt_to): {recipient}")
 
 
+# --- a newcomer's first steps (issue 14) ---
+config_app = typer.Typer(help="Check the config file: every tenant's connection and every store.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+@app.command("init")
+def init_cmd(ctx: typer.Context) -> None:
+    """Write a commented sample dumpsafe.toml (to --config, $DUMPSAFE_CONFIG or ./dumpsafe.toml); never overwrites."""
+    from dumpsafe.config import config_path
+    from dumpsafe.initconfig import write_sample
+
+    path = write_sample(config_path(_state(ctx).config_path))
+    output.info(f"wrote {path}; edit it, then run 'dumpsafe config check'")
+
+
+@config_app.command("check")
+def config_check_cmd(ctx: typer.Context, as_json: JsonOpt = False, wide: WideOpt = False) -> None:
+    """Validate the config, then test each tenant (password, connection, pg_dump version, databases, uploads)
+    and each store (reachable and writable). Exit 1 on any failure."""
+    from dumpsafe.configcheck import run_checks
+    from dumpsafe.errors import UsageError
+
+    st = _state(ctx)
+    if st.server:
+        raise UsageError("'dumpsafe config check' runs where the config is; drop --server/DUMPSAFE_SERVER")
+    checks = run_checks(st.service())
+    if as_json:
+        output.emit_json([c.to_json_dict() for c in checks])
+    else:
+        output.show_checks(checks, wide)
+    if not all(c.ok for c in checks):
+        raise typer.Exit(1)
+
+
 @app.command("demo")
 def demo_cmd(
     keep: Annotated[bool, typer.Option("--keep", help="Keep the demo directory and stop only the database.")] = False,

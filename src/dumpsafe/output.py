@@ -395,3 +395,17 @@ def show_tokens(rows: list[dict[str, Any]], wide: bool = False) -> None:
         _col("CREATED", (r["created_at"] for r in rows)),
         _col("EXPIRES", (r["expires_at"] or "never" for r in rows)),
     ], TOKEN_STEPS, wide)
+
+
+CHECK_STEPS = [tables.drop("CHECK")]
+
+
+def show_checks(checks: list, wide: bool = False) -> None:
+    print_table([
+        _col("SUBJECT", (c.subject for c in checks)),
+        _col("CHECK", (c.check for c in checks)),
+        _col("RESULT", ("ok" if c.ok else "FAILED" for c in checks)),
+        _col("DETAIL", (c.detail for c in checks), flex=True),
+    ], CHECK_STEPS, wide)
+    failed = sum(not c.ok for c in checks)
+    info(f"{len(checks) - failed} of {len(checks)} checks passed" + (f"; {failed} failed" if failed else ""))
