@@ -69,10 +69,12 @@ def token_create(
 
 
 @token_app.command("list")
-def token_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+def token_list(
+    ctx: typer.Context,
+    as_json: JsonOpt = False,
+    wide: Annotated[bool, typer.Option("--wide", "-w", help="Show every column in full, whatever the terminal width.")] = False,
+) -> None:
     """List tokens (ids, tenants, scopes, expiry; never secrets)."""
-    from rich.table import Table
-
     rows = [t.public() for t in _token_store(ctx, "token list").list()]
     if as_json:
         output.emit_json(rows)
@@ -80,12 +82,7 @@ def token_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     if not rows:
         output.info("no tokens")
         return
-    t = Table(show_edge=False, header_style="bold")
-    for col in ("ID", "NAME", "TENANT", "SCOPES", "CREATED", "EXPIRES"):
-        t.add_column(col)
-    for r in rows:
-        t.add_row(r["id"], r["name"] or "-", r["tenant"] or "(admin)", " ".join(r["scopes"]), r["created_at"], r["expires_at"] or "never")
-    output.stdout().print(t)
+    output.show_tokens(rows, wide)
 
 
 @token_app.command("revoke")
