@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field
 from enum import Enum
@@ -380,22 +381,53 @@ def status_cmd(
 def schedule_export_cmd(
     ctx: typer.Context,
     fmt: Annotated[ScheduleFormat, typer.Option("--format", help="cron, systemd or kubernetes.")] = ScheduleFormat.cron,
-    command: Annotated[str, typer.Option("--command", help="How cron/systemd should call dumpsafe.")] = "dumpsafe",
+    command: Annotated[Optional[str], typer.Option(
+        "--command", help="How cron/systemd should call dumpsafe [default: this dumpsafe's absolute path].")] = None,
+    output_dir: Annotated[Optional[Path], typer.Option(
+        "--output-dir", help="systemd: write each .service and .timer file into DIR instead of printing them.")] = None,
+    image: Annotated[Optional[str], typer.Option("--image", help="kubernetes: the dumpsafe image [default: dumpsafe:VERSION].")] = None,
+    namespace: Annotated[Optional[str], typer.Option("--namespace", help="kubernetes: the namespace of the CronJobs.")] = None,
 ) -> None:
-    """Print crontab lines or systemd service + timer units for the tenants' schedules."""
+    """Print crontab lines, systemd service + timer units, or a Kubernetes CronJob per tenant."""
     from dumpsafe.errors import UsageError
-    from dumpsafe.schedule_export import export
+    from dumpsafe.schedule_export import export, write_units
 
     st = _state(ctx)
+    if st.server:
+        raise UsageError("'dumpsafe schedule export' reads the config on the host that runs the backups; "
+                         "run it there without --server/DUMPSAFE_SERVER")
+    if output_dir is not None and fmt is not ScheduleFormat.systemd:
+        raise UsageError("--output-dir is for --format systemd (cron and kubernetes print to stdout)")
     cfg = st.config()
     path = (cfg.source or Path("dumpsafe.toml")).resolve()
     try:
-        result = export(cfg, path, fmt.value, command)
+        result = export(cfg, path, fmt.value, command or _own_command(), image=image, namespace=namespace)
     except ValueError as e:
         raise UsageError(str(e)) from None
-    sys.stdout.write(result.text)
+    if output_dir is not None:
+        for written in write_units(result, output_dir):
+            output.info(f"wrote {written}")
+        timers = " ".join(n for n in result.files if n.endswith(".timer"))
+        output.info(f"then, as root: cp {output_dir}/* /etc/systemd/system/ && systemctl daemon-reload "
+                    f"&& systemctl enable --now {timers}")
+    else:
+        sys.stdout.write(result.text)
     for w in result.warnings:
         output.info(f"warning: {w}")
+
+
+def _own_command() -> str:
+    """This dumpsafe by absolute path (cron's PATH is short), or this Python running it."""
+    import shlex
+    import shutil
+
+    beside = Path(sys.executable).parent / "dumpsafe"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    found = shutil.which("dumpsafe")
+    if found:
+        return str(Path(found).resolve())
+    return shlex.join([sys.executable, "-m", "dumpsafe"])
 
 
 # --- serve, tokens, mcp (issue 6) ---
