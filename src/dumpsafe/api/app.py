@@ -99,6 +99,8 @@ def create_app(
         version=__version__,
         description="Verified, atomically restorable backups of tenant PostgreSQL databases and their uploads.",
         lifespan=lifespan,
+        docs_url=None,  # Swagger UI and ReDoc load their JavaScript from a CDN (blank offline):
+        redoc_url=None,  # off; /openapi.json stays for any client or viewer
     )
     app.state.service = service
     app.state.tokens = tokens
