@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import dataclass, field
 from enum import Enum
@@ -14,20 +13,11 @@ import typer
 from dumpsafe import __version__, output
 from dumpsafe.errors import DumpsafeError, RefusedError
 
+from dumpsafe.cli_help import EXAMPLES, readable_help
+
 if TYPE_CHECKING:  # config and models load pydantic: imported when a command needs them, not for --help
     from dumpsafe.config import Config
 
-EXAMPLES = """Examples:
-
-\b
-  dumpsafe init                      # write a commented sample dumpsafe.toml
-  dumpsafe config check              # test every tenant's connection and every store
-  dumpsafe backup create acme
-  dumpsafe backup list acme
-  dumpsafe backup verify acme.app.20261122T023000Z.k3j7x2ab --drill
-  dumpsafe backup restore acme.app.20261122T023000Z.k3j7x2ab --dry-run
-  dumpsafe --install-completion      # shell completion for bash, zsh or fish
-"""
 
 app = typer.Typer(
     name="dumpsafe",
@@ -106,12 +96,6 @@ class StatusFormat(str, Enum):
     table = "table"
     json = "json"
     prometheus = "prometheus"
-
-
-class ScheduleFormat(str, Enum):
-    cron = "cron"
-    systemd = "systemd"
-    kubernetes = "kubernetes"
 
 
 def _show_version(value: bool) -> None:
@@ -315,7 +299,8 @@ def index_rebuild(
             output.info(f"store {name!r}: {n} backup{'s' if n != 1 else ''} indexed")
 
 # --- retention/status (issue 5) ---
-schedule_app = typer.Typer(help="Export the tenants' schedules for cron, systemd or Kubernetes.", no_args_is_help=True)
+from dumpsafe.cli_setup import config_app, init_cmd, schedule_app  # noqa: E402  (commands live in cli_setup.py)
+
 app.add_typer(schedule_app, name="schedule")
 
 
@@ -377,65 +362,14 @@ def status_cmd(
         raise typer.Exit(1)
 
 
-@schedule_app.command("export")
-def schedule_export_cmd(
-    ctx: typer.Context,
-    fmt: Annotated[ScheduleFormat, typer.Option("--format", help="cron, systemd or kubernetes.")] = ScheduleFormat.cron,
-    command: Annotated[Optional[str], typer.Option(
-        "--command", help="How cron/systemd should call dumpsafe [default: this dumpsafe's absolute path].")] = None,
-    output_dir: Annotated[Optional[Path], typer.Option(
-        "--output-dir", help="systemd: write each .service and .timer file into DIR instead of printing them.")] = None,
-    image: Annotated[Optional[str], typer.Option("--image", help="kubernetes: the dumpsafe image [default: dumpsafe:VERSION].")] = None,
-    namespace: Annotated[Optional[str], typer.Option("--namespace", help="kubernetes: the namespace of the CronJobs.")] = None,
-) -> None:
-    """Print crontab lines, systemd service + timer units, or a Kubernetes CronJob per tenant."""
-    from dumpsafe.errors import UsageError
-    from dumpsafe.schedule_export import export, write_units
-
-    st = _state(ctx)
-    if st.server:
-        raise UsageError("'dumpsafe schedule export' reads the config on the host that runs the backups; "
-                         "run it there without --server/DUMPSAFE_SERVER")
-    if output_dir is not None and fmt is not ScheduleFormat.systemd:
-        raise UsageError("--output-dir is for --format systemd (cron and kubernetes print to stdout)")
-    cfg = st.config()
-    path = (cfg.source or Path("dumpsafe.toml")).resolve()
-    try:
-        result = export(cfg, path, fmt.value, command or _own_command(), image=image, namespace=namespace)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    if output_dir is not None:
-        for written in write_units(result, output_dir):
-            output.info(f"wrote {written}")
-        timers = " ".join(n for n in result.files if n.endswith(".timer"))
-        output.info(f"then, as root: cp {output_dir}/* /etc/systemd/system/ && systemctl daemon-reload "
-                    f"&& systemctl enable --now {timers}")
-    else:
-        sys.stdout.write(result.text)
-    for w in result.warnings:
-        output.info(f"warning: {w}")
-
-
-def _own_command() -> str:
-    """This dumpsafe by absolute path (cron's PATH is short), or this Python running it."""
-    import shlex
-    import shutil
-
-    beside = Path(sys.executable).parent / "dumpsafe"
-    if beside.is_file() and os.access(beside, os.X_OK):
-        return str(beside)
-    found = shutil.which("dumpsafe")
-    if found:
-        return str(Path(found).resolve())
-    return shlex.join([sys.executable, "-m", "dumpsafe"])
-
-
 # --- serve, tokens, mcp (issue 6) ---
 from dumpsafe.cli_api import mcp_cmd, serve_cmd, token_app  # noqa: E402  (commands live in cli_api.py)
 
 app.add_typer(token_app, name="token")
 app.command("serve")(serve_cmd)
 app.command("mcp")(mcp_cmd)
+app.command("init")(init_cmd)  # issue 14: a newcomer's first steps
+app.add_typer(config_app, name="config")
 
 
 @app.command("keygen")
@@ -462,40 +396,6 @@ def keygen_cmd(
     output.info(f"recipient (for encrypt_to): {recipient}")
 
 
-# --- a newcomer's first steps (issue 14) ---
-config_app = typer.Typer(help="Check the config file: every tenant's connection and every store.", no_args_is_help=True)
-app.add_typer(config_app, name="config")
-
-
-@app.command("init")
-def init_cmd(ctx: typer.Context) -> None:
-    """Write a commented sample dumpsafe.toml (to --config, $DUMPSAFE_CONFIG or ./dumpsafe.toml); never overwrites."""
-    from dumpsafe.config import config_path
-    from dumpsafe.initconfig import write_sample
-
-    path = write_sample(config_path(_state(ctx).config_path))
-    output.info(f"wrote {path}; edit it, then run 'dumpsafe config check'")
-
-
-@config_app.command("check")
-def config_check_cmd(ctx: typer.Context, as_json: JsonOpt = False, wide: WideOpt = False) -> None:
-    """Validate the config, then test each tenant (password, connection, pg_dump version, databases, uploads)
-    and each store (reachable and writable). Exit 1 on any failure."""
-    from dumpsafe.configcheck import run_checks
-    from dumpsafe.errors import UsageError
-
-    st = _state(ctx)
-    if st.server:
-        raise UsageError("'dumpsafe config check' runs where the config is; drop --server/DUMPSAFE_SERVER")
-    checks = run_checks(st.service())
-    if as_json:
-        output.emit_json([c.to_json_dict() for c in checks])
-    else:
-        output.show_checks(checks, wide)
-    if not all(c.ok for c in checks):
-        raise typer.Exit(1)
-
-
 @app.command("demo")
 def demo_cmd(
     keep: Annotated[bool, typer.Option("--keep", help="Keep the demo directory and stop only the database.")] = False,
@@ -509,7 +409,7 @@ def demo_cmd(
 def main(argv: list[str] | None = None) -> None:
     """Entry point: the one place errors become messages and exit codes."""
     args = sys.argv[1:] if argv is None else list(argv)
-    as_json = "--json" in args or any(a in ("--format=json",) for a in args) or _format_json(args)
+    as_json = "--json" in args or "--format=json" in args or _format_json(args)
     try:
         command = typer.main.get_command(app)
         readable_help(command)
@@ -527,33 +427,3 @@ def main(argv: list[str] | None = None) -> None:
 
 def _format_json(args: list[str]) -> bool:
     return any(a == "--format" and b == "json" for a, b in zip(args, args[1:]))
-
-
-# metavars for --help: what a value is, in words, instead of Typer's <str> and <list[str]>
-METAVARS = {
-    "--config": "FILE", "--server": "URL", "--token": "TOKEN", "--database": "DB", "--store": "NAME", "--label": "TEXT",
-    "--to": "STORE", "--identity": "FILE", "--uploads-to": "DIR", "--output": "FILE", "--output-dir": "DIR",
-    "--tenant": "TENANT", "--scope": "SCOPE", "--expires": "DURATION", "--name": "TEXT", "--host": "HOST",
-    "--port": "PORT", "--command": "PATH", "--since": "DURATION",
-}
-
-
-def readable_help(command: Any) -> None:
-    """Give every option and argument of the command tree a readable metavar (NAME, FILE, [a|b|c])."""
-    for param in command.params:
-        argument = param.param_type_name == "argument"
-        if argument:  # the name is the metavar: no "<str>" after it
-            param.display_type_rich = lambda ctx: None
-        if param.metavar is not None or getattr(param, "is_flag", False) or getattr(param, "count", False):
-            continue
-        desc = getattr(param, "type_descriptor", None)
-        choices = desc.choices if desc is not None and desc.is_choice else getattr(getattr(param, "type", None), "choices", None)
-        if choices:
-            param.metavar = "[" + "|".join(str(getattr(c, "value", c)) for c in choices) + "]"
-        elif argument:
-            param.metavar = (param.name or "value").upper()
-        else:
-            longest = max(param.opts, key=len)
-            param.metavar = METAVARS.get(longest, longest.lstrip("-").upper().replace("-", "_"))
-    for sub in getattr(command, "commands", {}).values():
-        readable_help(sub)
