@@ -103,6 +103,12 @@ def test_errors_under_json_are_a_json_object_on_stderr(env):
     r = env.cli("backup", "create", "nosuchtenant", "--json")
     err = json.loads(r.err)
     assert r.code == 2 and err["exit_code"] == 2 and "nosuchtenant" in err["error"]
+    # click's own usage errors too: a bad choice, an unknown flag
+    r = env.cli("status", "--format", "yaml", "--json")
+    err = json.loads(r.err)
+    assert r.code == 2 and err["kind"] == "usage" and err["exit_code"] == 2 and "'yaml' is not one of" in err["error"]
+    r = env.cli("backup", "list", "--json", "--colour")
+    assert r.code == 2 and "--colour" in json.loads(r.err)["error"]
     # without --json: the human sentence
     r = env.cli("backup", "get", "acme.app.20261122T023000Z.k3j7x2ab")
     assert r.err.startswith("error:")

@@ -413,7 +413,15 @@ def main(argv: list[str] | None = None) -> None:
     try:
         command = typer.main.get_command(app)
         readable_help(command)
-        command(args=args, prog_name="dumpsafe")
+        if not as_json:
+            command(args=args, prog_name="dumpsafe")
+        else:  # click's own usage errors (a bad flag or choice) become JSON too
+            try:
+                code = command.main(args=args, prog_name="dumpsafe", standalone_mode=False)
+            except _click_error() as e:
+                output.error_json(e.format_message(), "usage", e.exit_code)
+                sys.exit(e.exit_code)
+            sys.exit(code if isinstance(code, int) else 0)
     except DumpsafeError as e:
         if as_json:
             output.error_json(e.message, e.kind, e.exit_code)
@@ -427,3 +435,11 @@ def main(argv: list[str] | None = None) -> None:
 
 def _format_json(args: list[str]) -> bool:
     return any(a == "--format" and b == "json" for a, b in zip(args, args[1:]))
+
+
+def _click_error() -> type[Exception]:
+    try:  # Typer >= 0.22 carries its own copy of click
+        from typer._click.exceptions import ClickException
+    except ImportError:
+        from click.exceptions import ClickException
+    return ClickException
