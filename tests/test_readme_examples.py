@@ -116,13 +116,19 @@ def test_every_dumpsafe_command_in_the_docs_exists(page):
     assert not bad, bad
 
 
-def test_the_help_examples_are_real_commands_too():
+def test_the_help_examples_are_real_commands_too(env):
     from dumpsafe.cli import EXAMPLES
+    from dumpsafe.cli_help import COMMAND_EXAMPLES
 
     root = tree()
     lines = [SHELL_LINE.match(line.split(" #")[0]) for line in EXAMPLES.splitlines()]
     rests = [m.group(1) for m in lines if m]
     assert len(rests) >= 5
+    for path, examples in COMMAND_EXAMPLES.items():
+        assert all(e.startswith(f"dumpsafe {path} ") or e == f"dumpsafe {path}" for e in examples), path
+        rests += [e[len("dumpsafe"):] for e in examples]
+        shown = env.cli(*path.split(), "--help").out  # and --help shows them, one per line
+        assert all(f"  {e}\n" in shown for e in examples), (path, shown)
     assert not {r: p for r in rests if (p := check(root, r))}
 
 
