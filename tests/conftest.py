@@ -200,7 +200,7 @@ def served(pg: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Served:
     pg.create_database(name)
     load_sample(pg, name, customers=50, orders=200)
     make_uploads(root / "uploads")
-    beta = f'\n[tenants.beta]\nhost = "127.0.0.1"\nport = {pg.port}\nuser = "postgres"\npassword_env = "{PASSWORD_ENV}"\ndatabases = ["{name}"]\n'
+    beta = 'restore_names = ["r_*"]\n' + f'\n[tenants.beta]\nhost = "127.0.0.1"\nport = {pg.port}\nuser = "postgres"\npassword_env = "{PASSWORD_ENV}"\ndatabases = ["{name}"]\n'
     stores = 'default_store = "local"\n[stores.local]\nkind = "local"\npath = "backups"\n\n[stores.offsite]\nkind = "local"\npath = "offsite"\n'
     env = Env(root=root, pg=pg, db=name, uploads=root / "uploads", tenant_extra=beta, stores_toml=stores)
     env.write_config()

@@ -48,7 +48,7 @@ def new_backup_id(tenant: str, database: str, when: datetime) -> str:
 
 def validate_backup_id(value: str) -> str:
     """Return the ID if well formed, else raise a UsageError (exit 2)."""
-    if not isinstance(value, str) or not ID_RE.match(value):
+    if not isinstance(value, str) or not ID_RE.fullmatch(value):  # fullmatch: no trailing newline
         shown = value if isinstance(value, str) and len(value) < 120 else "(value)"
         raise UsageError(
             f"{shown!r} is not a backup ID (IDs look like acme.app.20260101T023000Z.k3j9x2ab; see 'dumpsafe backup list')"
@@ -85,6 +85,7 @@ class Verification(BaseModel):
 class UploadsInfo(BaseModel):
     files: int
     bytes: int
+    skipped: list[str] = Field(default_factory=list)  # entries that changed type mid-walk (engines/files.py)
 
 
 class BackupRecord(BaseModel):
