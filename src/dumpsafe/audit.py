@@ -1,9 +1,10 @@
 """Append-only audit log: one JSON line per action, success and failure. Never a secret.
 
-Lines are hash-chained: each carries ``prev``, the SHA-256 of the previous line's bytes
-(without its newline; 64 zeros for the first line), so editing, inserting or removing a
-line breaks the chain at that point (``dumpsafe audit verify`` names the first broken
-line). Lines written before the chain existed are reported as unchained.
+Lines are hash-chained: each carries ``hash``, the SHA-256 of its own canonical JSON
+without that key, and ``prev``, the previous line's ``hash`` (64 zeros for the first line),
+so an edited line no longer matches its own hash and a line inserted or removed breaks the
+link after it (``dumpsafe audit verify`` names the first broken line). Lines written before
+the chain existed are reported as unchained (a link to one uses the SHA-256 of its bytes).
 
 Every string in a line is a bounded excerpt (a caller's 50 MiB input becomes 500
 characters and its length). A small state file beside the log (``audit.state.json``)
@@ -56,7 +57,13 @@ def excerpt(value: Any, limit: int = MAX_STR, depth: int = 0) -> Any:
 
 
 def line_hash(line: bytes) -> str:
+    """The link to a line written before the chain existed: SHA-256 of its bytes."""
     return hashlib.sha256(line.rstrip(b"\n")).hexdigest()
+
+
+def _self_hash(entry: dict[str, Any]) -> str:
+    body = {k: v for k, v in entry.items() if k != "hash"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 @dataclass
@@ -107,11 +114,12 @@ class AuditLog:
         with self._locked() as (fd, state):
             body = {k: excerpt(v, MAX_ERROR if k == "error" else MAX_STR) for k, v in entry.items()}
             body["prev"] = state["last"]
+            body["hash"] = _self_hash(json.loads(json.dumps(body, default=str)))
             line = (json.dumps(body, sort_keys=True, default=str) + "\n").encode()
             os.write(fd, line)
             state["size"] += len(line)
             state["lines"] += 1
-            state["last"] = line_hash(line)
+            state["last"] = body["hash"]
             _count_failure(state, body)
             self._save_state(state)
 
@@ -135,8 +143,10 @@ class AuditLog:
             state["lines"] += 1
             state["last"] = line_hash(raw)
             try:
-                _count_failure(state, json.loads(raw))
-            except ValueError:
+                entry = json.loads(raw)
+                state["last"] = entry.get("hash") or state["last"]
+                _count_failure(state, entry)
+            except (ValueError, AttributeError):
                 continue
         return state
 
@@ -184,9 +194,9 @@ class AuditLog:
             }
         )
 
-    def denied(self, action: str, actor: str, *, error: str, **extra: Any) -> None:
+    def denied(self, action: str, actor: str, *, error: str, tenant: str | None = None, **extra: Any) -> None:
         """One line for an attempt refused before it reached any action (401, 429)."""
-        self.append({"time": rfc3339(utcnow()), "actor": actor, "action": action, "backup_id": None, "tenant": None,
+        self.append({"time": rfc3339(utcnow()), "actor": actor, "action": action, "backup_id": None, "tenant": tenant,
                      "database": None, "store": None, "size_bytes": None, "outcome": "denied", "duration_s": 0.0,
                      "error": error, **extra})
 
@@ -282,12 +292,15 @@ class AuditLog:
                 if chained:
                     return ChainReport(lines, unchained, lines, "it has no 'prev' hash")
                 unchained += 1
-            elif link != (prev or GENESIS):
+                prev = line_hash(raw)
+                continue
+            if entry.get("hash") != _self_hash(entry):
+                return ChainReport(lines, unchained, lines, "it does not match its own hash (it was edited)")
+            if link != (prev or GENESIS):
                 return ChainReport(lines, unchained, lines, "its 'prev' hash does not match the line before it "
-                                                           "(that line or this one was edited, inserted or removed)")
-            else:
-                chained = True
-            prev = line_hash(raw)
+                                                           "(a line was inserted or removed before it)")
+            chained = True
+            prev = entry["hash"]
         return ChainReport(lines, unchained)
 
 

@@ -99,8 +99,18 @@ class Gate:
                 return
             a.audited[kind] = now
             folded = a.folded.pop(kind, 0)
+        token_id = _token_id(presented)
         self.audit.denied("authenticate", "anonymous", error=error, client=client, reason=kind,
-                          token_id=_token_id(presented), folded=folded)
+                          token_id=token_id, folded=folded, tenant=self._tenant_of(token_id))
+
+    def _tenant_of(self, token_id: str | None) -> str | None:
+        """The tenant of a presented token id that exists (ids are public), for the audit line."""
+        if token_id is None:
+            return None
+        try:
+            return next((t.tenant for t in self.tokens.list() if t.id == token_id), None)
+        except Exception:  # noqa: BLE001 - an unreadable token file is reported by authenticate()
+            return None
 
 
 def _token_id(presented: str | None) -> str | None:
