@@ -190,3 +190,19 @@ def test_an_id_with_a_trailing_newline_is_not_an_id(two):
             return error_text(await c.call_tool("get_backup", {"backup_id": acme_id + "\n"}))
 
     assert "is not a backup ID" in anyio.run(go)
+
+
+# ---- OpenAPI: every status a route answers is documented --------------------------------------
+def test_openapi_lists_every_status_each_route_answers(two):
+    doc = two.call("none", "GET", "/openapi.json").json()
+    ops = {(m.upper(), p): op for p, item in doc["paths"].items() for m, op in item.items()}
+    for (method, path), op in ops.items():
+        codes = set(op["responses"])
+        if path == "/healthz":
+            continue
+        assert {"400", "401", "413", "429"} <= codes, (method, path, codes)
+        assert "Retry-After" in op["responses"]["429"]["headers"]
+        if path.startswith("/v1/backups") or path in ("/v1/prune", "/v1/status"):
+            assert {"403", "404", "502"} <= codes, (method, path, codes)
+    assert {"409", "422"} <= set(ops[("POST", "/v1/backups/{backup_id}/restore")]["responses"])
+    assert "403" in ops[("GET", "/metrics")]["responses"]
