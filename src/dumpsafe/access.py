@@ -21,6 +21,7 @@ Every refusal of a write, and every restore-plan, is audited with the tenant fil
 from __future__ import annotations
 
 import dataclasses
+import re
 from contextlib import contextmanager
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -31,6 +32,7 @@ from dumpsafe.errors import DumpsafeError, ForbiddenError, NotFoundError, Refuse
 from dumpsafe.models import ID_RE, BackupRecord, validate_backup_id
 
 HIDDEN = "<host path>"
+_CONFIGURED = re.compile(r" \(configured (?:stores|tenants): [^)]*\)")
 
 
 def backup_not_found(backup_id: str) -> NotFoundError:
@@ -212,7 +214,8 @@ class GuardedService:
             yield
         except DumpsafeError as e:
             if not self.caller.admin:
-                e.message = _scrub(e.message, host_paths(self.service.config))
+                # no host paths, and no list of the other tenants' or stores' names
+                e.message = _CONFIGURED.sub("", _scrub(e.message, host_paths(self.service.config)))
                 e.args = (e.message,)
             raise
 
