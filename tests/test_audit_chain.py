@@ -82,3 +82,12 @@ def test_lines_hold_bounded_excerpts(tmp_path):
     (line,) = log.entries()
     assert len(json.dumps(line)) < 4000 and line["database"].endswith("(5000000 characters)")
     assert line["tenant"] == "acme" and log.verify().ok
+
+
+def test_a_refused_request_is_not_a_failure_of_the_tenant_it_named(two):
+    before = {(r.database, r.failures) for r in two.service.status("beta")}
+    r = two.call("acme", "POST", "/v1/backups", json={"tenant": "beta", "uploads": False})
+    assert r.status_code == 404
+    line = two.audit("create")[-1]
+    assert line["tenant"] == "beta" and line["refused"] is True and line["actor_tenant"] == "acme"
+    assert {(r.database, r.failures) for r in two.service.status("beta")} == before

@@ -181,7 +181,12 @@ class GuardedService:
         fields["tenant"] = self._audit_tenant(fields)
         fields.setdefault("extra", {})["actor_tenant"] = self.caller.tenant
         with self.service.audit.record(action, self.caller.actor, only_failure=not always, **fields) as ev:
-            yield ev
+            try:
+                yield ev
+            except DumpsafeError:
+                # a refusal, not a failed attempt: status and alerts of the tenant do not count it
+                ev.extra["refused"] = True
+                raise
 
     def refuse_unconfirmed(self, action: str, backup_id: str, message: str) -> None:
         """Refuse an unconfirmed destructive call with an audit line; an unseen backup still
