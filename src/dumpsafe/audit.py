@@ -126,14 +126,29 @@ class AuditLog:
     def _save_state(self, state: dict[str, Any]) -> None:
         write_private(self.state_path, json.dumps(state).encode())
 
-    def _state(self, size: int) -> dict[str, Any]:
+    def _state(self, size: int, *, save: bool = False) -> dict[str, Any]:
         try:
             state = json.loads(self.state_path.read_bytes())
             if state.get("size") == size and {"lines", "last", "failures"} <= set(state):
                 return state
         except (OSError, ValueError, AttributeError):
             pass
-        return self._rebuild_state()
+        state = self._rebuild_state()
+        if save:
+            self._save_state(state)
+        return state
+
+    def _current_state(self) -> dict[str, Any] | None:
+        """The state matching the log right now (a shared lock keeps appends out while reading)."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            return self._state(os.fstat(fd).st_size, save=True)
+        finally:
+            os.close(fd)
 
     def _rebuild_state(self) -> dict[str, Any]:
         """Recount from the log itself (once, when the state file is missing or stale)."""
@@ -255,21 +270,15 @@ class AuditLog:
 
     def count(self) -> int:
         """Lines in the log (from the state file; recounted once if stale)."""
-        try:
-            size = self.path.stat().st_size
-        except FileNotFoundError:
-            return 0
-        return int(self._state(size)["lines"])
+        state = self._current_state()
+        return int(state["lines"]) if state else 0
 
     def failure_summary(self, tenant: str | None = None) -> list[dict[str, Any]]:
         """Failed backup attempts per tenant/database, as events for status.compute: the last
         failure's time and error, and ``count`` (from the state file, not the whole log)."""
-        try:
-            size = self.path.stat().st_size
-        except FileNotFoundError:
-            return []
-        out = []
-        for key, f in self._state(size)["failures"].items():
+        state = self._current_state()
+        out: list[dict[str, Any]] = []
+        for key, f in (state or {"failures": {}})["failures"].items():
             t, _, db = key.partition("\t")
             if tenant is None or t == tenant:
                 out.append({"action": "create", "outcome": "failed", "tenant": t, "database": db or None,

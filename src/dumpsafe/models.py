@@ -7,7 +7,7 @@ import secrets
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, model_serializer
 
 from dumpsafe.errors import UsageError
 
@@ -86,6 +86,13 @@ class UploadsInfo(BaseModel):
     files: int
     bytes: int
     skipped: list[str] = Field(default_factory=list)  # entries that changed type mid-walk (engines/files.py)
+
+    @model_serializer(mode="wrap")
+    def _ser(self, handler: Any) -> dict[str, Any]:
+        data = handler(self)
+        if not self.skipped:
+            data.pop("skipped", None)  # the contract's {"files", "bytes"} unless something was skipped
+        return data
 
 
 class BackupRecord(BaseModel):
