@@ -104,3 +104,17 @@ def test_older_trees_are_tightened_on_start_with_one_log_line(open_root, caplog)
     assert {stat.S_IMODE(p.stat().st_mode) for p in files + f2} == {0o600}
     assert {stat.S_IMODE(p.stat().st_mode) for p in dirs + d2} == {0o700}
     assert _as_nobody("cat", str(env.store_dir / "records" / "old.json")).returncode != 0
+
+
+def test_an_uploads_tree_is_staged_owner_only_and_swapped_in_with_the_live_mode(tmp_path):
+    from dumpsafe.engines import files
+
+    live = tmp_path / "uploads"
+    live.mkdir()
+    os.chmod(live, 0o755)
+    (live / "old.txt").write_text("old")
+    with files.staging(live) as staged:
+        assert stat.S_IMODE(staged.stat().st_mode) == 0o700  # nobody else can look in while it fills
+        (staged / "new.txt").write_text("new")
+        files.swap_in(staged, live)
+    assert stat.S_IMODE(live.stat().st_mode) == 0o755 and (live / "new.txt").read_text() == "new"

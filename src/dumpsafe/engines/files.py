@@ -283,14 +283,8 @@ def staging(live: Path) -> Iterator[Path]:
     fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        d.mkdir(mode=0o700)
-        try:
-            st = os.stat(live)
-            os.chmod(d, stat.S_IMODE(st.st_mode))
-            if os.geteuid() == 0:
-                os.chown(d, st.st_uid, st.st_gid)
-        except FileNotFoundError:
-            pass
+        d.mkdir(mode=0o700)  # owner-only while staged; swap_in gives it the live tree's mode and owner
+        os.chmod(d, 0o700)
         yield d
     finally:
         remove_tree(d)
@@ -356,6 +350,13 @@ def swap_in(staged: Path, live: Path) -> None:
     if not os.path.lexists(live):
         os.rename(staged, live)
         return
+    try:
+        st = os.stat(live)
+        os.chmod(staged, stat.S_IMODE(st.st_mode))
+        if os.geteuid() == 0:
+            os.chown(staged, st.st_uid, st.st_gid)
+    except FileNotFoundError:
+        pass
     if _exchange(staged, live):
         old = staged  # after the exchange the staging name holds the old tree
     else:
