@@ -144,3 +144,30 @@ def test_tenant_tokens_see_no_host_paths(two):
     assert got["location"] == f"dumpsafe://acme_store/{acme_id}" and root not in str(report) and datadir not in str(report)
     # an admin still sees where things are
     assert two.call("admin", "GET", f"/v1/backups/{acme_id}").json()["location"].startswith("file://")
+
+
+def test_the_target_is_refused_before_any_connection(env):
+    """With the tenant's server unreachable, a foreign target still answers 403 at once (the
+    decision needs no server), while the tenant's own target gets as far as the connection."""
+    from dumpsafe.api import create_app
+    from dumpsafe.auth import READ, WRITE, TokenStore
+    from live import LiveServer, free_port
+
+    bid = env.service().create("acme", uploads=False)[0].id
+    env.config_path.write_text(env.config_path.read_text().replace(f"port = {env.pg.port}", f"port = {free_port()}"))
+    svc = env.service()
+    _, token = TokenStore(svc.state_dir).create(tenant="acme", scopes=[READ, WRITE])
+    server = LiveServer(create_app(svc, mcp=False)).start()
+    headers = {"Authorization": f"Bearer {token}"}
+    try:
+        import httpx
+
+        foreign = httpx.get(f"{server.url}/v1/backups/{bid}/restore-plan", params={"database": "beta_app"},
+                            headers=headers, timeout=60)
+        own = httpx.get(f"{server.url}/v1/backups/{bid}/restore-plan", headers=headers, timeout=60)
+        restore = httpx.post(f"{server.url}/v1/backups/{bid}/restore", json={"database": "beta_app", "uploads": False},
+                             headers=headers, timeout=60)
+    finally:
+        server.stop()
+    assert foreign.status_code == restore.status_code == 403
+    assert own.status_code == 502  # the own target really needs the (unreachable) server
