@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from dumpsafe.inputs import NAME, DbNames, Flag, Label, Name  # noqa: F401  (NAME: re-exported)
+from dumpsafe.inputs import DbNames, Flag, Label, Name
 
 
 class ErrorBody(BaseModel):
