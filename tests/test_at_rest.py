@@ -118,3 +118,16 @@ def test_an_uploads_tree_is_staged_owner_only_and_swapped_in_with_the_live_mode(
         (staged / "new.txt").write_text("new")
         files.swap_in(staged, live)
     assert stat.S_IMODE(live.stat().st_mode) == 0o755 and (live / "new.txt").read_text() == "new"
+
+
+def test_tightening_never_touches_an_uploads_tree_inside_a_store(open_root):
+    env = open_root
+    os.umask(0o022)
+    inside = env.store_dir / "app-uploads"
+    inside.mkdir(parents=True)
+    (inside / "logo.png").write_bytes(b"png")
+    os.chmod(env.store_dir, 0o755)
+    env.write_config(tenant_extra=f'\n[tenants.other]\ndatabases = ["x"]\nuploads = "{inside}"\n')
+    env.service()
+    assert stat.S_IMODE(env.store_dir.stat().st_mode) == 0o700
+    assert stat.S_IMODE(inside.stat().st_mode) == 0o755 and stat.S_IMODE((inside / "logo.png").stat().st_mode) == 0o644

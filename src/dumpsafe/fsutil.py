@@ -72,9 +72,10 @@ def write_private(path: Path, data: bytes) -> None:
         raise
 
 
-def tighten_tree(root: Path) -> int:
+def tighten_tree(root: Path, skip: frozenset[str] = frozenset()) -> int:
     """Make every file under ``root`` 0600 and every directory 0700 (symlinks are not followed);
-    return how many were changed. Only what the current user owns is touched."""
+    return how many were changed. Only what the current user owns is touched, and nothing
+    under a directory in ``skip`` (an application's uploads tree that happens to lie inside)."""
     root = Path(root)
     if not root.is_dir() or root.is_symlink():
         return 0
@@ -95,6 +96,7 @@ def tighten_tree(root: Path) -> int:
 
     fix(str(root), DIR_MODE)
     for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if os.path.join(dirpath, d) not in skip]
         for d in dirnames:
             fix(os.path.join(dirpath, d), DIR_MODE)
         for f in filenames:
@@ -110,7 +112,7 @@ def is_private(path: Path) -> bool:
         return True
 
 
-def secure_roots(roots: list[Path]) -> int:
+def secure_roots(roots: list[Path], skip: frozenset[str] = frozenset()) -> int:
     """Create or tighten dumpsafe's directories on start: each root 0700, and a root an older
     version left open is walked once (one log line saying how many entries were fixed)."""
     total, where = 0, []
@@ -121,7 +123,7 @@ def secure_roots(roots: list[Path]) -> int:
             continue
         if is_private(root):
             continue
-        total += tighten_tree(root)
+        total += tighten_tree(root, skip)
         where.append(str(root))
     if where:
         log.warning("tightened %d files and directories to owner-only (0600/0700) under %s", total, ", ".join(where))
@@ -137,3 +139,10 @@ def private_roots(config: object) -> list[Path]:
     stores = [getattr(s, "path", None) for s in getattr(config, "stores", {}).values()]
     roots += [Path(p) for p in [spool, *stores] if p is not None and Path(p).is_dir()]
     return roots
+
+
+def secure_config_roots(config: object) -> int:
+    """``secure_roots`` for a config's own directories, never touching a tenant's uploads tree."""
+    uploads = [getattr(t, "uploads", None) for t in getattr(config, "tenants", {}).values()]
+    skip = frozenset(os.path.realpath(p) for p in uploads if p is not None) | frozenset(str(p) for p in uploads if p)
+    return secure_roots(private_roots(config), skip)

@@ -16,7 +16,7 @@ from dumpsafe.audit import AuditLog
 from dumpsafe.config import Config, tenant_password
 from dumpsafe.engines import files, postgres
 from dumpsafe.errors import BackupFailed, DumpsafeError, IntegrityError, NotFoundError, StoreError, UsageError
-from dumpsafe.fsutil import private_roots, secure_roots
+from dumpsafe.fsutil import secure_config_roots
 from dumpsafe.index import Catalog, filter_records, object_key, objects_prefix
 from dumpsafe.models import BackupRecord, ObjectRef, UploadsInfo, new_backup_id, utcnow, validate_backup_id
 from dumpsafe import crypto
@@ -41,7 +41,7 @@ class BackupService:
         self.state_dir = Path(config.state_dir)
         self.audit = AuditLog(self.state_dir)
         self._stores: dict[str, Store] = {}
-        secure_roots(private_roots(config))  # owner-only at rest; older trees tightened once (issue 12)
+        secure_config_roots(config)  # owner-only at rest; older trees tightened once (issue 12)
 
     # ---- plumbing -------------------------------------------------------------------------
     def store(self, name: str) -> Store:
