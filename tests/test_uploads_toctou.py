@@ -72,3 +72,38 @@ def test_symlink_swaps_never_put_foreign_bytes_in_an_archive(env, tmp_path):
     # swaps were caught in the act (skipped and named in the record), not only missed by luck
     assert all(isinstance(rec.uploads, UploadsInfo) for rec in records)
     assert sum(len(rec.uploads.skipped) for rec in records) > 0
+
+
+def test_a_directory_swapped_for_a_symlink_is_never_followed(env, tmp_path):
+    """A directory of the tree replaced by a symlink to a foreign directory while backups run:
+    no foreign bytes, and no backup fails (the entry is skipped or archived as it was)."""
+    root = env.uploads
+    deep = root / "deep"
+    deep.mkdir()
+    for i in range(20):
+        (deep / f"d{i:02d}.txt").write_bytes(b"deep\n" * 50)
+    foreign = tmp_path / "foreign"
+    foreign.mkdir(mode=0o700)
+    for i in range(20):
+        (foreign / f"d{i:02d}.txt").write_bytes(MARKER * 64)
+    away = tmp_path / "away"
+    stop = threading.Event()
+
+    def swap() -> None:
+        while not stop.is_set():
+            os.rename(deep, away)
+            os.symlink(foreign, deep)
+            os.unlink(deep)
+            os.rename(away, deep)
+
+    svc = env.service()
+    t = threading.Thread(target=swap, daemon=True)
+    t.start()
+    try:
+        records = [svc.create("acme")[0] for _ in range(8)]
+    finally:
+        stop.set()
+        t.join(30)
+    for rec in records:
+        with svc.store(rec.store).open_read(rec.object("uploads").key) as fh:
+            assert MARKER not in zstandard.ZstdDecompressor().stream_reader(fh).read(), rec.id
