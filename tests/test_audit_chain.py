@@ -91,3 +91,23 @@ def test_a_refused_request_is_not_a_failure_of_the_tenant_it_named(two):
     line = two.audit("create")[-1]
     assert line["tenant"] == "beta" and line["refused"] is True and line["actor_tenant"] == "acme"
     assert {(r.database, r.failures) for r in two.service.status("beta")} == before
+
+
+def test_a_refused_create_does_not_stand_for_a_missed_scheduled_run(env):
+    """Another tenant's refused 'create acme' must not make the scheduler think acme's
+    missed run was attempted (it reads the last attempt from the audit log on start)."""
+    import pytest as _pytest
+
+    from dumpsafe.access import GuardedService
+    from dumpsafe.auth import SCOPES, Caller
+    from dumpsafe.errors import UnknownNameError
+    from dumpsafe.scheduler import Scheduler
+
+    env.write_config(tenant_extra='schedule = "0 0 0 1 1 *"', extra_toml='[scheduler]\ngrace = "400d"')
+    svc = env.service()
+    with _pytest.raises(UnknownNameError):
+        GuardedService(svc, Caller(actor="othertoken01", tenant="beta", scopes=frozenset(SCOPES))).create("acme")
+    assert list(svc.audit.entries())[-1]["refused"] is True
+    sched = Scheduler(svc, check_interval=3600).start()
+    sched.stop(graceful=True, timeout=60)
+    assert [(r.kind, r.outcome) for r in sched.runs] == [("backup", "ok")]

@@ -154,7 +154,7 @@ class Scheduler:
         """Backup jobs whose last fire time was missed while we were down, within grace."""
         last_attempt: dict[str, datetime] = {}
         for ev in self.service.audit.entries():
-            if ev.get("action") == "create" and ev.get("tenant"):
+            if ev.get("action") == "create" and ev.get("tenant") and not ev.get("refused"):  # refused: issue 12
                 try:
                     at = datetime.fromisoformat(str(ev["time"]).replace("Z", "+00:00"))
                 except (KeyError, ValueError):
