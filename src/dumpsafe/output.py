@@ -382,6 +382,7 @@ def show_status(rows: list, wide: bool = False) -> None:
 
 TOKEN_STEPS = [
     tables.shorten("CREATED", lambda s: s.replace("T", " ")[:16]), tables.shorten("EXPIRES", lambda s: s.replace("T", " ")[:16]),
+    tables.shorten("REVOKED", lambda s: s.replace("T", " ")[:16]),
     tables.drop("CREATED"), tables.drop("NAME"), tables.drop("EXPIRES"),
 ]
 
@@ -394,6 +395,7 @@ def show_tokens(rows: list[dict[str, Any]], wide: bool = False) -> None:
         _col("SCOPES", (" ".join(r["scopes"]) for r in rows), flex=True),
         _col("CREATED", (r["created_at"] for r in rows)),
         _col("EXPIRES", (r["expires_at"] or "never" for r in rows)),
+        _col("REVOKED", (r.get("revoked_at") or "-" for r in rows)),
     ], TOKEN_STEPS, wide)
 
 

@@ -100,7 +100,8 @@ def compute(
 
 
 def _row(tname, db, mine, fails, next_run, max_age, now) -> DatabaseStatus:
-    row: dict[str, Any] = dict(tenant=tname, database=db, backups=len(mine), next_run_at=next_run, failures=len(fails))
+    failures = sum(int(e.get("count", 1)) for e in fails)  # a summary event stands for ``count`` failures
+    row: dict[str, Any] = dict(tenant=tname, database=db, backups=len(mine), next_run_at=next_run, failures=failures)
     if mine:
         last = mine[0]
         row.update(
