@@ -87,6 +87,11 @@ class UploadsInfo(BaseModel):
     bytes: int
 
 
+class LargeObjectsInfo(BaseModel):
+    count: int
+    bytes: int
+
+
 class BackupRecord(BaseModel):
     """The contract record. Required keys are never removed or renamed."""
 
@@ -119,6 +124,13 @@ class BackupRecord(BaseModel):
     pinned: bool = False
     duration_s: float | None = None
     copies: list[str] = Field(default_factory=list)
+    # what the backup's snapshot held besides table rows (absent in records written before they were kept)
+    table_keys: Literal["plain", "quoted"] = "plain"  # "quoted": keys are quote_ident(schema).quote_ident(table)
+    partitioned: dict[str, int] | None = None  # partitioned parents: rows through the parent
+    matviews: dict[str, int | None] | None = None  # materialized views: rows, null when not populated
+    large_objects: LargeObjectsInfo | None = None
+    database_properties: dict[str, Any] | None = None  # owner, encoding, locale, tablespace, settings, grants, ...
+    schema_sha256: str | None = None  # SHA-256 of the normalized pg_dump --schema-only of the snapshot
 
     @field_serializer("created_at", "completed_at")
     def _ser_dt(self, v: datetime) -> str:

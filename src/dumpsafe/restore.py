@@ -26,8 +26,9 @@ from typing import Any, Iterator
 from dumpsafe import fetch
 from dumpsafe.engines import files, postgres
 from dumpsafe.engines import pg_globals
+from dumpsafe.engines import inventory
 from dumpsafe.engines import pg_restore as pgr
-from dumpsafe.engines.sqlsession import count_tables, open_session
+from dumpsafe.engines.sqlsession import open_session
 from dumpsafe.errors import ConflictError, RestoreFailed, UsageError
 from dumpsafe.models import BackupRecord, ObjectRef, encode_db
 from dumpsafe.progress import NULL, Progress
@@ -110,6 +111,8 @@ class Preflight:
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     dry_run: bool = True
+    database_properties: dict[str, Any] | None = None  # the backup's, as the record (or the archive) says
+    property_changes: list[str] = field(default_factory=list)  # atomic: "<property> (before → after)"
 
     @property
     def ok(self) -> bool:
@@ -123,6 +126,25 @@ def restore_jobs(configured: int) -> int:
     return configured or max(1, min(4, os.cpu_count() or 1))
 
 
+@dataclass(frozen=True)
+class DbOptions:
+    """How the database's own properties are carried over (--no-owner, --owner ROLE, --no-tablespaces)."""
+
+    no_owner: bool = False
+    owner: str | None = None
+    no_tablespaces: bool = False
+
+    def restore_args(self) -> tuple[str, ...]:
+        args: list[str] = []
+        if self.no_owner or self.owner:
+            args.append("--no-owner")
+        if self.owner:
+            args.append(f"--role={self.owner}")
+        if self.no_tablespaces:
+            args.append("--no-tablespaces")
+        return tuple(args)
+
+
 class Restorer:
     """The restore flow; BackupService.restore/restore_plan delegate here."""
 
@@ -132,6 +154,7 @@ class Restorer:
         self.identities: list[Any] | None = None
         self.swept: list[str] = []  # orphaned staging/scratch databases dropped on the way
         self.with_globals = False
+        self.opts = DbOptions()
 
     def load_identities(self, record: BackupRecord, identity: Path | None) -> list[Any] | None:
         """age identities for an encrypted backup (--identity, the tenant's identity_file, $DUMPSAFE_AGE_IDENTITY)."""
@@ -193,11 +216,17 @@ class Restorer:
     # ---- restore ---------------------------------------------------------------------------
     def restore(self, backup_id: str, *, database: str | None = None, mode: str | None = None, uploads: bool = True,
                 uploads_to: Path | None = None, keep_old: bool = False, dry_run: bool = False, identity: Path | None = None,
-                with_globals: bool = False, actor: str = "local", progress: Progress = NULL) -> RestoreResult | Preflight:
+                with_globals: bool = False, actor: str = "local", progress: Progress = NULL, no_owner: bool = False,
+                owner: str | None = None, no_tablespaces: bool = False) -> RestoreResult | Preflight:
+        if no_owner and owner:
+            raise UsageError("--no-owner and --owner are exclusive (--owner ROLE already replaces the backup's owners)")
+        self.opts = DbOptions(no_owner=no_owner, owner=owner, no_tablespaces=no_tablespaces)
         record = self.svc.get(backup_id)
         with self.svc.audit.record("restore", actor, backup_id=record.id, tenant=record.tenant,
                                    database=database or record.database, store=record.store) as ev:
             ev.extra.update(mode=mode, dry_run=dry_run, with_globals=with_globals)
+            if no_owner or owner or no_tablespaces:
+                ev.extra.update(no_owner=no_owner, owner=owner, no_tablespaces=no_tablespaces)
             plan, target, up_ref = self.plan(record, database=database, mode=mode, uploads=uploads,
                                              uploads_to=uploads_to, keep_old=keep_old, with_globals=with_globals)
             ev.extra.update(mode=plan.mode, target=f"{plan.server}/{plan.database}", uploads_to=plan.uploads_to)
@@ -234,7 +263,9 @@ class Restorer:
                 fetch.spool(st, record, db_ref, dump, advance, self.identities)
             _, tool = self._tool(target, plan.database)
             with open(dump, "rb") as fh:
-                toc = pgr.read_toc(self.toc_tool(record), fh, with_sql=True, known_tables=set(record.tables))
+                toc = pgr.read_toc(self.toc_tool(record), fh, known_tables=known_tables(record))
+            spec = pgr.parse_spec(toc.database_sql)
+            self._refuse_unsupported(target, plan, record, spec, set(glob.roles) if glob is not None else set())
             staged: Path | None = None
             stats = None
             with ExitStack() as cleanup:
@@ -255,7 +286,7 @@ class Restorer:
                         if plan.mode == "clean":
                             kept, rows, tables = None, *self._clean(record, plan, target, tool, dump)
                         else:
-                            kept, rows, tables = self._via_staging(record, plan, target, tool, dump, toc)
+                            kept, rows, tables = self._via_staging(record, plan, target, tool, dump, toc, spec)
                     except BaseException:
                         if roles is not None and roles.roles_created:  # nothing owns them: the restore rolled back
                             self._drop_roles(target, plan, roles.roles_created)
@@ -308,34 +339,47 @@ class Restorer:
         except OSError as e:
             raise fetch.LocalFailure(f"cannot write the uploads staging tree {staged} ({e.strerror})") from None
 
+    def _refuse_unsupported(self, target: postgres.PgTarget, plan: RestorePlan, record: BackupRecord,
+                            spec: pgr.DbSpec | None, will_exist: set[str]) -> None:
+        """Before anything is touched: every database property the server cannot take, named with the way out."""
+        if plan.mode == "clean":
+            return
+        with pgr.admin(target, plan.database) as s:
+            problems = pgr.unsupported_properties(s, spec, owner=self.opts.owner, no_owner=self.opts.no_owner,
+                                                  tablespaces=not self.opts.no_tablespaces, will_exist=will_exist)
+        if problems:
+            raise ConflictError(f"cannot restore backup {record.id} into database {plan.database!r} on {plan.server}: "
+                                + "; ".join(problems) + "; nothing was changed")
+
     def _via_staging(self, record: BackupRecord, plan: RestorePlan, target: postgres.PgTarget, tool: str, dump: Path,
-                     toc: pgr.Toc) -> tuple[str | None, int, int]:
-        """atomic and new: restore beside the target, check counts, then rename into place."""
+                     toc: pgr.Toc, spec: pgr.DbSpec | None) -> tuple[str | None, int, int]:
+        """atomic and new: restore beside the target with the backup's own database properties,
+        check its contents, then rename into place (the template flag last)."""
         self.swept = pgr.sweep_orphans(target)
         staging = pgr.side_name(plan.database, "dsstage")
         with pgr.claimed(target, staging):
-            return self._in_staging(record, plan, target, tool, dump, toc, staging)
+            return self._in_staging(record, plan, target, tool, dump, toc, spec, staging)
 
     def _in_staging(self, record: BackupRecord, plan: RestorePlan, target: postgres.PgTarget, tool: str, dump: Path,
-                    toc: pgr.Toc, staging: str | None) -> tuple[str | None, int, int]:
+                    toc: pgr.Toc, spec: pgr.DbSpec | None, staging: str | None) -> tuple[str | None, int, int]:
         with pgr.admin(target, plan.database, staging) as conn:
-            props = pgr.database_props(conn, plan.database) if plan.mode == "atomic" else None
-            pgr.create_database(conn, staging, props, encoding=toc.encoding)
+            pgr.create_database(conn, staging, spec, owner=self.opts.owner, no_owner=self.opts.no_owner,
+                                tablespaces=not self.opts.no_tablespaces, encoding=toc.encoding)
         try:
-            pgr.run_pg_restore(target, tool, staging, dump, jobs=restore_jobs(self.config.restore_jobs))
-            counts = self._counts(target, staging)
-            mismatch = compare_counts(record.tables, counts)
+            pgr.run_pg_restore(target, tool, staging, dump, args=self.opts.restore_args(),
+                               jobs=restore_jobs(self.config.restore_jobs))
+            with open_session(target, staging) as s:
+                counts, mismatch = check_contents(record, s)
             if mismatch:
                 raise RestoreFailed(
                     f"restored data does not match backup {record.id}: {mismatch}; the target was not touched"
                 )
             with pgr.admin(target, plan.database, staging) as conn:
-                if props is not None:
-                    pgr.apply_props(conn, staging, props)
-                    old = pgr.side_name(plan.database, "dsold")
-                    kept = pgr.swap_databases(conn, plan.database, staging, old, keep_old=plan.keep_old)
+                pgr.apply_properties(conn, staging, spec)  # after the data: a read-only default cannot stop pg_restore
+                if plan.mode == "atomic":
+                    kept = pgr.swap_databases(target, conn, plan.database, staging, keep_old=plan.keep_old, spec=spec)
                 else:
-                    pgr.rename_into_place(conn, staging, plan.database)
+                    pgr.rename_into_place(conn, staging, plan.database, spec)
                     kept = None
             staging = None
             return kept, sum(counts.values()), len(counts)
@@ -347,18 +391,12 @@ class Restorer:
                dump: Path) -> tuple[int, int]:
         """pg_restore --clean in one transaction: a failure rolls back and leaves the target as it was."""
         pgr.run_pg_restore(target, tool, plan.database, dump,
-                           args=("--clean", "--if-exists", "--single-transaction"))
-        counts = self._counts(target, plan.database)
-        mismatch = compare_counts(record.tables, {k: v for k, v in counts.items() if k in record.tables} |
-                                  {k: None for k in record.tables if k not in counts})
+                           args=("--clean", "--if-exists", "--single-transaction", *self.opts.restore_args()))
+        with open_session(target, plan.database) as s:
+            counts, mismatch = check_contents(record, s, extra_tables_ok=True)
         if mismatch:
             raise RestoreFailed(f"database {plan.database!r} was restored in place but does not match backup {record.id}: {mismatch}")
-        return sum(counts[k] for k in record.tables), len(record.tables)
-
-    @staticmethod
-    def _counts(target: postgres.PgTarget, dbname: str) -> dict[str, int]:
-        with open_session(target, dbname) as s:
-            return count_tables(s)
+        return sum(counts.get(k, 0) for k in record.tables), len(record.tables)
 
     # ---- plumbing --------------------------------------------------------------------------
     def _tool(self, target: postgres.PgTarget, dbname: str) -> tuple[int, str]:
@@ -413,7 +451,7 @@ class Restorer:
         return preflight(self, record, plan, target, up_ref, progress)
 
 
-def compare_counts(expected: dict[str, int], actual: dict[str, int | None]) -> str:
+def compare_counts(expected: dict[str, int], actual: dict[str, int | None], what: str = "table") -> str:
     """'' when equal, else a sentence naming every differing table."""
     diffs = []
     for name in sorted(set(expected) | set(actual)):
@@ -424,4 +462,42 @@ def compare_counts(expected: dict[str, int], actual: dict[str, int | None]) -> s
             diffs.append(f"{name} (recorded {w}, restored {g})")
     if not diffs:
         return ""
-    return f"row counts differ for {len(diffs)} table{'s' if len(diffs) > 1 else ''}: " + ", ".join(diffs)
+    return f"row counts differ for {len(diffs)} {what}{'s' if len(diffs) > 1 else ''}: " + ", ".join(diffs)
+
+
+def known_tables(record: BackupRecord) -> set[tuple[str, str]]:
+    """(schema, table) of every table the record counts, whatever its key style."""
+    return {pgr.split_key(k, record.table_keys == "quoted") for k in record.tables}
+
+
+def check_contents(record: BackupRecord, s: Any, *, extra_tables_ok: bool = False) -> tuple[dict[str, int], str]:
+    """Count what the record counted, in the restored database: (table counts, '' or what differs).
+
+    Tables, partitioned parents and large objects must match exactly; materialized views must
+    exist and be populated (or not) as recorded: pg_restore refreshes them, it does not restore stale rows."""
+    counts = inventory.count_tables(s, quoted=record.table_keys == "quoted")
+    if extra_tables_ok:  # clean leaves the target's own tables alone
+        counts = {k: v for k, v in counts.items() if k in record.tables}
+    parts = [compare_counts(record.tables, counts)]
+    if record.partitioned is not None or record.matviews is not None:
+        rels = inventory.count_relations(s)
+        if record.partitioned is not None:
+            got = rels["partitioned"] if not extra_tables_ok else {k: v for k, v in rels["partitioned"].items() if k in record.partitioned}
+            parts.append(compare_counts(record.partitioned, got, what="partitioned table"))
+        if record.matviews is not None:
+            diffs = [f"{k} (recorded {_populated(record.matviews.get(k, 'absent'))}, restored {_populated(rels['matviews'].get(k, 'absent'))})"
+                     for k in sorted(set(record.matviews) | (set() if extra_tables_ok else set(rels["matviews"])))
+                     if _populated(record.matviews.get(k, "absent")) != _populated(rels["matviews"].get(k, "absent"))]
+            if diffs:
+                parts.append("materialized views differ: " + ", ".join(diffs))
+    if record.large_objects is not None:
+        lo = inventory.large_objects(s)
+        want = {"count": record.large_objects.count, "bytes": record.large_objects.bytes}
+        if lo != want:
+            parts.append(f"large objects differ (recorded {want['count']} / {want['bytes']} bytes, "
+                         f"restored {lo['count']} / {lo['bytes']} bytes)")
+    return counts, "; ".join(p for p in parts if p)
+
+
+def _populated(v: Any) -> str:
+    return "absent" if v == "absent" else ("not populated" if v is None else "populated")
