@@ -146,6 +146,8 @@ def preflight(restorer: Any, record: BackupRecord, plan: Any, target: postgres.P
     if plan.target_exists:
         with open_session(target, plan.database) as s:
             target_objs = pgr.target_objects(s)
+            if plan.mode == "clean":
+                problems += pgr.clean_blockers(s)
 
     def fmt(objs: set[tuple[str, str]]) -> list[str]:
         return [f"{k.lower()} {n}" for k, n in sorted(objs)]

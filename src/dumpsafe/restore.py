@@ -343,6 +343,11 @@ class Restorer:
                             spec: pgr.DbSpec | None, will_exist: set[str]) -> None:
         """Before anything is touched: every database property the server cannot take, named with the way out."""
         if plan.mode == "clean":
+            with open_session(target, plan.database) as s:
+                problems = pgr.clean_blockers(s)
+            if problems:
+                raise ConflictError(f"cannot restore backup {record.id} into database {plan.database!r} on {plan.server}: "
+                                    + "; ".join(problems) + "; nothing was changed")
             return
         with pgr.admin(target, plan.database) as s:
             problems = pgr.unsupported_properties(s, spec, owner=self.opts.owner, no_owner=self.opts.no_owner,

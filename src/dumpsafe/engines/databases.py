@@ -249,6 +249,25 @@ def data_directory(s: Session) -> str | None:
         return None
 
 
+def partitioned_with_keys(s: Session) -> list[str]:
+    """Partitioned tables with a primary key or unique constraint: pg_restore --clean cannot drop
+    the partitions' inherited constraints ("cannot drop inherited constraint")."""
+    return [r[0] for r in s.rows(
+        """SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS name
+           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE c.relkind = 'p' AND EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conrelid = c.oid AND k.contype IN ('p', 'u'))
+           ORDER BY 1""")]
+
+
+def clean_blockers(s: Session) -> list[str]:
+    names = partitioned_with_keys(s)
+    if not names:
+        return []
+    return [f"clean mode cannot replace partitioned table{'s' if len(names) > 1 else ''} with keys "
+            f"({', '.join(names)}): pg_restore --clean cannot drop their partitions' inherited constraints "
+            "(restore with --mode atomic)"]
+
+
 def unsupported_properties(s: Session, spec: DbSpec | None, *, owner: str | None, no_owner: bool,
                            tablespaces: bool, will_exist: set[str] = frozenset()) -> list[str]:
     """What this server cannot give a database the archive describes, each with the way out."""

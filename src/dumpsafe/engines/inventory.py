@@ -82,13 +82,13 @@ def database_properties(s: Session, name: str | None = None) -> dict[str, Any]:
                   t.spcname::text AS ts, d.datconnlimit AS connlimit, d.datistemplate AS tmpl, d.datallowconn AS allowconn,
                   shobj_description(d.oid, 'pg_database') AS comment, d.oid::int8 AS oid
            FROM pg_database d JOIN pg_tablespace t ON t.oid = d.dattablespace WHERE """) + where)[0]
-    settings = sorted(
+    settings = sorted((
         [role, cfg]
         for role, cfgs in s.rows(sql.SQL(
             """SELECT CASE WHEN r.setrole = 0 THEN NULL ELSE pg_get_userbyid(r.setrole)::text END AS role, r.setconfig AS cfg
                FROM pg_db_role_setting r WHERE r.setdatabase = {}""").format(sql.Literal(row[11])))
         for cfg in cfgs or []
-    )
+    ), key=lambda rc: (rc[0] is not None, rc[0] or "", rc[1]))
     acl = sorted(list(a) for a in s.rows(sql.SQL(
         """SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee)::text END AS grantee,
                   a.privilege_type::text AS priv, pg_get_userbyid(a.grantor)::text AS grantor, a.is_grantable AS grantable
