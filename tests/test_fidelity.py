@@ -283,3 +283,38 @@ def test_sweep_drops_every_leftover_dumpsafe_creates_and_nothing_else(fid, pg):
     finally:
         for name in (orphan_old, orphan_stage, held, foreign):
             _drop(pg, name)
+
+
+def test_records_written_before_quoted_keys_still_restore_dry_run_and_drill(env):
+    """A record as older dumpsafe wrote it: plain "schema.table" keys, none of the newer fields."""
+    with env.pg.connect(env.db) as c:
+        c.execute('CREATE SCHEMA "odd schema"; CREATE TABLE "odd schema"."t 1" (i int); INSERT INTO "odd schema"."t 1" VALUES (7)')
+    r = env.cli("backup", "create", "acme", "--no-uploads", "--json")
+    assert r.code == 0, r.err
+    bid = r.json()[0]["id"] if isinstance(r.json(), list) else r.json()["id"]
+    svc = env.service()
+    rec = svc.get(bid)
+    plain = {}
+    for key, n in rec.tables.items():
+        from dumpsafe.engines.toc import split_key
+
+        s, t = split_key(key, True)
+        plain[f"{s}.{t}"] = n
+    data = rec.to_json_dict()
+    for k in ("table_keys", "partitioned", "matviews", "large_objects", "database_properties", "schema_sha256"):
+        data.pop(k)
+    data["tables"] = plain
+    from dumpsafe.models import BackupRecord
+
+    old = BackupRecord.model_validate(data)
+    assert old.table_keys == "plain" and old.tables["odd schema.t 1"] == 1
+    svc.save_record(old)
+
+    pf = env.cli("backup", "restore", bid, "--database", env.db + "_old", "--dry-run", "--no-uploads", "--json").json()
+    assert pf["ok"] and pf["tables_without_data"] == [], pf["problems"]
+    r = env.cli("backup", "restore", bid, "--database", env.db + "_old", "--no-uploads", "--json")
+    assert r.code == 0, r.err
+    env.pg.drop_database(env.db + "_old")
+    r = env.cli("backup", "verify", bid, "--drill", "--json")
+    assert r.code == 0, r.err
+    assert r.json()["last_verification"]["compared"][0] == f"row counts of {len(plain)} tables"
