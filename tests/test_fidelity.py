@@ -318,3 +318,20 @@ def test_records_written_before_quoted_keys_still_restore_dry_run_and_drill(env)
     r = env.cli("backup", "verify", bid, "--drill", "--json")
     assert r.code == 0, r.err
     assert r.json()["last_verification"]["compared"][0] == f"row counts of {len(plain)} tables"
+
+
+def test_clean_refuses_a_target_whose_encoding_it_cannot_change(fid, pg):
+    env, ids, _ = fid
+    target = "fid_utf8_target"
+    with pg.connect() as c:
+        c.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'").format(sql.Identifier(target)))
+    try:
+        pf = env.cli("backup", "restore", ids[F.LATIN], "--database", target, "--mode", "clean", "--dry-run",
+                     "--no-uploads", "--json").json()
+        assert not pf["ok"] and any("encoding ('UTF8', backup 'LATIN1')" in p for p in pf["problems"])
+        r = env.cli("backup", "restore", ids[F.LATIN], "--database", target, "--mode", "clean", "--yes", "--no-uploads")
+        assert r.code == 1 and "encoding ('UTF8', backup 'LATIN1')" in r.err and "--mode atomic" in r.err
+        with pg.connect(target) as c:
+            assert c.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone()[0] == 0
+    finally:
+        _drop(pg, target)

@@ -136,12 +136,9 @@ def preflight(restorer: Any, record: BackupRecord, plan: Any, target: postgres.P
                 ({"tablespace"} if opts.no_tablespaces else set())
             changes = inventory.property_diffs(props, live_props, skip=skip)
         elif plan.mode == "clean":
-            fixed = [k for k in ("encoding", "locale_provider", "collate", "ctype", "icu_locale")
-                     if k in props and props[k] != live_props[k]]
-            if fixed:
-                problems.append(f"database {plan.database!r} differs from the backup in " + ", ".join(
-                    f"{k} ({live_props[k]!r}, backup {props[k]!r})" for k in fixed)
-                    + "; clean cannot change these in place (restore with --mode atomic)")
+            from dumpsafe.restore import clean_fixed_properties
+
+            problems += clean_fixed_properties(record, spec, live_props, plan.database)
     target_objs: set[tuple[str, str]] = set()
     if plan.target_exists:
         with open_session(target, plan.database) as s:

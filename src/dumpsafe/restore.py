@@ -345,6 +345,9 @@ class Restorer:
         if plan.mode == "clean":
             with open_session(target, plan.database) as s:
                 problems = pgr.clean_blockers(s)
+            with pgr.admin(target, plan.database) as s:
+                problems += clean_fixed_properties(record, spec, inventory.database_properties(s, plan.database),
+                                                   plan.database)
             if problems:
                 raise ConflictError(f"cannot restore backup {record.id} into database {plan.database!r} on {plan.server}: "
                                     + "; ".join(problems) + "; nothing was changed")
@@ -468,6 +471,18 @@ def compare_counts(expected: dict[str, int], actual: dict[str, int | None], what
     if not diffs:
         return ""
     return f"row counts differ for {len(diffs)} {what}{'s' if len(diffs) > 1 else ''}: " + ", ".join(diffs)
+
+
+def clean_fixed_properties(record: BackupRecord, spec: pgr.DbSpec | None, live: dict[str, Any], name: str) -> list[str]:
+    """clean restores into the existing database: properties it cannot change must already match."""
+    props = record.database_properties or (spec.describe() if spec else None)
+    if props is None:
+        return []
+    fixed = [k for k in ("encoding", "locale_provider", "collate", "ctype", "icu_locale") if k in props and props[k] != live[k]]
+    if not fixed:
+        return []
+    return [f"database {name!r} differs from the backup in " + ", ".join(f"{k} ({live[k]!r}, backup {props[k]!r})" for k in fixed)
+            + "; clean cannot change these in place (restore with --mode atomic)"]
 
 
 def known_tables(record: BackupRecord) -> set[tuple[str, str]]:
