@@ -335,3 +335,22 @@ def test_clean_refuses_a_target_whose_encoding_it_cannot_change(fid, pg):
             assert c.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone()[0] == 0
     finally:
         _drop(pg, target)
+
+
+def test_clean_keeps_extension_functions_executable_under_revoking_default_privileges(env):
+    """The extension was created before default privileges revoked EXECUTE from PUBLIC: its
+    functions stay executable by PUBLIC after a clean restore, as in the backup."""
+    q = ("SELECT count(*) FROM pg_proc p JOIN pg_depend d ON d.objid = p.oid AND d.deptype = 'e' "
+         "WHERE has_function_privilege('public', p.oid, 'EXECUTE')")
+    with env.pg.connect(env.db) as c:
+        c.execute("CREATE EXTENSION citext; ALTER DEFAULT PRIVILEGES REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC")
+        executable = c.execute(q).fetchone()[0]
+    assert executable > 40
+    r = env.cli("backup", "create", "acme", "--no-uploads", "--json")
+    assert r.code == 0, r.err
+    bid = r.json()[0]["id"] if isinstance(r.json(), list) else r.json()["id"]
+    r = env.cli("backup", "restore", bid, "--mode", "clean", "--yes", "--no-uploads", "--json")
+    assert r.code == 0, r.err
+    with env.pg.connect(env.db) as c:
+        assert c.execute(q).fetchone()[0] == executable
+        assert c.execute("SELECT count(*) FROM pg_default_acl").fetchone()[0] == 1

@@ -397,9 +397,18 @@ class Restorer:
 
     def _clean(self, record: BackupRecord, plan: RestorePlan, target: postgres.PgTarget, tool: str,
                dump: Path) -> tuple[int, int]:
-        """pg_restore --clean in one transaction: a failure rolls back and leaves the target as it was."""
-        pgr.run_pg_restore(target, tool, plan.database, dump,
-                           args=("--clean", "--if-exists", "--single-transaction", *self.opts.restore_args()))
+        """pg_restore --clean in one transaction: a failure rolls back and leaves the target as it was.
+
+        Extensions the target already has are left in place (not dropped and re-created), so their
+        functions keep EXECUTE for PUBLIC whatever the target's default privileges say."""
+        args = ["--clean", "--if-exists", "--single-transaction", *self.opts.restore_args()]
+        if not target.exec_prefix:  # the list file must be readable by pg_restore: local tools only
+            with open_session(target, plan.database) as s:
+                have = {n for k, n in pgr.target_objects(s) if k == "EXTENSION"} | {"plpgsql"}
+            listfile = dump.with_suffix(".list")
+            if pgr.list_keeping_extensions(self.toc_tool(record), str(dump), have, str(listfile)):
+                args.append(f"--use-list={listfile}")
+        pgr.run_pg_restore(target, tool, plan.database, dump, args=tuple(args))
         with open_session(target, plan.database) as s:
             counts, mismatch = check_contents(record, s, extra_tables_ok=True)
         if mismatch:

@@ -361,3 +361,30 @@ def archive_sequences(tool: str, archive: str) -> dict[str, list]:
         if m:
             seqs[m.group(1).replace("''", "'")] = [int(m.group(2)), m.group(3) == "true"]
     return seqs
+
+
+_EXT_LINE = re.compile(r"^\d+; \d+ \d+ (?:EXTENSION|COMMENT) - (?:EXTENSION )?(.+?) ?$")
+
+
+def list_keeping_extensions(tool: str, archive: str, keep: set[str], out_path: str) -> bool:
+    """Write a ``--use-list`` file for ``pg_restore --clean`` that leaves the extensions in ``keep``
+    (and their comments) alone; False when the archive creates none of them (no list needed).
+
+    Dropping and re-creating an extension in a database whose default privileges revoke EXECUTE
+    from PUBLIC would take EXECUTE away from its functions (they are created under those defaults,
+    and the archive holds no grant for privileges equal to an extension's initial ones)."""
+    listing = subprocess.run([tool, "--list", archive], capture_output=True, text=True)
+    if listing.returncode != 0:
+        raise RestoreFailed(f"the archive's table of contents is not readable by {tool}: {listing.stderr.strip()[-300:]}")
+    kept, dropped = [], 0
+    for ln in listing.stdout.splitlines():
+        m = _EXT_LINE.match(ln)
+        if m and m.group(1) in keep:
+            dropped += 1
+            continue
+        kept.append(ln)
+    if not dropped:
+        return False
+    with open(out_path, "w") as fh:
+        fh.write("\n".join(kept) + "\n")
+    return True
