@@ -24,14 +24,14 @@ LATIN = "fid_latin1"
 TMPL = "fid_tmpl"
 OWNER = "Odd Role ✓"
 APP = "fid_app"  # the application's role: relies on the database's search_path
-GRANTOR = "fid grantor"
+GRANTOR = 'fid "grantor" ✓'  # a space, quotes and unicode
 TABLESPACE = "fid_ts"
 APP_PASSWORD = "app-pw-not-secret"
 
 ROLES_SQL = f"""
 CREATE ROLE "{OWNER}" LOGIN;
 CREATE ROLE {APP} LOGIN PASSWORD '{APP_PASSWORD}';
-CREATE ROLE "{GRANTOR}";
+CREATE ROLE "{GRANTOR.replace('"', '""')}";
 """
 
 DB_SQL = """
@@ -66,6 +66,10 @@ CREATE TABLE app.regions_eu PARTITION OF app.regions FOR VALUES IN ('de', 'fr');
 CREATE TABLE app.regions_rest PARTITION OF app.regions DEFAULT;
 INSERT INTO app.regions VALUES ('de', 'Deutschland'), ('fr', 'France'), ('us', 'USA'), ('jp', 'Japan');
 CREATE TABLE app.secrets (owner_name text, secret text);
+RESET ROLE;
+CREATE TABLE app.audit (at timestamptz DEFAULT now(), what text);
+ALTER TABLE app.audit OWNER TO "{GRANTOR.replace('"', '""')}";
+SET ROLE "{OWNER}";
 ALTER TABLE app.secrets ENABLE ROW LEVEL SECURITY;
 CREATE POLICY own_rows ON app.secrets USING (owner_name = current_user);
 INSERT INTO app.secrets VALUES ('{APP}', 'mine'), ('someone', 'theirs');
