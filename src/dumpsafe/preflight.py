@@ -24,7 +24,7 @@ LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
 def known_tables(record: BackupRecord) -> set[tuple[str, str]]:
-    from dumpsafe.restore import known_tables as known
+    from dumpsafe.compare import known_tables as known
 
     return known(record)
 
@@ -136,7 +136,7 @@ def preflight(restorer: Any, record: BackupRecord, plan: Any, target: postgres.P
                 ({"tablespace"} if opts.no_tablespaces else set())
             changes = inventory.property_diffs(props, live_props, skip=skip)
         elif plan.mode == "clean":
-            from dumpsafe.restore import clean_fixed_properties
+            from dumpsafe.compare import clean_fixed_properties
 
             problems += clean_fixed_properties(record, spec, live_props, plan.database)
     target_objs: set[tuple[str, str]] = set()

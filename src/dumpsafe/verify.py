@@ -28,7 +28,8 @@ from dumpsafe.errors import ConfigError, ConflictError, DumpsafeError, Integrity
 from dumpsafe.models import BackupRecord, Verification, utcnow
 from dumpsafe.preflight import inspect_database, inspect_uploads, tables_without_data
 from dumpsafe.progress import NULL, Progress
-from dumpsafe.restore import Restorer, check_contents, known_tables, restore_jobs
+from dumpsafe.compare import check_contents, known_tables
+from dumpsafe.restore import Restorer, restore_jobs
 
 # failures that say something about the backup (recorded as a failed verification);
 # anything else (store unreachable, bad config) is an error of the attempt, not a verdict
