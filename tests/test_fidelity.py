@@ -354,3 +354,42 @@ def test_clean_keeps_extension_functions_executable_under_revoking_default_privi
     with env.pg.connect(env.db) as c:
         assert c.execute(q).fetchone()[0] == executable
         assert c.execute("SELECT count(*) FROM pg_default_acl").fetchone()[0] == 1
+
+
+def _utf8_cluster():
+    """A second cluster whose default locale is C.UTF-8 (the session cluster's is C), where a
+    database created without the archive's locale cannot be LATIN1."""
+    from dumpsafe.devcluster import Cluster
+
+    class Utf8(Cluster):
+        def _run(self, argv, **kw):
+            return super()._run(["--locale=C.UTF-8" if a == "--locale=C" else a for a in argv], **kw)
+
+    return Utf8(password="pw-" + secrets.token_hex(8))
+
+
+def test_latin1_c_database_drills_on_a_server_whose_default_locale_is_utf8(fid, tmp_path, monkeypatch):
+    env, ids, states = fid
+    other = _utf8_cluster().init().start()
+    try:
+        with other.connect() as c:
+            assert c.execute("SELECT datcollate FROM pg_database WHERE datname = 'template1'").fetchone()[0] == "C.UTF-8"
+        monkeypatch.setenv("UTF8_PGPASSWORD", other.password)
+        text = env.config_path.read_text().replace('path = "backups"', f'path = "{env.store_dir}"')
+        text = text.replace("[tenants.acme]", f"""[drill_servers.utf8]
+host = "127.0.0.1"
+port = {other.port}
+user = "postgres"
+password_env = "UTF8_PGPASSWORD"
+
+[tenants.acme]
+drill_server = "utf8\"""")
+        drill_env = Env(root=tmp_path, pg=env.pg, db=F.LATIN, uploads=env.uploads)
+        drill_env.config_path.write_text(text)
+        monkeypatch.setenv(PASSWORD_ENV, env.pg.password)
+        r = drill_env.cli("backup", "verify", ids[F.LATIN], "--drill", "--json")
+        assert r.code == 0, r.err
+        v = r.json()["last_verification"]
+        assert v["server"] == f"127.0.0.1:{other.port}" and "database properties" in v["compared"]
+    finally:
+        other.destroy()
