@@ -393,3 +393,23 @@ drill_server = "utf8\"""")
         assert v["server"] == f"127.0.0.1:{other.port}" and "database properties" in v["compared"]
     finally:
         other.destroy()
+
+
+def test_a_libc_locale_the_server_lacks_is_named_and_nothing_stays(pg):
+    """The check is exact (a temporary collation, rolled back): a missing locale is named, an
+    installed one passes, and the server keeps no trace of the probe."""
+    from dumpsafe.engines.databases import unsupported_properties
+    from dumpsafe.engines.dbspec import parse_spec
+    from dumpsafe.engines.sqlsession import open_session
+    from dumpsafe.engines.postgres import PgTarget
+
+    target = PgTarget(tenant="acme", host=pg.host, port=pg.port, user=pg.user, password=pg.password)
+    missing = parse_spec(["CREATE DATABASE x WITH TEMPLATE = template0 ENCODING = 'UTF8' LOCALE_PROVIDER = libc "
+                          "LOCALE = 'xx_NOWHERE.UTF-8'"])
+    present = parse_spec(["CREATE DATABASE x WITH TEMPLATE = template0 ENCODING = 'UTF8' LOCALE_PROVIDER = libc "
+                          "LC_COLLATE = 'C.UTF-8' LC_CTYPE = 'C'"])
+    with open_session(target, "postgres") as s:
+        problems = unsupported_properties(s, missing, owner=None, no_owner=False, tablespaces=True)
+        assert len(problems) == 2 and "libc locale 'xx_NOWHERE.UTF-8' (collation) is not installed" in problems[0]
+        assert unsupported_properties(s, present, owner=None, no_owner=False, tablespaces=True) == []
+        assert s.rows("SELECT count(*) FROM pg_collation WHERE collname = 'dumpsafe_probe'")[0][0] == 0

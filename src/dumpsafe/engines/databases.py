@@ -292,13 +292,24 @@ def unsupported_properties(s: Session, spec: DbSpec | None, *, owner: str | None
     return out
 
 
+class _Probed(Exception):
+    pass
+
+
 def _libc_locale_known(s: Session, loc: str) -> bool:
+    """Whether the server's C library has ``loc``: a temporary collation created and rolled back
+    (exact, and nothing stays). Without the right to create it, assume yes: CREATE DATABASE of
+    the staging database, before the target is touched, will say."""
     if loc in ("C", "POSIX"):
         return True
-    norm = loc.lower().replace("-", "")
-    return bool(s.rows(sql.SQL(
-        "SELECT 1 FROM pg_collation WHERE collprovider = 'c' AND replace(lower(collcollate), '-', '') = {} LIMIT 1"
-    ).format(sql.Literal(norm))))
+    try:
+        with s.transaction():
+            s.execute(sql.SQL("CREATE COLLATION pg_temp.dumpsafe_probe (provider = libc, locale = {})").format(sql.Literal(loc)))
+            raise _Probed
+    except _Probed:
+        return True
+    except SqlError as e:
+        return e.sqlstate == "42501"
 
 
 def _first_line(e: BaseException) -> str:
