@@ -413,3 +413,42 @@ def test_a_libc_locale_the_server_lacks_is_named_and_nothing_stays(pg):
         assert len(problems) == 2 and "libc locale 'xx_NOWHERE.UTF-8' (collation) is not installed" in problems[0]
         assert unsupported_properties(s, present, owner=None, no_owner=False, tablespaces=True) == []
         assert s.rows("SELECT count(*) FROM pg_collation WHERE collname = 'dumpsafe_probe'")[0][0] == 0
+
+
+def test_drill_on_another_major_says_the_fingerprint_was_not_compared(env, monkeypatch):
+    """pg_dump of another major writes the same schema differently (e.g. spacing in ALTER DEFAULT
+    PRIVILEGES): the drill compares everything else and says it left the fingerprint out."""
+    import importlib.util
+
+    bin16 = Path(importlib.util.find_spec("pgserver").submodule_search_locations[0]) / "pginstall" / "bin"  # dev extra
+    from dumpsafe.devcluster import Cluster
+
+    other = Cluster(password="pw16-" + secrets.token_hex(6), bin_dir=bin16).init().start()
+    try:
+        monkeypatch.setenv("PG16_PASSWORD", other.password)
+        r = env.cli("backup", "create", "acme", "--no-uploads", "--json")
+        assert r.code == 0, r.err
+        with_ext = r.json()[0]["id"] if isinstance(r.json(), list) else r.json()["id"]
+        with env.pg.connect(env.db) as c:  # this PostgreSQL 16 build has no contrib extensions
+            c.execute("DROP EXTENSION pgcrypto CASCADE")
+        r = env.cli("backup", "create", "acme", "--no-uploads", "--json")
+        assert r.code == 0, r.err
+        bid = r.json()[0]["id"] if isinstance(r.json(), list) else r.json()["id"]
+        env.config_path.write_text(env.config_path.read_text().replace("[tenants.acme]", f"""[drill_servers.pg16]
+host = "127.0.0.1"
+port = {other.port}
+user = "postgres"
+password_env = "PG16_PASSWORD"
+pg_bin_dir = "{bin16}"
+
+[tenants.acme]
+drill_server = "pg16\""""))
+        r = env.cli("backup", "verify", with_ext, "--drill")
+        assert r.code == 1 and "extensions not available there: pgcrypto" in r.err
+        r = env.cli("backup", "verify", bid, "--drill", "--json")
+        assert r.code == 0, r.err
+        compared = r.json()["last_verification"]["compared"]
+        assert "database properties" in compared
+        assert any(c.startswith("schema fingerprint not compared (pg_dump 16.") for c in compared)
+    finally:
+        other.destroy()

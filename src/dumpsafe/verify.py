@@ -137,6 +137,9 @@ class Verifier:
             spec = pgr.parse_spec(toc.database_sql)
             with pgr.admin(target, scratch) as s:
                 unsupported = pgr.unsupported_properties(s, spec, owner=None, no_owner=False, tablespaces=True)
+                missing_ext = sorted(set(toc.extensions()) - pgr.available_extensions(s))
+            if missing_ext:
+                unsupported.append(f"extensions not available there: {', '.join(missing_ext)} (install their packages)")
             if unsupported:
                 raise ConflictError(f"the drill server {target.where()} cannot hold this backup's database as it was: "
                                     + "; ".join(unsupported) + " (or configure a drill_server that can)")
@@ -202,8 +205,11 @@ class Verifier:
             prop = inventory.property_diffs(record.database_properties, got)  # "(restored → recorded)"
             if prop:
                 diffs.append("database properties differ (restored → recorded): " + ", ".join(prop))
-        if record.schema_sha256:
-            pg_dump, _ = self.svc.pg_tool(target, "pg_dump", major)
+        pg_dump, dump_version = self.svc.pg_tool(target, "pg_dump", major) if record.schema_sha256 else (None, None)
+        if record.schema_sha256 and pgr.major_of(dump_version) != pgr.major_of(record.client_version or dump_version):
+            # another major's pg_dump writes the same schema differently: no honest comparison
+            compared.append(f"schema fingerprint not compared (pg_dump {dump_version} here, {record.client_version} at backup)")
+        elif record.schema_sha256:
             with postgres.pg_dump_schema_stream(target, scratch, pg_dump) as out:
                 got_sha = inventory.schema_fingerprint(out)
             compared.append("schema fingerprint")
