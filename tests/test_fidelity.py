@@ -133,10 +133,23 @@ def test_clean_refuses_partitioned_tables_with_keys_before_touching_anything(fid
     assert F.state(pg, F.FID) == states[F.FID]
 
 
-def test_clean_mode_on_the_latin1_database(fid, pg):
+def test_clean_mode_brings_back_contents_and_the_databases_own_properties(fid, pg):
     env, ids, states = fid
     with pg.connect(F.LATIN) as c:
         c.execute("UPDATE words SET w = 'x'")
+    db = sql.Identifier(F.LATIN)
+    with pg.connect() as c:  # changed after the backup: all of it must go
+        c.execute(sql.SQL("ALTER DATABASE {} SET work_mem = '9MB'").format(db))
+        c.execute(sql.SQL("ALTER ROLE {} IN DATABASE {} SET search_path = nowhere").format(sql.Identifier(F.APP), db))
+        c.execute(sql.SQL("COMMENT ON DATABASE {} IS 'changed'").format(db))
+        c.execute(sql.SQL("ALTER DATABASE {} CONNECTION LIMIT 4").format(db))
+        c.execute(sql.SQL("REVOKE TEMPORARY ON DATABASE {} FROM PUBLIC").format(db))
+        c.execute(sql.SQL("GRANT CREATE ON DATABASE {} TO {} WITH GRANT OPTION").format(db, sql.Identifier(F.GRANTOR)))
+        c.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(F.GRANTOR)))
+        c.execute(sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(db, sql.Identifier(F.APP)))
+        c.execute("RESET ROLE")
+        c.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(db, sql.Identifier(F.APP)))
+    assert F.properties(pg, F.LATIN) != states[F.LATIN]["properties"]
     r = env.cli("backup", "restore", ids[F.LATIN], "--mode", "clean", "--yes", "--no-uploads", "--json")
     assert r.code == 0, r.err
     assert F.state(pg, F.LATIN) == states[F.LATIN]

@@ -10,12 +10,14 @@ from dumpsafe.engines import pg_restore as pgr
 from dumpsafe.models import BackupRecord
 
 
-def clean_fixed_properties(record: BackupRecord, spec: pgr.DbSpec | None, live: dict[str, Any], name: str) -> list[str]:
+def clean_fixed_properties(record: BackupRecord, spec: pgr.DbSpec | None, live: dict[str, Any], name: str, *,
+                           tablespaces: bool = True) -> list[str]:
     """clean restores into the existing database: properties it cannot change must already match."""
     props = record.database_properties or (spec.describe() if spec else None)
     if props is None:
         return []
-    fixed = [k for k in ("encoding", "locale_provider", "collate", "ctype", "icu_locale") if k in props and props[k] != live[k]]
+    keys = ("encoding", "locale_provider", "collate", "ctype", "icu_locale") + (("tablespace",) if tablespaces else ())
+    fixed = [k for k in keys if k in props and props[k] != live[k]]
     if not fixed:
         return []
     return [f"database {name!r} differs from the backup in " + ", ".join(f"{k} ({live[k]!r}, backup {props[k]!r})" for k in fixed)

@@ -138,7 +138,14 @@ def preflight(restorer: Any, record: BackupRecord, plan: Any, target: postgres.P
         elif plan.mode == "clean":
             from dumpsafe.compare import clean_fixed_properties
 
-            problems += clean_fixed_properties(record, spec, live_props, plan.database)
+            fixed = clean_fixed_properties(record, spec, live_props, plan.database, tablespaces=not opts.no_tablespaces)
+            problems += fixed
+            if not fixed:  # the property statements run and roll back: a role or grant that fails shows here
+                with pgr.admin(target, plan.database) as s:
+                    try:
+                        pgr.replace_properties(s, plan.database, spec, owner=restorer._clean_owner(spec), probe=True)
+                    except RestoreFailed as e:
+                        problems.append(e.message)
     target_objs: set[tuple[str, str]] = set()
     if plan.target_exists:
         with open_session(target, plan.database) as s:

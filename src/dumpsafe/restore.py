@@ -285,7 +285,7 @@ class Restorer:
                         roles = self._create_roles(target, plan, record, glob)
                     try:
                         if plan.mode == "clean":
-                            kept, rows, tables = None, *self._clean(record, plan, target, tool, dump)
+                            kept, rows, tables = None, *self._clean(record, plan, target, tool, dump, spec)
                         else:
                             kept, rows, tables = self._via_staging(record, plan, target, tool, dump, toc, spec)
                     except BaseException:
@@ -348,7 +348,12 @@ class Restorer:
                 problems = pgr.clean_blockers(s)
             with pgr.admin(target, plan.database) as s:
                 problems += clean_fixed_properties(record, spec, inventory.database_properties(s, plan.database),
-                                                   plan.database)
+                                                   plan.database, tablespaces=not self.opts.no_tablespaces)
+                if not problems:  # the property statements run (and roll back) now: a failure stops here
+                    try:
+                        pgr.replace_properties(s, plan.database, spec, owner=self._clean_owner(spec), probe=True)
+                    except RestoreFailed as e:
+                        problems.append(e.message)
             if problems:
                 raise ConflictError(f"cannot restore backup {record.id} into database {plan.database!r} on {plan.server}: "
                                     + "; ".join(problems) + "; nothing was changed")
@@ -396,8 +401,11 @@ class Restorer:
             if staging is not None:
                 pgr.drop_database(target, staging)
 
+    def _clean_owner(self, spec: pgr.DbSpec | None) -> str | None:
+        return None if self.opts.no_owner else (self.opts.owner or (spec.owner if spec else None))
+
     def _clean(self, record: BackupRecord, plan: RestorePlan, target: postgres.PgTarget, tool: str,
-               dump: Path) -> tuple[int, int]:
+               dump: Path, spec: pgr.DbSpec | None) -> tuple[int, int]:
         """pg_restore --clean in one transaction: a failure rolls back and leaves the target as it was.
 
         Extensions the target already has are left in place (not dropped and re-created), so their
@@ -410,6 +418,12 @@ class Restorer:
             if pgr.list_keeping_extensions(self.toc_tool(record), str(dump), have, str(listfile)):
                 args.append(f"--use-list={listfile}")
         pgr.run_pg_restore(target, tool, plan.database, dump, args=tuple(args))
+        with pgr.admin(target, plan.database) as s:
+            try:
+                pgr.replace_properties(s, plan.database, spec, owner=self._clean_owner(spec))
+            except RestoreFailed as e:
+                raise RestoreFailed(f"database {plan.database!r} was restored in place but {e.message}; "
+                                    "its previous properties are unchanged") from None
         with open_session(target, plan.database) as s:
             counts, mismatch = check_contents(record, s, extra_tables_ok=True)
         if mismatch:

@@ -90,6 +90,57 @@ def apply_properties(s: Session, name: str, spec: DbSpec | None) -> None:
                                 "the target was not touched") from None
 
 
+def reset_properties_sql(s: Session, name: str, owner: str | None) -> list[sql.Composable]:
+    """Statements that bring an existing database's own properties back to a fresh database's
+    (owner ``owner`` if given, no settings, comment, connection limit or template flag, default
+    grants), so the archive's statements then give it exactly the backup's (clean mode)."""
+    db, lit = sql.Identifier(name), sql.Literal(name)
+    current = s.rows(sql.SQL("SELECT pg_get_userbyid(datdba)::text AS o, datacl IS NOT NULL AS explicit "
+                             "FROM pg_database WHERE datname = {}").format(lit))[0]
+    out: list[sql.Composable] = [sql.SQL("ALTER DATABASE {} RESET ALL").format(db),
+                                 sql.SQL("ALTER DATABASE {} CONNECTION LIMIT = -1").format(db),
+                                 sql.SQL("ALTER DATABASE {} IS_TEMPLATE = false").format(db),
+                                 sql.SQL("COMMENT ON DATABASE {} IS NULL").format(db)]
+    for (role,) in s.rows(sql.SQL(
+            "SELECT pg_get_userbyid(r.setrole)::text AS role FROM pg_db_role_setting r JOIN pg_database d "
+            "ON d.oid = r.setdatabase WHERE d.datname = {} AND r.setrole <> 0").format(lit)):
+        out.append(sql.SQL("ALTER ROLE {} IN DATABASE {} RESET ALL").format(sql.Identifier(role), db))
+    if current[1]:  # every grant derives from the owner's: revoking those (CASCADE) removes all
+        for (grantee,) in s.rows(sql.SQL(
+                """SELECT DISTINCT CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee)::text END AS grantee
+                   FROM pg_database d, aclexplode(d.datacl) a WHERE d.datname = {}""").format(lit)):
+            who = sql.SQL("PUBLIC") if grantee is None else sql.Identifier(grantee)
+            out.append(sql.SQL("REVOKE ALL ON DATABASE {} FROM {} CASCADE").format(db, who))
+    new_owner = owner or current[0]
+    if owner is not None and owner != current[0]:
+        out.append(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(db, sql.Identifier(owner)))
+    if current[1]:  # what a fresh database has: the owner's privileges and CONNECT, TEMPORARY for PUBLIC
+        out += [sql.SQL("GRANT ALL ON DATABASE {} TO {}").format(db, sql.Identifier(new_owner)),
+                sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO PUBLIC").format(db)]
+    return out
+
+
+class _Probe(Exception):
+    pass
+
+
+def replace_properties(s: Session, name: str, spec: DbSpec | None, *, owner: str | None, probe: bool = False) -> None:
+    """In one transaction: reset ``name``'s own properties, then the archive's (clean mode).
+    ``probe``: roll back at the end, to learn before touching anything that it will work."""
+    if spec is None:
+        return
+    try:
+        with s.transaction():
+            for st in reset_properties_sql(s, name, owner) + spec.property_sql(name) + spec.final_sql(name):
+                s.execute(st)
+            if probe:
+                raise _Probe
+    except _Probe:
+        return
+    except SqlError as e:
+        raise RestoreFailed(f"cannot give database {name!r} the backup's properties ({e.message})") from None
+
+
 def finish(s: Session, name: str, spec: DbSpec | None) -> None:
     """Last step, once ``name`` is in place: the template flag."""
     for st in spec.final_sql(name) if spec else []:

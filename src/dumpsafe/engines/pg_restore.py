@@ -15,7 +15,7 @@ from pathlib import Path
 from dumpsafe.engines.databases import (  # noqa: F401  (re-exported)
     IDENT_MAX, LOCK_SPACE, ORPHAN_RE, admin, apply_properties, available_extensions, check_db_name, claimed, clean_blockers,
     create_database, data_directory, database_exists, drop_database, existing_roles, maintenance_db,
-    rename_into_place, server_version, side_name, swap_databases, sweep_orphans, target_objects,
+    rename_into_place, replace_properties, server_version, side_name, swap_databases, sweep_orphans, target_objects,
     unsupported_properties,
 )
 from dumpsafe.engines.dbspec import DbSpec, parse_spec  # noqa: F401
