@@ -39,7 +39,7 @@ def check_contents(record: BackupRecord, s: Any, *, extra_tables_ok: bool = Fals
         counts = {k: v for k, v in counts.items() if k in record.tables}
     parts = [compare_counts(record.tables, counts)]
     if record.partitioned is not None or record.matviews is not None:
-        rels = inventory.count_relations(s)
+        rels = inventory.count_relations(s, counts if record.table_keys == "quoted" and not extra_tables_ok else None)
         if record.partitioned is not None:
             got = rels["partitioned"] if not extra_tables_ok else {k: v for k, v in rels["partitioned"].items() if k in record.partitioned}
             parts.append(compare_counts(record.partitioned, got, what="partitioned table"))

@@ -151,7 +151,7 @@ class BackupService:
             try:
                 with postgres.snapshot(target, db) as snap, ThreadPoolExecutor(2) as counter:
                     pg_dump, client_version = self.pg_tool(target, "pg_dump", snap.server_major)
-                    counts = counter.submit(lambda: (snap.count_tables(), snap.inventory()))  # one session: one thread
+                    counts = counter.submit(self._count, snap)  # one session: one thread
                     schema = counter.submit(self._schema_fingerprint, target, db, pg_dump, snap)
                     uploads_info = None
                     if with_uploads:
@@ -205,6 +205,11 @@ class BackupService:
                 raise
             ev.size_bytes = record.size_bytes
             return record
+
+    @staticmethod
+    def _count(snap: postgres.DumpSnapshot) -> tuple[dict[str, int], dict]:
+        tables = snap.count_tables()
+        return tables, snap.inventory(tables)
 
     @staticmethod
     def _schema_fingerprint(target: postgres.PgTarget, db: str, pg_dump: str, snap: postgres.DumpSnapshot) -> str:

@@ -17,7 +17,7 @@ from dumpsafe.engines.sqlsession import Session
 
 _USER_RELS = """
 SELECT c.relkind::text AS kind, n.nspname::text AS nsp, c.relname::text AS rel,
-       quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS key, c.relispopulated AS populated
+       quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS key, c.relispopulated AS populated, c.oid::int8 AS oid
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ({kinds})
   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
@@ -38,15 +38,26 @@ def _count(s: Session, schema: str, name: str) -> int:
 
 def count_tables(s: Session, *, quoted: bool = True) -> dict[str, int]:
     """Exact row count of every user table (plain keys "schema.table" for records written before quoting)."""
-    return {(key if quoted else f"{nsp}.{rel}"): _count(s, nsp, rel) for _k, nsp, rel, key, _p in _rels(s, "'r'")}
+    return {(key if quoted else f"{nsp}.{rel}"): _count(s, nsp, rel) for _k, nsp, rel, key, _p, _o in _rels(s, "'r'")}
 
 
-def count_relations(s: Session) -> dict[str, dict[str, int | None]]:
-    """Rows of partitioned parents (through the parent) and materialized views (None: not populated)."""
+def count_relations(s: Session, tables: dict[str, int] | None = None) -> dict[str, dict[str, int | None]]:
+    """Rows of partitioned parents (through the parent) and materialized views (None: not populated).
+
+    With ``tables`` (quoted keys, counted in the same snapshot) a parent's rows are the sum of its
+    leaf partitions found through pg_partition_tree (so a detached partition still shows), and
+    no partition is counted twice."""
     out: dict[str, dict[str, int | None]] = {"partitioned": {}, "matviews": {}}
-    for kind, nsp, rel, key, populated in _rels(s, "'p','m'"):
+    for kind, nsp, rel, key, populated, oid in _rels(s, "'p','m'"):
         if kind == "p":
-            out["partitioned"][key] = _count(s, nsp, rel)
+            leaves = [r[0] for r in s.rows(sql.SQL(
+                """SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS key
+                   FROM pg_partition_tree({}::oid::regclass) t JOIN pg_class c ON c.oid = t.relid
+                   JOIN pg_namespace n ON n.oid = c.relnamespace WHERE t.isleaf""").format(sql.Literal(oid)))]
+            if tables is not None and all(k in tables for k in leaves):
+                out["partitioned"][key] = sum(tables[k] for k in leaves)
+            else:
+                out["partitioned"][key] = _count(s, nsp, rel)
         else:
             out["matviews"][key] = _count(s, nsp, rel) if populated else None
     return out
@@ -66,7 +77,7 @@ def large_objects(s: Session) -> dict[str, int]:
 def sequences(s: Session) -> dict[str, list[Any]]:
     """[last_value, is_called] of every user sequence (what pg_dump's SEQUENCE SET restores)."""
     out: dict[str, list[Any]] = {}
-    for _k, nsp, rel, key, _p in _rels(s, "'S'"):
+    for _k, nsp, rel, key, _p, _o in _rels(s, "'S'"):
         v, called = s.rows(sql.SQL("SELECT last_value, is_called FROM {}.{}").format(sql.Identifier(nsp), sql.Identifier(rel)))[0]
         out[key] = [int(v), bool(called)]
     return out
@@ -103,9 +114,9 @@ def database_properties(s: Session, name: str | None = None) -> dict[str, Any]:
     }
 
 
-def snapshot_inventory(s: Session) -> dict[str, Any]:
+def snapshot_inventory(s: Session, tables: dict[str, int] | None = None) -> dict[str, Any]:
     """Everything a backup records about its database besides table rows, read in the dump's snapshot."""
-    rels = count_relations(s)
+    rels = count_relations(s, tables)
     return {"partitioned": rels["partitioned"], "matviews": rels["matviews"], "large_objects": large_objects(s),
             "database_properties": database_properties(s)}
 

@@ -225,7 +225,7 @@ class DumpSnapshot:
     server_version: str
     server_major: int
     count_tables: Callable[[], dict[str, int]]  # exact counts in this same snapshot
-    inventory: Callable[[], dict[str, Any]]  # counts, large objects, sequences, database properties: same snapshot
+    inventory: Callable[[dict[str, int]], dict[str, Any]]  # given count_tables(): the rest of what it holds, same snapshot
 
 
 @contextmanager
@@ -244,7 +244,7 @@ def snapshot(target: PgTarget, dbname: str) -> Iterator[DumpSnapshot]:
         except SqlError as e:
             raise BackupFailed(f"tenant {target.tenant!r}: cannot export a snapshot of database {dbname!r}: {e.message}") from None
         yield DumpSnapshot(snap, version.split()[0], int(num) // 10000, lambda: count_tables(s),
-                           lambda: snapshot_inventory(s))
+                           lambda tables: snapshot_inventory(s, tables))
 
 
 @contextmanager
