@@ -465,3 +465,17 @@ drill_server = "pg16\""""))
         assert any(c.startswith("schema fingerprint not compared (pg_dump 16.") for c in compared)
     finally:
         other.destroy()
+
+
+def test_anomaly_check_sees_the_same_table_across_the_switch_to_quoted_keys():
+    """The first backup with quoted keys is compared with older ones by (schema, table), so a
+    table whose name needs quoting is not reported missing; a real drop still is."""
+    from dumpsafe.anomaly import detect
+    from recordfactory import make_record
+
+    old = make_record("2026-11-01T00:00:00Z", tables={"odd schema.T 1": 100, "public.orders": 50})
+    new = make_record("2026-11-02T00:00:00Z", tables={'"odd schema"."T 1"': 100, "public.orders": 50})
+    new = new.model_copy(update={"table_keys": "quoted"})
+    assert detect(new, [old], drop=0.5) == []
+    fell = new.model_copy(update={"tables": {'"odd schema"."T 1"': 10, "public.orders": 50}})
+    assert detect(fell, [old], drop=0.5) == ['table "odd schema"."T 1" fell 90 %: 10 rows against a median of 100']

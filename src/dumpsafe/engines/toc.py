@@ -111,16 +111,10 @@ def unquote(ident: str) -> str:
 
 
 def split_key(key: str, quoted: bool) -> tuple[str, str]:
-    """A record's table key -> (schema, table). Quoted keys (quote_ident style) split exactly;
-    plain keys of older records split at the first dot, as they were written."""
-    if not quoted:
-        s, _, t = key.partition(".")
-        return s, t
-    m = re.fullmatch(r'("(?:[^"]|"")*"|[^".]+)\.("(?:[^"]|"")*"|[^".]+)', key)
-    if not m:
-        s, _, t = key.partition(".")
-        return s, t
-    return unquote(m.group(1)), unquote(m.group(2))
+    """A record's table key -> (schema, table) (see models.split_table_key)."""
+    from dumpsafe.models import split_table_key
+
+    return split_table_key(key, quoted)
 
 
 class SqlScan:
