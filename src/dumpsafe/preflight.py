@@ -150,7 +150,7 @@ def preflight(restorer: Any, record: BackupRecord, plan: Any, target: postgres.P
     if plan.target_exists:
         with open_session(target, plan.database) as s:
             target_objs = pgr.target_objects(s)
-            if plan.mode == "clean":
+            if plan.mode == "clean" and target.exec_prefix:
                 problems += pgr.clean_blockers(s)
 
     def fmt(objs: set[tuple[str, str]]) -> list[str]:

@@ -344,8 +344,10 @@ class Restorer:
                             spec: pgr.DbSpec | None, will_exist: set[str]) -> None:
         """Before anything is touched: every database property the server cannot take, named with the way out."""
         if plan.mode == "clean":
-            with open_session(target, plan.database) as s:
-                problems = pgr.clean_blockers(s)
+            problems = []
+            if target.exec_prefix:  # the reordered list (see _clean) needs a local pg_restore
+                with open_session(target, plan.database) as s:
+                    problems = pgr.clean_blockers(s)
             with pgr.admin(target, plan.database) as s:
                 problems += clean_fixed_properties(record, spec, inventory.database_properties(s, plan.database),
                                                    plan.database, tablespaces=not self.opts.no_tablespaces)
@@ -408,14 +410,15 @@ class Restorer:
                dump: Path, spec: pgr.DbSpec | None) -> tuple[int, int]:
         """pg_restore --clean in one transaction: a failure rolls back and leaves the target as it was.
 
-        Extensions the target already has are left in place (not dropped and re-created), so their
-        functions keep EXECUTE for PUBLIC whatever the target's default privileges say."""
+        A reordered list (engines/toc.clean_list) keeps the target's extensions in place (their
+        functions keep EXECUTE whatever the target's default privileges say) and drops the keys
+        of partitioned tables parent first."""
         args = ["--clean", "--if-exists", "--single-transaction", *self.opts.restore_args()]
         if not target.exec_prefix:  # the list file must be readable by pg_restore: local tools only
             with open_session(target, plan.database) as s:
                 have = {n for k, n in pgr.target_objects(s) if k == "EXTENSION"} | {"plpgsql"}
             listfile = dump.with_suffix(".list")
-            if pgr.list_keeping_extensions(self.toc_tool(record), str(dump), have, str(listfile)):
+            if pgr.clean_list(self.toc_tool(record), str(dump), have, str(listfile)):
                 args.append(f"--use-list={listfile}")
         pgr.run_pg_restore(target, tool, plan.database, dump, args=tuple(args))
         with pgr.admin(target, plan.database) as s:

@@ -306,7 +306,7 @@ def partitioned_with_keys(s: Session) -> list[str]:
     return [r[0] for r in s.rows(
         """SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS name
            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-           WHERE c.relkind = 'p' AND EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conrelid = c.oid AND k.contype IN ('p', 'u'))
+           WHERE c.relkind = 'p' AND EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conrelid = c.oid AND k.contype IN ('p', 'u', 'x'))
            ORDER BY 1""")]
 
 
@@ -316,7 +316,7 @@ def clean_blockers(s: Session) -> list[str]:
         return []
     return [f"clean mode cannot replace partitioned table{'s' if len(names) > 1 else ''} with keys "
             f"({', '.join(names)}): pg_restore --clean cannot drop their partitions' inherited constraints "
-            "(restore with --mode atomic)"]
+            "through an exec channel (restore with --mode atomic)"]
 
 
 def unsupported_properties(s: Session, spec: DbSpec | None, *, owner: str | None, no_owner: bool,

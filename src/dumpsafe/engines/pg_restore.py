@@ -20,7 +20,7 @@ from dumpsafe.engines.databases import (  # noqa: F401  (re-exported)
 )
 from dumpsafe.engines.dbspec import DbSpec, parse_spec  # noqa: F401
 from dumpsafe.engines.postgres import PgTarget, _StderrTail
-from dumpsafe.engines.toc import Toc, TocEntry, archive_sequences, list_keeping_extensions, major_of, parse_toc, read_toc, split_key  # noqa: F401
+from dumpsafe.engines.toc import Toc, TocEntry, archive_sequences, clean_list, major_of, parse_toc, read_toc, split_key  # noqa: F401
 from dumpsafe.errors import RestoreFailed
 
 

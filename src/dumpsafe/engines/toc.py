@@ -360,25 +360,46 @@ def archive_sequences(tool: str, archive: str) -> dict[str, list]:
 _EXT_LINE = re.compile(r"^\d+; \d+ \d+ (?:EXTENSION|COMMENT) - (?:EXTENSION )?(.+?) ?$")
 
 
-def list_keeping_extensions(tool: str, archive: str, keep: set[str], out_path: str) -> bool:
-    """Write a ``--use-list`` file for ``pg_restore --clean`` that leaves the extensions in ``keep``
-    (and their comments) alone; False when the archive creates none of them (no list needed).
+def _attached_constraints(lines: list[str]) -> set[int]:
+    """Indexes of CONSTRAINT lines whose index an INDEX ATTACH entry attaches to a partitioned
+    parent's ("schema name owner" of the ATTACH is "schema table name owner" of the CONSTRAINT)."""
+    attach = [m.group(4)[len("INDEX ATTACH "):] for m in map(_TOC_LINE.match, lines) if m and m.group(4).startswith("INDEX ATTACH ")]
+    out = set()
+    for i, ln in enumerate(lines):
+        m = _TOC_LINE.match(ln)
+        if not m or not m.group(4).startswith("CONSTRAINT "):
+            continue
+        c = m.group(4)[len("CONSTRAINT "):]
+        for r in attach:
+            if any(c.startswith(r[:j] + " ") and c.endswith(" " + r[j + 1:]) for j in range(len(r)) if r[j] == " "):
+                out.add(i)
+                break
+    return out
 
-    Dropping and re-creating an extension in a database whose default privileges revoke EXECUTE
-    from PUBLIC would take EXECUTE away from its functions (they are created under those defaults,
-    and the archive holds no grant for privileges equal to an extension's initial ones)."""
+
+def clean_list(tool: str, archive: str, keep_extensions: set[str], out_path: str) -> bool:
+    """Write a ``--use-list`` file that makes ``pg_restore --clean`` work where it would not;
+    False when the archive's own order needs no change.
+
+    - Extensions in ``keep_extensions`` (the target has them) are left in place: dropping and
+      re-creating one in a database whose default privileges revoke EXECUTE from PUBLIC would
+      take EXECUTE away from its functions (the archive holds no grant for privileges equal to
+      an extension's initial ones).
+    - Partitions' key constraints are listed before their parent's: the drop phase (reverse
+      order) then drops the parent's constraint first, which drops the partitions' with it,
+      instead of failing on "cannot drop inherited constraint"; the create phase builds the
+      partitions' first and attaches them to the parent's as before."""
     listing = subprocess.run([tool, "--list", archive], capture_output=True, text=True)
     if listing.returncode != 0:
         raise RestoreFailed(f"the archive's table of contents is not readable by {tool}: {listing.stderr.strip()[-300:]}")
-    kept, dropped = [], 0
-    for ln in listing.stdout.splitlines():
-        m = _EXT_LINE.match(ln)
-        if m and m.group(1) in keep:
-            dropped += 1
-            continue
-        kept.append(ln)
-    if not dropped:
+    lines = [ln for ln in listing.stdout.splitlines() if _TOC_LINE.match(ln)]
+    kept = [ln for ln in lines if not ((m := _EXT_LINE.match(ln)) and m.group(1) in keep_extensions)]
+    moved = _attached_constraints(kept)
+    if len(kept) == len(lines) and not moved:
         return False
+    first = min((i for i, ln in enumerate(kept) if _TOC_LINE.match(ln).group(4).startswith("CONSTRAINT ")), default=0)
+    order = [ln for i, ln in enumerate(kept[:first]) if i not in moved] + [kept[i] for i in sorted(moved)] + \
+        [ln for i, ln in enumerate(kept) if i >= first and i not in moved]
     with open(out_path, "w") as fh:
-        fh.write("\n".join(kept) + "\n")
+        fh.write("\n".join(order) + "\n")
     return True
