@@ -31,6 +31,7 @@ sys.path.insert(0, str(HERE.parent / "src"))
 
 import dataset  # noqa: E402
 import listing  # noqa: E402
+from report import STARTUP_HELP  # noqa: E402
 import report  # noqa: E402
 from measure import Sample, Series, run  # noqa: E402
 
@@ -281,6 +282,9 @@ store = "local"
         for _ in range(self.args.reps):
             self.track("python -c 'import dumpsafe.cli, dumpsafe.service' (start-up floor)").add(
                 run([sys.executable, "-c", "import dumpsafe.cli, dumpsafe.service"], env=self.env))
+        # what a newcomer's first command costs: interpreter, CLI and help, nothing else
+        for _ in range(self.args.reps):
+            self.track(STARTUP_HELP).add(run(self.dumpsafe("--help"), env=self.env))
 
     # ---- teardown -----------------------------------------------------------------------------
     def close(self) -> None:

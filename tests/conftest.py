@@ -168,6 +168,7 @@ class Served:
     url: str
     tokens: dict[str, str]
     token_ids: dict[str, str]
+    app: Any = None
 
     def headers(self, who: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[who]}"} if who in self.tokens else {}
@@ -200,7 +201,7 @@ def served(pg: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Served:
     pg.create_database(name)
     load_sample(pg, name, customers=50, orders=200)
     make_uploads(root / "uploads")
-    beta = f'\n[tenants.beta]\nhost = "127.0.0.1"\nport = {pg.port}\nuser = "postgres"\npassword_env = "{PASSWORD_ENV}"\ndatabases = ["{name}"]\n'
+    beta = 'restore_names = ["r_*"]\n' + f'\n[tenants.beta]\nhost = "127.0.0.1"\nport = {pg.port}\nuser = "postgres"\npassword_env = "{PASSWORD_ENV}"\ndatabases = ["{name}"]\n'
     stores = 'default_store = "local"\n[stores.local]\nkind = "local"\npath = "backups"\n\n[stores.offsite]\nkind = "local"\npath = "offsite"\n'
     env = Env(root=root, pg=pg, db=name, uploads=root / "uploads", tenant_extra=beta, stores_toml=stores)
     env.write_config()
@@ -216,9 +217,10 @@ def served(pg: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Served:
         tokens["bad"] = "ds_" + ids["admin"] + "_" + "A" * 43  # a real id, a wrong secret
         for tenant in ("acme", "beta"):
             service.create(tenant, uploads=False)
-        server = LiveServer(create_app(service)).start()
+        app = create_app(service)
+        server = LiveServer(app).start()
         try:
-            yield Served(env=env, service=service, url=server.url, tokens=tokens, token_ids=ids)
+            yield Served(env=env, service=service, url=server.url, tokens=tokens, token_ids=ids, app=app)
         finally:
             server.stop()
             pg.drop_database(name)

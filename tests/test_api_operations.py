@@ -148,7 +148,7 @@ def test_remote_cli_restore_refuses_server_paths(served, monkeypatch, tmp_path):
 def test_metrics_carry_backup_status(served):
     pytest.importorskip("dumpsafe.metrics")
     backup(served)
-    text = httpx.get(served.url + "/metrics").text
+    text = call(served, "admin", "GET", "/metrics").text
     assert 'dumpsafe_last_success_timestamp_seconds{database="' in text and 'tenant="acme"' in text
 
 
@@ -172,12 +172,16 @@ def test_copy_over_rest_and_the_remote_cli(served, monkeypatch):
     assert call(served, "read", "POST", f"/v1/backups/{acme_id}/copy", json={"to": "offsite"}).status_code == 403
     assert call(served, "write", "POST", f"/v1/backups/{acme_id}/copy", json={"to": "/tmp/elsewhere"}).status_code == 400
     monkeypatch.setenv("DUMPSAFE_SERVER", served.url)
+    # 'offsite' is not one of acme's stores (no copy_to): a tenant token may not write there (issue 12)
     monkeypatch.setenv("DUMPSAFE_TOKEN", served.tokens["write"])
+    r = served.env.cli("backup", "copy", acme_id, "--to", "offsite", "--json")
+    assert r.code == 1 and "is not a store of tenant 'acme'" in r.err
+    monkeypatch.setenv("DUMPSAFE_TOKEN", served.tokens["admin"])
     r = served.env.cli("backup", "copy", acme_id, "--to", "offsite", "--json")
     assert r.code == 0, r.err
     assert acme_id in {rec.id for rec in served.service.list("acme", store="offsite")}
     line = [e for e in served.service.audit.entries() if e["action"] == "copy" and e["backup_id"] == acme_id][-1]
-    assert line["actor"] == served.token_ids["write"]
+    assert line["actor"] == served.token_ids["admin"]
 
 
 @needs("restore", "restore_plan")

@@ -146,7 +146,8 @@ def test_audit_is_paged_newest_first(served):
 def test_health_metrics_openapi(served):
     assert httpx.get(served.url + "/healthz").json()["status"] == "ok"
     call(served, "read", "GET", "/v1/backups")
-    metrics = httpx.get(served.url + "/metrics").text
+    assert httpx.get(served.url + "/metrics").status_code == 401  # a read token is needed (issue 12)
+    metrics = call(served, "admin", "GET", "/metrics").text
     assert 'dumpsafe_http_requests_total{method="GET",route="/v1/backups",status="200"}' in metrics
     paths = httpx.get(served.url + "/openapi.json").json()["paths"]
     assert {"/v1/backups", "/v1/backups/{backup_id}", "/v1/audit", "/healthz"} <= set(paths)

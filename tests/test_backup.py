@@ -45,7 +45,7 @@ def test_roundtrip_through_pg_restore(env, pg, tmp_path):
     before = table_digest(pg, env.db)
     r = env.cli("backup", "create", "acme", "--json")
     assert r.code == 0, r.err
-    rec = r.json()
+    rec = r.json()[0]
     assert REQUIRED <= rec.keys()
     assert rec["engine"] == "postgres" and rec["status"] == "completed" and rec["compression"] == "zstd"
     assert rec["encryption"] is None and rec["last_verification"] is None
@@ -119,7 +119,7 @@ def test_two_backups_in_one_second_get_distinct_ids(env):
 
 
 def test_list_get_json_and_filters(env):
-    created = env.cli("backup", "create", "acme", "--no-uploads", "--json").json()
+    created = env.cli("backup", "create", "acme", "--no-uploads", "--json").json()[0]
     assert created["uploads"] is None
     listed = env.cli("backup", "list", "--json").json()
     assert [r["id"] for r in listed] == [created["id"]]
@@ -203,7 +203,7 @@ def test_get_unknown_id(env):
 
 
 def test_delete_needs_yes_without_tty_then_removes_everything(env):
-    rec = env.cli("backup", "create", "acme", "--json").json()
+    rec = env.cli("backup", "create", "acme", "--json").json()[0]
     r = env.cli("backup", "delete", rec["id"])
     assert r.code == 1 and "pass --yes" in r.err
     assert env.cli("backup", "get", rec["id"], "--json").code == 0
@@ -216,7 +216,7 @@ def test_delete_needs_yes_without_tty_then_removes_everything(env):
 
 
 def test_audit_line_fields(env):
-    rec = env.cli("backup", "create", "acme", "--json").json()
+    rec = env.cli("backup", "create", "acme", "--json").json()[0]
     line = _audit(env)[-1]
     assert {"time", "actor", "action", "backup_id", "tenant", "database", "store", "size_bytes", "outcome", "duration_s", "error"} <= line.keys()
     assert line["actor"] == "local" and line["backup_id"] == rec["id"] and line["size_bytes"] == rec["size_bytes"]
@@ -259,7 +259,7 @@ def test_kill_9_mid_backup_leaves_nothing_listed_and_next_run_cleans(env, pg):
     assert env.cli("backup", "list", "--json").json() == []
     assert list(env.store_dir.rglob("*.tmp-*"))
     # the next run sweeps the dead writer's temp files and succeeds
-    rec = env.cli("backup", "create", "acme", "--json").json()
+    rec = env.cli("backup", "create", "acme", "--json").json()[0]
     assert not list(env.store_dir.rglob("*.tmp-*"))
     assert [r["id"] for r in env.cli("backup", "list", "--json").json()] == [rec["id"]]
 
@@ -320,7 +320,7 @@ def test_include_globals_stores_roles_without_passwords(env, pg):
     try:
         env.tenant_extra = "include_globals = true"
         env.write_config()
-        rec = env.cli("backup", "create", "acme", "--json").json()
+        rec = env.cli("backup", "create", "acme", "--json").json()[0]
         g = [o for o in rec["objects"] if o["role"] == "globals"]
         assert len(g) == 1
         sql = _decompress(env.store_dir / g[0]["key"]).decode()

@@ -37,6 +37,10 @@ def write(tmp_path: Path, text: str) -> Path:
         (BASE + "retention = { last = 0 }\n", "tenants.acme.retention: a retention policy that keeps nothing"),
         (BASE.replace("[tenants.acme]", "[tenants.'a.b']"), "tenants: name 'a.b' must be"),
         ("state_dir = [", "not valid TOML"),
+        (BASE + 'restore_names = ["../x"]\n', "tenants.acme.restore_names: '../x' is not a restore name pattern"),
+        (BASE + 'restore_names = ["*"]\n', "tenants.acme.restore_names: '*' is not a restore name pattern"),
+        (BASE + 'restore_names = ["b*"]\n[tenants.beta]\ndatabases = ["beta_app"]\n',
+         "tenants.acme.restore_names: 'b*' matches database 'beta_app' of tenant 'beta'"),
     ],
 )
 def test_bad_config_names_file_and_key(tmp_path, text, expected):

@@ -26,7 +26,7 @@ def test_encrypted_backup_roundtrip(env, tmp_path):
     recipient = env.cli("keygen", "--output", str(key)).out.strip()
     env.tenant_extra = f'encrypt_to = ["{recipient}"]'
     env.write_config()
-    rec = env.cli("backup", "create", "acme", "--json").json()
+    rec = env.cli("backup", "create", "acme", "--json").json()[0]
     assert rec["encryption"] == "age"
     assert all(o["key"].endswith(".age") for o in rec["objects"])
     st = env.service().store("local")

@@ -50,7 +50,7 @@ def test_backup_through_exec_channel(exec_env, pg):
     env = exec_env
     rec = env.cli("backup", "create", "acme", "--json")
     assert rec.code == 0, rec.err
-    rec = rec.json()
+    rec = rec.json()[0]
     assert rec["tables"]["public.orders"] == 800 and rec["client_version"].startswith(str(pg.version[0]))
     calls = _calls(env.exec_log)
     tools = [os.path.basename(c["argv"][c["argv"].index("--") + 1 + 4]) for c in calls if "sh" in c["argv"]]
@@ -120,7 +120,7 @@ def exec_backed_up(exec_env, pg):
     r = exec_env.cli("backup", "create", "acme", "--json", "--no-uploads")
     assert r.code == 0, r.err
     exec_env.exec_log.write_text("")  # from here on: what restore, dry run and drill run
-    return r.json()["id"], table_digest(pg, exec_env.db)
+    return r.json()[0]["id"], table_digest(pg, exec_env.db)
 
 
 def test_exec_restore_atomic_new_and_clean(exec_env, exec_backed_up, pg):
@@ -257,7 +257,7 @@ def test_exec_clean_refuses_partitioned_tables_with_keys_before_touching_anythin
                   "INSERT INTO ev VALUES (1, '2025-02-02')")
     r = env.cli("backup", "create", "acme", "--json", "--no-uploads")
     assert r.code == 0, r.err
-    bid = r.json()[0]["id"] if isinstance(r.json(), list) else r.json()["id"]
+    bid = r.json()[0]["id"]
     before = table_digest(pg, env.db)
     with pg.connect(env.db) as c:
         c.execute("INSERT INTO ev VALUES (2, '2025-03-03')")

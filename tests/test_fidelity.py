@@ -48,7 +48,7 @@ databases = [{dbs}]
             states[db] = F.state(pg, db)
             r = env.cli("backup", "create", "acme", "--database", db, "--no-uploads", "--json")
             assert r.code == 0, r.err
-            ids[db] = r.json()[0]["id"] if isinstance(r.json(), list) else r.json()["id"]
+            ids[db] = r.json()[0]["id"]
         yield env, ids, states
 
 
@@ -253,7 +253,7 @@ def test_a_property_the_server_cannot_take_is_refused_before_anything_changes(fi
             sql.Identifier(gone_role)))
     r = env.cli("backup", "create", "acme", "--database", db, "--no-uploads", "--json")
     assert r.code == 0, r.err
-    bid = r.json()[0]["id"] if isinstance(r.json(), list) else r.json()["id"]
+    bid = r.json()[0]["id"]
     _drop(pg, db)
     with pg.connect() as c:
         c.execute(sql.SQL("DROP TABLESPACE {}").format(sql.Identifier(gone_ts)))
@@ -313,7 +313,7 @@ def test_records_written_before_quoted_keys_still_restore_dry_run_and_drill(env)
         c.execute('CREATE SCHEMA "odd schema"; CREATE TABLE "odd schema"."t 1" (i int); INSERT INTO "odd schema"."t 1" VALUES (7)')
     r = env.cli("backup", "create", "acme", "--no-uploads", "--json")
     assert r.code == 0, r.err
-    bid = r.json()[0]["id"] if isinstance(r.json(), list) else r.json()["id"]
+    bid = r.json()[0]["id"]
     svc = env.service()
     rec = svc.get(bid)
     plain = {}
@@ -370,7 +370,7 @@ def test_clean_keeps_extension_functions_executable_under_revoking_default_privi
     assert executable > 40
     r = env.cli("backup", "create", "acme", "--no-uploads", "--json")
     assert r.code == 0, r.err
-    bid = r.json()[0]["id"] if isinstance(r.json(), list) else r.json()["id"]
+    bid = r.json()[0]["id"]
     r = env.cli("backup", "restore", bid, "--mode", "clean", "--yes", "--no-uploads", "--json")
     assert r.code == 0, r.err
     with env.pg.connect(env.db) as c:
@@ -450,12 +450,12 @@ def test_drill_on_another_major_says_the_fingerprint_was_not_compared(env, monke
         monkeypatch.setenv("PG16_PASSWORD", other.password)
         r = env.cli("backup", "create", "acme", "--no-uploads", "--json")
         assert r.code == 0, r.err
-        with_ext = r.json()[0]["id"] if isinstance(r.json(), list) else r.json()["id"]
+        with_ext = r.json()[0]["id"]
         with env.pg.connect(env.db) as c:  # this PostgreSQL 16 build has no contrib extensions
             c.execute("DROP EXTENSION pgcrypto CASCADE")
         r = env.cli("backup", "create", "acme", "--no-uploads", "--json")
         assert r.code == 0, r.err
-        bid = r.json()[0]["id"] if isinstance(r.json(), list) else r.json()["id"]
+        bid = r.json()[0]["id"]
         env.config_path.write_text(env.config_path.read_text().replace("[tenants.acme]", f"""[drill_servers.pg16]
 host = "127.0.0.1"
 port = {other.port}

@@ -93,7 +93,7 @@ def test_django_migrated_tenant_restores_atomic_and_new_and_keeps_migrating(djan
         assert out.returncode == 0, out.stderr
     r = env.cli("backup", "create", "acme", "--no-uploads", "--json")
     assert r.code == 0, r.err
-    bid = r.json()[0]["id"] if isinstance(r.json(), list) else r.json()["id"]
+    bid = r.json()[0]["id"]
 
     r = env.cli("backup", "restore", bid, "--yes", "--no-uploads", "--json")
     assert r.code == 0, r.err

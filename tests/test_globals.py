@@ -35,7 +35,7 @@ def owned(env, pg):
     env.write_config()
     r = env.cli("backup", "create", "acme", "--no-uploads", "--json")
     assert r.code == 0, r.err
-    rec = r.json()
+    rec = r.json()[0]
     assert [o["role"] for o in rec["objects"]].count("globals") == 1
     yield rec["id"], table_digest(pg, env.db), names, f"role-secret-{tag}"
     with pg.connect(env.db) as c:
@@ -153,7 +153,7 @@ echo 'pg_restore: error: simulated failure' >&2; exit 1
 def test_with_globals_needs_a_globals_object(env):
     r = env.cli("backup", "create", "acme", "--no-uploads", "--json")
     assert r.code == 0, r.err
-    bid = r.json()["id"]
+    bid = r.json()[0]["id"]
     r = env.cli("backup", "restore", bid, "--no-uploads", "--yes", "--with-globals")
     assert r.code == 2 and "holds no globals object" in r.err and len(r.err.strip().splitlines()) == 1
 

@@ -12,7 +12,7 @@ def _create(env, n: int) -> list[str]:
     for _ in range(n):
         r = env.cli("backup", "create", "acme", "--json")
         assert r.code == 0, r.err
-        ids.append(r.json()["id"])
+        ids.append(r.json()[0]["id"])
     return ids
 
 
@@ -110,19 +110,21 @@ def test_status_exit_codes_and_formats(env, monkeypatch):
     assert row["breached"] and row["last_failure_error"] and row["failures"] == 1
 
     r = env.cli("status", "--format", "yaml")
-    assert r.code == 2 and "unknown status format 'yaml'" in r.err
+    assert r.code == 2 and "'yaml' is not one of 'table', 'json', 'prometheus'" in r.err
 
 
 def test_schedule_export_cli(env):
     env.write_config(tenant_extra='schedule = "*/2 * * * * *"\nretention = { daily = 7 }')
     r = env.cli("schedule", "export", "--format", "cron")
     assert r.code == 0, r.err
-    assert f"* * * * * dumpsafe --config {env.config_path.resolve()} backup create acme" in r.out
+    (line,) = [x for x in r.out.splitlines() if x.startswith("* * * * * /")]  # dumpsafe by its absolute path
+    assert line.endswith(f"dumpsafe --config {env.config_path.resolve()} backup create acme"
+                         f" && {line.split()[5]} --config {env.config_path.resolve()} prune acme")
     assert "cron has no seconds field" in r.err
     r = env.cli("schedule", "export", "--format", "systemd")
     assert r.code == 0 and "OnCalendar=*-*-* *:*:00/2 UTC" in r.out
     r = env.cli("schedule", "export", "--format", "launchd")
-    assert r.code == 2 and "unknown export format 'launchd'" in r.err
+    assert r.code == 2 and "'launchd' is not one of 'cron', 'systemd', 'kubernetes'" in r.err
 
 
 def test_a_cli_backup_that_shrank_raises_an_anomaly_alert(env, pg):

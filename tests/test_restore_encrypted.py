@@ -16,8 +16,8 @@ def encrypted(env, tmp_path):
     enrich(env.pg, env.db)
     r = env.cli("backup", "create", "acme", "--json")
     assert r.code == 0, r.err
-    assert r.json()["encryption"] == "age"
-    return r.json()["id"], key, db_state(env.pg, env.db), tree_state(env.uploads)
+    assert r.json()[0]["encryption"] == "age"
+    return r.json()[0]["id"], key, db_state(env.pg, env.db), tree_state(env.uploads)
 
 
 def _damage(env) -> None:
@@ -56,7 +56,7 @@ def test_encrypted_without_or_with_wrong_identity_is_refused(env, encrypted, tmp
     r = env.cli("backup", "restore", bid, "--yes", "--identity", str(wrong))
     assert r.code == 1 and "cannot be decrypted with the identity given" in r.err and "Traceback" not in r.err
     r = env.cli("backup", "verify", bid, "--identity", str(wrong))
-    assert r.code == 1 and "cannot be decrypted" in r.err
+    assert r.code == 2 and "cannot be decrypted" in r.err  # a key error, not a verdict on the backup
     assert db_state(env.pg, env.db) == damaged and tree_state(env.uploads) == tree and databases(env.pg) == dbs
 
 
@@ -76,7 +76,7 @@ def test_tampered_encrypted_object_is_an_integrity_failure(env, encrypted):
 def test_exec_tool_missing_fails_in_one_sentence_but_verify_works(env):
     r = env.cli("backup", "create", "acme", "--json")
     assert r.code == 0, r.err
-    bid = r.json()["id"]
+    bid = r.json()[0]["id"]
     state = db_state(env.pg, env.db)
     env.write_config(tenant_extra='exec = ["no-such-exec-tool", "exec", "acme", "--"]')
     r = env.cli("backup", "restore", bid, "--yes")

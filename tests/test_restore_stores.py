@@ -19,7 +19,7 @@ def test_restore_and_drill_from_object_store_on_fresh_host(kind, env, tmp_path, 
     enrich(env.pg, env.db)
     r = env.cli("backup", "create", "acme", "--json")
     assert r.code == 0, r.err
-    rec = r.json()
+    rec = r.json()[0]
     state, tree = db_state(env.pg, env.db), tree_state(env.uploads)
 
     host2 = second_host(env)  # empty state_dir: everything comes from the bucket

@@ -60,7 +60,7 @@ def test_systemd_units(tmp_path):
         scheduler={"jitter": "30s"},
     )
     out = export(cfg, CONFIG, "systemd")
-    assert sorted(out.files) == ["dumpsafe-backup-acme.service", "dumpsafe-backup-acme.timer"]
+    assert sorted(out.files) == ["dumpsafe-backup-acme.service", "dumpsafe-backup-acme.timer", "dumpsafe-failure@.service"]
     service = out.files["dumpsafe-backup-acme.service"]
     timer = out.files["dumpsafe-backup-acme.timer"]
     assert "Type=oneshot" in service.splitlines()
@@ -79,7 +79,7 @@ def test_systemd_quotes_paths_and_specifiers(tmp_path):
 
 
 def test_unknown_format(tmp_path):
-    with pytest.raises(ValueError, match="unknown export format 'xml' \\(use cron or systemd\\)"):
+    with pytest.raises(ValueError, match="unknown export format 'xml' \\(use cron, systemd or kubernetes\\)"):
         export(_cfg(tmp_path, {}), CONFIG, "xml")
 
 

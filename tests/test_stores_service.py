@@ -60,7 +60,7 @@ def test_backup_to_object_store_seen_from_fresh_host(kind, env, tmp_path, reques
     env.write_config()
     r = env.cli("backup", "create", "acme", "--json")
     assert r.code == 0, r.err
-    rec = r.json()
+    rec = r.json()[0]
     assert rec["store"] == "offsite" and rec["location"].startswith(("s3://", "gs://"))
 
     host2 = second_host(env)
@@ -95,7 +95,7 @@ def test_copy_between_stores_checks_checksums(kind, env, tmp_path, request):
     env.stores_toml = stores_toml(tmp_path, request, local="local", offsite=kind)
     env.tenant_extra = 'store = "local"'
     env.write_config()
-    rec = env.cli("backup", "create", "acme", "--json").json()
+    rec = env.cli("backup", "create", "acme", "--json").json()[0]
 
     r = env.cli("backup", "copy", rec["id"], "--to", "offsite", "--json")
     assert r.code == 0, r.err
@@ -124,7 +124,7 @@ def test_copy_refuses_a_corrupted_source(kind, env, tmp_path, request):
     env.stores_toml = stores_toml(tmp_path, request, local="local", offsite=kind)
     env.tenant_extra = 'store = "local"'
     env.write_config()
-    rec = env.cli("backup", "create", "acme", "--json").json()
+    rec = env.cli("backup", "create", "acme", "--json").json()[0]
     src = open_store(env.config(), "local")
     ref = next(o for o in rec["objects"] if o["role"] == "database")
     path = src.root / ref["key"]
@@ -145,7 +145,7 @@ def test_copy_to_after_every_create(env, tmp_path, request):
     env.write_config()
     r = env.cli("backup", "create", "acme", "--json")
     assert r.code == 0, r.err
-    rec = env.cli("backup", "get", r.json()["id"], "--json").json()
+    rec = env.cli("backup", "get", r.json()[0]["id"], "--json").json()
     assert rec["copies"] == ["s3off", "gcsoff"]
     cfg = env.config()
     for name in ("s3off", "gcsoff"):
@@ -164,7 +164,7 @@ def test_delete_after_lifecycle_expired_the_objects(kind, env, tmp_path, request
     env.stores_toml = stores_toml(tmp_path, request, offsite=kind)
     env.tenant_extra = 'store = "offsite"'
     env.write_config()
-    rec = env.cli("backup", "create", "acme", "--json").json()
+    rec = env.cli("backup", "create", "acme", "--json").json()[0]
     store = open_store(env.config(), "offsite")
     for o in rec["objects"]:  # what a bucket lifecycle rule does behind our back
         store.delete(o["key"])
@@ -230,7 +230,7 @@ def test_copy_usage_errors(env, tmp_path, request):
     env.stores_toml = stores_toml(tmp_path, request, local="local", offsite="s3")
     env.tenant_extra = 'store = "local"'
     env.write_config()
-    bid = env.cli("backup", "create", "acme", "--json").json()["id"]
+    bid = env.cli("backup", "create", "acme", "--json").json()[0]["id"]
     r = env.cli("backup", "copy", bid, "--to", "nowhere")
     assert r.code == 2 and "unknown store 'nowhere' (configured stores: local, offsite)" in r.err
     r = env.cli("backup", "copy", bid, "--to", "local")
@@ -244,7 +244,7 @@ def test_copy_of_a_lifecycle_expired_backup_fails_cleanly(env, tmp_path, request
     env.stores_toml = stores_toml(tmp_path, request, local="local", offsite="gcs")
     env.tenant_extra = 'store = "local"'
     env.write_config()
-    rec = env.cli("backup", "create", "acme", "--json").json()
+    rec = env.cli("backup", "create", "acme", "--json").json()[0]
     src = open_store(env.config(), "local")
     for o in rec["objects"]:
         src.delete(o["key"])
@@ -298,8 +298,8 @@ def test_prune_removes_copies_with_their_original(env, tmp_path, request):
     env.stores_toml = stores_toml(tmp_path, request, local="local", offsite="s3")
     env.tenant_extra = 'store = "local"\ncopy_to = ["offsite"]\nretention = { last = 1 }'
     env.write_config()
-    old = env.cli("backup", "create", "acme", "--json").json()["id"]
-    new = env.cli("backup", "create", "acme", "--json").json()["id"]
+    old = env.cli("backup", "create", "acme", "--json").json()[0]["id"]
+    new = env.cli("backup", "create", "acme", "--json").json()[0]["id"]
     assert [x["id"] for x in env.cli("backup", "list", "--json").json()] == [new, old]  # once each
     r = env.cli("prune", "acme")
     assert r.code == 0, r.err

@@ -41,9 +41,11 @@ def test_create_list_revoke_and_the_secret_never_lands_on_disk(env):
     assert stat.S_IMODE(os.stat(tokens_file).st_mode) == 0o600
 
     assert env.cli("token", "revoke", token_id).code == 0
-    with pytest.raises(AuthError, match="invalid token"):
+    with pytest.raises(AuthError, match="was revoked"):
         TokenStore(env.state_dir).authenticate(secret)
-    assert env.cli("token", "list", "--json").json() == []
+    # kept, marked revoked, so older audit lines stay attributable (issue 12)
+    (kept,) = env.cli("token", "list", "--json").json()
+    assert kept["id"] == token_id and kept["revoked"] is True and kept["revoked_at"]
 
 
 def test_json_create_shows_the_secret_once_with_its_metadata(env):

@@ -140,7 +140,7 @@ def test_restore_of_a_hostile_uploads_archive_changes_nothing(env, tmp_path: Pat
     r = env.cli("backup", "create", "acme", "--json")
     assert r.code == 0, r.err
     svc = env.service()
-    rec = svc.get(r.json()["id"])
+    rec = svc.get(r.json()[0]["id"])
     st = svc.store(rec.store)
     payload = _tar([_file("fine.txt", b"ok"), _file("../../escaped-by-restore.txt", b"pwned")])
     key = object_key(rec.id, "uploads.tar.zst")

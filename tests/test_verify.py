@@ -15,7 +15,7 @@ def bid(env):
     enrich(env.pg, env.db)
     r = env.cli("backup", "create", "acme", "--json")
     assert r.code == 0, r.err
-    return r.json()["id"]
+    return r.json()[0]["id"]
 
 
 def scratch_dbs(pg) -> set[str]:
@@ -72,7 +72,7 @@ def test_drill_that_fails_to_restore_still_drops_scratch(env, bid):
         c.execute("CREATE ROLE drill_owner")
         c.execute("ALTER TABLE orders OWNER TO drill_owner")
     r = env.cli("backup", "create", "acme", "--json", "--no-uploads")
-    bid2 = r.json()["id"]
+    bid2 = r.json()[0]["id"]
     with env.pg.connect(env.db) as c:
         c.execute("REASSIGN OWNED BY drill_owner TO postgres")
         c.execute("DROP OWNED BY drill_owner")
@@ -175,7 +175,7 @@ def test_globals_object_is_checked_too(env):
     env.write_config(tenant_extra="include_globals = true")
     r = env.cli("backup", "create", "acme", "--json")
     assert r.code == 0, r.err
-    rec = r.json()
+    rec = r.json()[0]
     (g,) = [o for o in rec["objects"] if o["role"] == "globals"]
     r = env.cli("backup", "verify", rec["id"], "--json")
     assert r.code == 0 and "3 objects match" in r.json()["last_verification"]["detail"]

@@ -50,7 +50,7 @@ def test_older_client_refused_for_newer_server(env, pg16, monkeypatch):
 def test_matching_client_picked_from_pg_bin_dir(env, pg16, monkeypatch):
     monkeypatch.setenv("ACME_PGPASSWORD", pg16.password)
     _config(env, pg16, f'pg_bin_dir = "{_pg16_bin()}"\n')
-    rec = env.cli("backup", "create", "acme", "--no-uploads", "--json").json()
+    rec = env.cli("backup", "create", "acme", "--no-uploads", "--json").json()[0]
     assert rec["server_version"].startswith("16.") and rec["client_version"].startswith("16.")
     assert rec["tables"]["public.orders"] == 100
 

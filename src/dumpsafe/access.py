@@ -4,22 +4,118 @@
 scope, keeps a tenant token inside its tenant and passes the caller as the audit actor.
 Another tenant's backup answers exactly like a backup that does not exist, and another
 tenant's name exactly like a tenant that does not exist, so nothing can be probed.
-A refused write is audited like any failed action.
+
+A tenant token reaches only its tenant (admin tokens and the local CLI keep full reach):
+- restore targets: the tenant's configured ``databases`` (for a tenant without a list, the
+  database the backup came from), or a name matching one of its ``restore_names`` globs
+  (e.g. ``"app_restored_*"``), in any mode; everything else is refused with 403 BEFORE any
+  connection to a server, so the answer says nothing about what exists there. Creating
+  server-wide roles (``with_globals``) is refused too: roles are shared by every tenant
+  of a server (a dry run may still report them).
+- stores: it writes only to its tenant's store and the tenant's ``copy_to`` stores.
+- results and errors carry no host paths (record locations, uploads trees, data
+  directories, spool and state directories are replaced by a placeholder).
+Every refusal of a write, and every restore-plan, is audited with the tenant filled in.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from contextlib import contextmanager
+from fnmatch import fnmatchcase
+from pathlib import Path
 from typing import Any, Iterator
 
 from dumpsafe.auth import CREATE, DELETE, READ, RESTORE, Caller
-from dumpsafe.errors import NotFoundError, UnknownNameError
-from dumpsafe.models import BackupRecord, validate_backup_id
+from dumpsafe.errors import DumpsafeError, ForbiddenError, NotFoundError, RefusedError, UnknownNameError
+from dumpsafe.models import ID_RE, BackupRecord, validate_backup_id
+
+HIDDEN = "<host path>"
+_CONFIGURED = re.compile(r" \(configured (?:stores|tenants): [^)]*\)")
 
 
 def backup_not_found(backup_id: str) -> NotFoundError:
     """The one answer for a missing backup and for another tenant's backup."""
     return NotFoundError(f"backup {backup_id!r} not found (see 'dumpsafe backup list')")
+
+
+# ---- tenant rules (pure functions of the config) -------------------------------------------
+def restore_target_error(config: Any, record: BackupRecord, database: str | None) -> ForbiddenError | None:
+    """Why a tenant may not restore ``record`` into ``database`` (None: it may). No connection."""
+    t = config.tenants.get(record.tenant)
+    target = database or record.database
+    own = set(t.databases) if t is not None and t.databases is not None else {record.database}
+    patterns = list(t.restore_names) if t is not None else []
+    if target in own or any(fnmatchcase(target, p) for p in patterns):
+        return None
+    allowed = ", ".join(sorted(own) + patterns)
+    return ForbiddenError(
+        f"database {target!r} is not a restore target of tenant {record.tenant!r} (allowed: {allowed}; "
+        f"an operator can add names with tenants.{record.tenant}.restore_names)"
+    )
+
+
+def tenant_stores(config: Any, tenant: str) -> list[str]:
+    """The stores a tenant token may write to: the tenant's store and its copy_to stores."""
+    t = config.tenants.get(tenant)
+    if t is None:
+        return []
+    try:
+        own = [config.store_for(tenant)]
+    except DumpsafeError:
+        own = []
+    return own + [s for s in t.copy_to if s not in own]
+
+
+def host_paths(config: Any) -> list[str]:
+    """Paths on the dumpsafe host named by the config (longest first, for replacing)."""
+    paths: set[Path] = {Path(config.state_dir)}
+    if getattr(config, "spool_dir", None):
+        paths.add(Path(config.spool_dir))
+    for s in config.stores.values():
+        if getattr(s, "path", None) is not None:
+            paths.add(Path(s.path))
+    for t in config.tenants.values():
+        for p in (t.uploads, t.identity_file, t.password_file, t.pg_bin_dir):
+            if p is not None:
+                paths.add(Path(p))
+    out: set[str] = set()
+    for p in paths:
+        out.add(str(p))
+        try:
+            out.add(str(p.resolve()))
+        except OSError:
+            pass
+    return sorted((p for p in out if len(p) > 1), key=len, reverse=True)
+
+
+def _collect(value: Any, found: set[str]) -> None:
+    """Host paths a result names itself (preflight disk entries, uploads destinations)."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if k in ("path", "uploads_to", "data_directory", "location") and isinstance(v, str) and v:
+                found.add(v)
+            else:
+                _collect(v, found)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            _collect(v, found)
+
+
+def _scrub(value: Any, paths: list[str]) -> Any:
+    if isinstance(value, str):
+        for p in paths:
+            if p in value:
+                value = value.replace(p, HIDDEN)
+        return value
+    if isinstance(value, dict):
+        return {k: _scrub(v, paths) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v, paths) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_scrub(v, paths) for v in value)
+    return value
 
 
 class GuardedService:
@@ -50,20 +146,95 @@ class GuardedService:
             raise backup_not_found(backup_id)
         return rec
 
+    def _store(self, tenant: str, store: str | None) -> None:
+        """A tenant token writes only to its tenant's stores (403, whether the name exists or not)."""
+        if self.caller.admin or store is None:
+            return
+        allowed = tenant_stores(self.service.config, tenant)
+        if store not in allowed:
+            raise ForbiddenError(
+                f"store {store!r} is not a store of tenant {tenant!r} (its stores: {', '.join(allowed) or 'none'})"
+            )
+
+    def _restore_target(self, rec: BackupRecord, opts: dict[str, Any]) -> None:
+        if self.caller.admin:
+            return
+        err = restore_target_error(self.service.config, rec, opts.get("database"))
+        if err is not None:
+            raise err
+        if opts.get("with_globals") and not opts.get("dry_run"):
+            raise ForbiddenError(
+                f"token {self.caller.actor} may not create roles (with_globals): roles are shared by every tenant "
+                "of the server; ask an operator with an admin token, or use dry_run to see them"
+            )
+
+    def _audit_tenant(self, fields: dict[str, Any]) -> str | None:
+        if fields.get("tenant"):
+            return fields["tenant"]
+        m = ID_RE.fullmatch(fields.get("backup_id") or "")
+        return m.group("tenant") if m else self.caller.tenant
+
     @contextmanager
-    def _guard(self, action: str, **fields: Any) -> Iterator[None]:
-        """Audit a refusal (missing scope, unseen tenant or backup) of a write action."""
-        with self.service.audit.record(action, self.caller.actor, only_failure=True, **fields):
+    def _guard(self, action: str, *, always: bool = False, **fields: Any) -> Iterator[Any]:
+        """Audit a refusal (missing scope, unseen tenant or backup, foreign target) of an action.
+        The line names the tenant the request was about and the caller's own tenant."""
+        fields["tenant"] = self._audit_tenant(fields)
+        fields.setdefault("extra", {})["actor_tenant"] = self.caller.tenant
+        with self.service.audit.record(action, self.caller.actor, only_failure=not always, **fields) as ev:
+            try:
+                yield ev
+            except DumpsafeError:
+                # a refusal, not a failed attempt: status and alerts of the tenant do not count it
+                ev.extra["refused"] = True
+                raise
+
+    def refuse_unconfirmed(self, action: str, backup_id: str, message: str) -> None:
+        """Refuse an unconfirmed destructive call with an audit line; an unseen backup still
+        answers 'not found' first, so the refusal cannot be used as a probe."""
+        with self._guard(action, backup_id=backup_id):
+            self._record(backup_id)
+            raise RefusedError(message)
+
+    # ---- what a tenant token is shown -----------------------------------------------------
+    def _show(self, value: Any) -> Any:
+        """A result as this caller may see it: no host paths for tenant tokens."""
+        if self.caller.admin:
+            return value
+        if isinstance(value, list):
+            return [self._show(v) for v in value]
+        if isinstance(value, BackupRecord):
+            return value.model_copy(update={"location": f"dumpsafe://{value.store}/{value.id}"})
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+            found: set[str] = set()
+            _collect(fields, found)
+            paths = sorted(set(host_paths(self.service.config)) | found, key=len, reverse=True)
+            return dataclasses.replace(value, **{k: _scrub(v, paths) for k, v in fields.items()})
+        return value
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Error sentences as this caller may see them: no host paths for tenant tokens."""
+        try:
             yield
+        except DumpsafeError as e:
+            if not self.caller.admin:
+                # no host paths, and no list of the other tenants' or stores' names
+                e.message = _CONFIGURED.sub("", _scrub(e.message, host_paths(self.service.config)))
+                e.args = (e.message,)
+            raise
 
     # ---- reads ----------------------------------------------------------------------------
     def list(self, tenant: str | None = None, database: str | None = None, store: str | None = None) -> list[BackupRecord]:
         self.caller.require(READ)
-        return self.service.list(self._tenant(tenant), database, store)
+        tenant = self._tenant(tenant)
+        with self._errors():
+            return self._show(self.service.list(tenant, database, store))
 
     def get(self, backup_id: str) -> BackupRecord:
         self.caller.require(READ)
-        return self._record(backup_id)
+        with self._errors():
+            return self._show(self._record(backup_id))
 
     # ---- writes ---------------------------------------------------------------------------
     def create(
@@ -79,38 +250,51 @@ class GuardedService:
         with self._guard("create", tenant=tenant, store=store):
             self.caller.require(CREATE)
             self._tenant(tenant)
-        return self.service.create(
-            tenant, databases=databases, store=store, uploads=uploads, label=label, pin=pin, actor=self.caller.actor
-        )
+            self._store(tenant, store)
+        with self._errors():
+            return self._show(self.service.create(
+                tenant, databases=databases, store=store, uploads=uploads, label=label, pin=pin, actor=self.caller.actor
+            ))
 
     def delete(self, backup_id: str) -> BackupRecord:
         with self._guard("delete", backup_id=backup_id):
             self.caller.require(DELETE)
             rec = self._record(backup_id)
-        return self.service.delete(rec.id, store=rec.store, actor=self.caller.actor)
+        with self._errors():
+            return self._show(self.service.delete(rec.id, store=rec.store, actor=self.caller.actor))
 
     def verify(self, backup_id: str, *, drill: bool = False) -> BackupRecord:
         with self._guard("verify", backup_id=backup_id):
             self.caller.require(CREATE)
             rec = self._record(backup_id)
-        return self.service.verify(rec.id, drill=drill, actor=self.caller.actor)
+        with self._errors():
+            return self._show(self.service.verify(rec.id, drill=drill, actor=self.caller.actor))
 
     def restore_plan(self, backup_id: str, **opts: Any) -> Any:
-        self.caller.require(RESTORE)
-        return self.service.restore_plan(self._record(backup_id).id, **opts)
+        """What a restore would do: the same target rules as restore(); every call is audited."""
+        with self._guard("restore-plan", always=True, backup_id=backup_id, database=opts.get("database")) as ev:
+            self.caller.require(RESTORE)
+            rec = self._record(backup_id)
+            ev.database = opts.get("database") or rec.database
+            self._restore_target(rec, {**opts, "dry_run": True})
+            with self._errors():
+                return self._show(self.service.restore_plan(rec.id, **opts))
 
     def restore(self, backup_id: str, **opts: Any) -> Any:
         """Restore into the backup's own tenant (a database NAME; uploads only to the configured tree)."""
-        with self._guard("restore", backup_id=backup_id):
+        with self._guard("restore", backup_id=backup_id, database=opts.get("database")):
             self.caller.require(RESTORE)
             rec = self._record(backup_id)
-        return self.service.restore(rec.id, actor=self.caller.actor, **opts)
+            self._restore_target(rec, opts)
+        with self._errors():
+            return self._show(self.service.restore(rec.id, actor=self.caller.actor, **opts))
 
     def prune(self, tenant: str | None = None, *, dry_run: bool = False) -> list[Any]:
         with self._guard("prune", tenant=tenant):
             self.caller.require(DELETE)
             tenant = self._tenant(tenant)
-        return self.service.prune(tenant, dry_run=dry_run, actor=self.caller.actor)
+        with self._errors():
+            return self._show(self.service.prune(tenant, dry_run=dry_run, actor=self.caller.actor))
 
     def pin(self, backup_id: str) -> BackupRecord:
         return self._set_pinned("pin", backup_id)
@@ -122,21 +306,25 @@ class GuardedService:
         with self._guard(action, backup_id=backup_id):
             self.caller.require(CREATE)
             rec = self._record(backup_id)
-        return getattr(self.service, action)(rec.id, actor=self.caller.actor)
+        with self._errors():
+            return self._show(getattr(self.service, action)(rec.id, actor=self.caller.actor))
 
     def copy(self, backup_id: str, *, to: str) -> BackupRecord:
-        """Copy to another configured store (a NAME); the copy stays in the backup's tenant."""
+        """Copy to another configured store (a NAME); a tenant token only to its tenant's stores."""
         with self._guard("copy", backup_id=backup_id, store=to):
             self.caller.require(CREATE)
             rec = self._record(backup_id)
-        return self.service.copy(rec.id, to=to, actor=self.caller.actor)
+            self._store(rec.tenant, to)
+        with self._errors():
+            return self._show(self.service.copy(rec.id, to=to, actor=self.caller.actor))
 
     def status(self, tenant: str | None = None) -> list[Any]:
         self.caller.require(READ)
-        return self.service.status(self._tenant(tenant))
+        tenant = self._tenant(tenant)
+        with self._errors():
+            return self._show(self.service.status(tenant))
 
 
 def offers(service: object, method: str) -> bool:
     """Whether the service has an operation; fronts register routes and tools by this."""
     return callable(getattr(service, method, None))
-

@@ -35,6 +35,7 @@ from typing import Any, Iterator
 from pydantic import BaseModel
 
 from dumpsafe.errors import AuthError, DumpsafeError, ForbiddenError, NotFoundError, UsageError
+from dumpsafe.fsutil import private_dir
 from dumpsafe.models import rfc3339, utcnow
 
 READ, WRITE = "backups:read", "backups:write"
@@ -74,6 +75,10 @@ class Caller:
         return self.tenant is None or self.tenant == tenant
 
 
+class BadToken(AuthError):
+    """A token that is malformed or whose secret is wrong: a guess, counted by the login backoff."""
+
+
 LOCAL = Caller(actor="local", tenant=None, scopes=frozenset(SCOPES))
 
 
@@ -86,6 +91,7 @@ class TokenInfo(BaseModel):
     scopes: list[str]
     created_at: datetime
     expires_at: datetime | None = None
+    revoked_at: datetime | None = None  # revoked tokens stay listed, so audit lines stay attributable
     sha256: str
 
     def public(self) -> dict[str, Any]:
@@ -97,6 +103,8 @@ class TokenInfo(BaseModel):
             "scopes": self.scopes,
             "created_at": rfc3339(self.created_at),
             "expires_at": rfc3339(self.expires_at) if self.expires_at else None,
+            "revoked": self.revoked_at is not None,
+            "revoked_at": rfc3339(self.revoked_at) if self.revoked_at else None,
         }
 
 
@@ -122,7 +130,7 @@ class TokenStore:
 
     @contextmanager
     def _locked(self) -> Iterator[list[TokenInfo]]:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.state_dir)
         lock = os.open(self.state_dir / (TOKENS_FILE + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(lock, fcntl.LOCK_EX)
@@ -174,19 +182,22 @@ class TokenStore:
         return self._read()
 
     def revoke(self, token_id: str) -> TokenInfo:
+        """Mark a token revoked (at once: every request reads the file); it stays listed."""
         with self._locked() as tokens:
             for i, t in enumerate(tokens):
                 if t.id == token_id:
-                    return tokens.pop(i)
+                    if t.revoked_at is None:
+                        tokens[i] = t.model_copy(update={"revoked_at": utcnow()})
+                    return tokens[i]
         raise NotFoundError(f"no token with id {token_id!r} (see 'dumpsafe token list')")
 
     def authenticate(self, presented: str | None) -> Caller:
         """The caller a bearer token stands for, or AuthError (no, bad, revoked or expired token)."""
         if not presented:
             raise AuthError("missing bearer token (send 'Authorization: Bearer <token>')")
-        m = _TOKEN_RE.match(presented)
+        m = _TOKEN_RE.fullmatch(presented)
         if not m:
-            raise AuthError("invalid token")
+            raise BadToken("invalid token")
         token_id, secret = m.group("id"), m.group("secret")
         try:
             tokens = self._read()
@@ -197,7 +208,9 @@ class TokenStore:
         # compare even when the id is unknown, so timing does not tell ids apart
         expected = info.sha256 if info else "0" * 64
         if not hmac.compare_digest(_digest(token_id, secret), expected) or info is None:
-            raise AuthError("invalid token")
+            raise BadToken("invalid token")
+        if info.revoked_at is not None:
+            raise AuthError(f"token {token_id} was revoked at {rfc3339(info.revoked_at)} (create a new one)")
         if info.expires_at is not None and info.expires_at <= utcnow():
             raise AuthError(f"token {token_id} expired at {rfc3339(info.expires_at)} (create a new one)")
         return Caller(actor=token_id, tenant=info.tenant, scopes=frozenset(info.scopes))

@@ -4,21 +4,27 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from dumpsafe import output
-from dumpsafe.config import Config, load_config
+from dumpsafe import __version__, output
 from dumpsafe.errors import DumpsafeError, RefusedError, UsageError
-from dumpsafe.models import validate_backup_id
+
+from dumpsafe.cli_help import EXAMPLES, readable_help
+
+if TYPE_CHECKING:  # config and models load pydantic: imported when a command needs them, not for --help
+    from dumpsafe.config import Config
+
 
 app = typer.Typer(
     name="dumpsafe",
     help="Verified, atomically restorable backups of tenant PostgreSQL databases and their uploads.",
+    epilog=EXAMPLES,
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
@@ -34,12 +40,15 @@ class State:
     _config: Optional[Config] = None
     _service: Any = None
 
-    def config(self) -> Config:
+    def config(self, reading: bool = False) -> Config:
+        """The config; ``reading`` commands (list, get, status) never notify, so skip checking notify URLs."""
         if self._config is None:
-            self._config = load_config(self.config_path)
+            from dumpsafe.config import load_config
+
+            self._config = load_config(self.config_path, check_notify=not reading)
         return self._config
 
-    def service(self) -> Any:
+    def service(self, reading: bool = False) -> Any:
         """The service the commands call: local, or a REST client when --server is given."""
         if self._service is None and self.server:  # issue 6: the same commands over REST
             from dumpsafe.remote import RemoteService
@@ -48,8 +57,14 @@ class State:
         if self._service is None:
             from dumpsafe.service import BackupService
 
-            self._service = BackupService(self.config())
+            self._service = BackupService(self.config(reading))
         return self._service
+
+
+def validate_backup_id(value: str) -> str:
+    from dumpsafe.models import validate_backup_id as check
+
+    return check(value)
 
 
 def _state(ctx: typer.Context) -> State:
@@ -67,12 +82,34 @@ def confirm(question: str, yes: bool, refusal: str) -> None:
 
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-IdArg = Annotated[str, typer.Argument(help="Backup ID (see 'dumpsafe backup list').", show_default=False)]
+WideOpt = Annotated[bool, typer.Option("--wide", "-w", help="Show every column in full, whatever the terminal width.")]
+IdArg = Annotated[str, typer.Argument(help="Backup ID (see 'dumpsafe backup list').", show_default=False, metavar="ID")]
+
+
+class RestoreMode(str, Enum):
+    atomic = "atomic"
+    clean = "clean"
+    new = "new"
+
+
+class StatusFormat(str, Enum):
+    table = "table"
+    json = "json"
+    prometheus = "prometheus"
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"dumpsafe {__version__}\n")
+        raise typer.Exit()
 
 
 @app.callback()
 def root(
     ctx: typer.Context,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
     config: Annotated[
         Optional[Path],
         typer.Option("--config", "-c", help="Config file [default: $DUMPSAFE_CONFIG, else ./dumpsafe.toml]."),
@@ -107,7 +144,7 @@ def backup_create(
         progress=output.progress_for(as_json),
     )
     if as_json:
-        output.emit_json(records[0].to_json_dict() if len(records) == 1 else [r.to_json_dict() for r in records])
+        output.emit_json([r.to_json_dict() for r in records])  # always an array, whatever the count
     else:
         output.show_records(records, False)
 
@@ -119,16 +156,20 @@ def backup_list(
     database: Annotated[Optional[str], typer.Option("--database", "-d", help="Only this database.")] = None,
     store: Annotated[Optional[str], typer.Option("--store", help="Only this store.")] = None,
     as_json: JsonOpt = False,
+    wide: WideOpt = False,
 ) -> None:
-    """List backups, newest first (read from the stores themselves)."""
-    output.show_records(_state(ctx).service().list(tenant, database, store), as_json)
+    """List backups, newest first (read from the stores themselves).
+
+    On a terminal the table fits its width (columns the ID already holds go first); --wide shows all.
+    """
+    output.show_records(_state(ctx).service(reading=True).list(tenant, database, store), as_json, wide)
 
 
 @backup_app.command("get")
 def backup_get(ctx: typer.Context, backup_id: IdArg, as_json: JsonOpt = False) -> None:
     """Show one backup's record."""
     validate_backup_id(backup_id)
-    output.show_record(_state(ctx).service().get(backup_id), as_json)
+    output.show_record(_state(ctx).service(reading=True).get(backup_id), as_json)
 
 
 @backup_app.command("delete")
@@ -186,7 +227,7 @@ def backup_restore(
     backup_id: IdArg,
     database: Annotated[Optional[str], typer.Option("--database", "-d", help="Target database [default: the backup's own].")] = None,
     mode: Annotated[
-        Optional[str],
+        Optional[RestoreMode],
         typer.Option("--mode", help="atomic (staging db + swap), clean (pg_restore --clean in one transaction) or new. "
                                     "[default: atomic if the target exists, else new]"),
     ] = None,
@@ -208,12 +249,15 @@ def backup_restore(
 ) -> None:
     """Restore a backup: integrity first, then atomically (nothing half-done is ever visible)."""
     validate_backup_id(backup_id)
+    mode = mode.value if isinstance(mode, RestoreMode) else mode
     svc = _state(ctx).service()
     opts = dict(database=database, uploads=not no_uploads, uploads_to=uploads_to, keep_old=keep_old, with_globals=with_globals)
     if not dry_run:
         plan = svc.restore_plan(backup_id, mode=mode, **opts)
         if plan.destructive:
-            confirm(f"{plan.describe()[0].upper()}{plan.describe()[1:]}?", yes,
+            # replacing a database ends the other sessions connected to it: say so before asking
+            confirm(f"{plan.describe()[0].upper()}{plan.describe()[1:]} (other sessions on the target database "
+                    "will be ended)?", yes,
                     f"refusing to {plan.describe()} without confirmation (pass --yes)")
         mode = plan.mode  # what was confirmed is what runs
     props = {k: v for k, v in (("no_owner", no_owner), ("owner", owner), ("no_tablespaces", no_tablespaces)) if v}
@@ -265,7 +309,8 @@ def index_rebuild(
             output.info(f"store {name!r}: {n} backup{'s' if n != 1 else ''} indexed")
 
 # --- retention/status (issue 5) ---
-schedule_app = typer.Typer(help="Export the tenants' schedules for cron or systemd.", no_args_is_help=True)
+from dumpsafe.cli_setup import config_app, init_cmd, schedule_app  # noqa: E402  (commands live in cli_setup.py)
+
 app.add_typer(schedule_app, name="schedule")
 
 
@@ -275,25 +320,14 @@ def prune_cmd(
     tenant: Annotated[Optional[str], typer.Argument(help="Only this tenant.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be removed; change nothing.")] = False,
     as_json: JsonOpt = False,
+    wide: WideOpt = False,
 ) -> None:
     """Remove backups the retention policy no longer keeps (never the newest, never a pinned one)."""
     decisions = _state(ctx).service().prune(tenant, dry_run=dry_run)
     if as_json:
         output.emit_json([d.to_json_dict() for d in decisions])
         return
-    from rich.table import Table
-
-    t = Table(show_edge=False, header_style="bold")
-    for col in ("ID", "CREATED (UTC)", "STORE", "ACTION", "KEPT BY"):
-        t.add_column(col, no_wrap=col != "KEPT BY")
-    for d in decisions:
-        action = d.action if d.keep or dry_run else "removed"
-        t.add_row(d.id, d.created_at.strftime("%Y-%m-%d %H:%M:%S"), d.store, action, ", ".join(d.reasons) or "-")
-    if decisions:
-        output.stdout().print(t)
-    removed = sum(not d.keep for d in decisions)
-    verb = "would remove" if dry_run else "removed"
-    output.info(f"{verb} {removed} of {len(decisions)} backups")
+    output.show_prune(decisions, dry_run, wide)
 
 
 @backup_app.command("pin")
@@ -312,86 +346,41 @@ def backup_unpin(ctx: typer.Context, backup_id: IdArg) -> None:
     output.info(f"unpinned {backup_id}")
 
 
-def _ago(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    from dumpsafe.status import human_duration
-
-    return f"{human_duration(seconds)} ago"
-
-
 @app.command("status")
 def status_cmd(
     ctx: typer.Context,
     tenant: Annotated[Optional[str], typer.Argument(help="Only this tenant.")] = None,
     as_json: JsonOpt = False,
     fmt: Annotated[
-        str, typer.Option("--format", help="table, json or prometheus (text for node_exporter's textfile collector).")
-    ] = "table",
+        StatusFormat, typer.Option("--format", help="table, json or prometheus (text for node_exporter's textfile collector).")
+    ] = StatusFormat.table,
+    wide: WideOpt = False,
 ) -> None:
     """Last success, last failure, last drill and next run per tenant/database. Exit 1 on any max_age breach."""
-    from dumpsafe.errors import UsageError
     from dumpsafe.status import any_breach
 
-    if fmt not in ("table", "json", "prometheus"):
-        raise UsageError(f"unknown status format {fmt!r} (use table, json or prometheus)")
-    rows = _state(ctx).service().status(tenant)
-    if as_json or fmt == "json":
+    rows = _state(ctx).service(reading=True).status(tenant)
+    if as_json or fmt is StatusFormat.json:
         output.emit_json([r.to_json_dict() for r in rows])
-    elif fmt == "prometheus":
+    elif fmt is StatusFormat.prometheus:
         from dumpsafe import metrics
 
         sys.stdout.write(metrics.render(rows))
     else:
-        from rich.table import Table
-
-        t = Table(show_edge=False, header_style="bold")
-        for col in ("TENANT", "DATABASE", "LAST SUCCESS", "LAST FAILURE", "LAST DRILL", "NEXT RUN (UTC)", "MAX AGE"):
-            t.add_column(col, overflow="fold")
-        for r in rows:
-            failure = f"{r.last_failure_at:%Y-%m-%d %H:%M} {r.last_failure_error or ''}" if r.last_failure_at else "-"
-            drill = f"{r.last_drill_result} {r.last_drill_at:%Y-%m-%d %H:%M}" if r.last_drill_at else "-"
-            t.add_row(
-                r.tenant, r.database or "-", _ago(r.last_success_age_s), failure, drill,
-                f"{r.next_run_at:%Y-%m-%d %H:%M:%S}" if r.next_run_at else "-",
-                "BREACHED" if r.breached else ("ok" if r.max_age_s is not None else "-"),
-            )
-        output.stdout().print(t)
-        for r in rows:
-            if r.breach:
-                output.error(r.breach)
+        output.show_status(rows, wide)
     if any_breach(rows):
         raise typer.Exit(1)
 
 
-@schedule_app.command("export")
-def schedule_export_cmd(
-    ctx: typer.Context,
-    fmt: Annotated[str, typer.Option("--format", help="cron or systemd.")] = "cron",
-    command: Annotated[str, typer.Option("--command", help="How cron/systemd should call dumpsafe.")] = "dumpsafe",
-) -> None:
-    """Print crontab lines or systemd service + timer units for the tenants' schedules."""
-    from dumpsafe.errors import UsageError
-    from dumpsafe.schedule_export import export
-
-    st = _state(ctx)
-    cfg = st.config()
-    path = (cfg.source or Path("dumpsafe.toml")).resolve()
-    try:
-        result = export(cfg, path, fmt, command)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    sys.stdout.write(result.text)
-    for w in result.warnings:
-        output.info(f"warning: {w}")
-
-
 # --- serve, tokens, mcp (issue 6) ---
-from dumpsafe.cli_api import mcp_cmd, serve_cmd, token_app  # noqa: E402  (commands live in cli_api.py)
+from dumpsafe.cli_api import audit_app, mcp_cmd, serve_cmd, token_app  # noqa: E402  (commands live in cli_api.py)
 
 app.add_typer(token_app, name="token")
+app.add_typer(audit_app, name="audit")
 app.command("serve")(serve_cmd)
 app.command("mcp")(mcp_cmd)
+app.command("init")(init_cmd)  # issue 14: a newcomer's first steps
+app.add_typer(config_app, name="config")
 
 
 @app.command("keygen")
@@ -403,7 +392,14 @@ def keygen_cmd(
 
     text, _identity, recipient = keygen()
     if out:
-        write_identity(out, text)
+        try:
+            write_identity(out, text)
+        except OSError as e:
+            from dumpsafe.errors import UsageError
+
+            where = out.parent if isinstance(e, FileNotFoundError) else out
+            raise UsageError(f"cannot write the identity to {out}: {e.strerror} ({where}; create the directory "
+                             "or choose another --output)") from None
         output.info(f"identity written to {out}")
         sys.stdout.write(recipient + "\n")
     else:
@@ -423,11 +419,38 @@ def demo_cmd(
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: the one place errors become messages and exit codes."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    as_json = "--json" in args or "--format=json" in args or _format_json(args)
     try:
-        app(args=argv, prog_name="dumpsafe")
+        command = typer.main.get_command(app)
+        readable_help(command)
+        if not as_json:
+            command(args=args, prog_name="dumpsafe")
+        else:  # click's own usage errors (a bad flag or choice) become JSON too
+            try:
+                code = command.main(args=args, prog_name="dumpsafe", standalone_mode=False)
+            except _click_error() as e:
+                output.error_json(e.format_message(), "usage", e.exit_code)
+                sys.exit(e.exit_code)
+            sys.exit(code if isinstance(code, int) else 0)
     except DumpsafeError as e:
-        output.error(e.message)
+        if as_json:
+            output.error_json(e.message, e.kind, e.exit_code)
+        else:
+            output.error(e.message)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         output.error("interrupted")
         sys.exit(130)
+
+
+def _format_json(args: list[str]) -> bool:
+    return any(a == "--format" and b == "json" for a, b in zip(args, args[1:]))
+
+
+def _click_error() -> type[Exception]:
+    try:  # Typer >= 0.22 carries its own copy of click
+        from typer._click.exceptions import ClickException
+    except ImportError:
+        from click.exceptions import ClickException
+    return ClickException

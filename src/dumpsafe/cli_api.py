@@ -6,12 +6,13 @@ cli.py registers them; they run on the server host only (never with --server).
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
 from dumpsafe import output
-from dumpsafe.errors import UsageError
+from dumpsafe.errors import DumpsafeError, UsageError
 
 token_app = typer.Typer(help="API tokens for 'dumpsafe serve' (REST and MCP over HTTP).", no_args_is_help=True)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
@@ -69,10 +70,12 @@ def token_create(
 
 
 @token_app.command("list")
-def token_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+def token_list(
+    ctx: typer.Context,
+    as_json: JsonOpt = False,
+    wide: Annotated[bool, typer.Option("--wide", "-w", help="Show every column in full, whatever the terminal width.")] = False,
+) -> None:
     """List tokens (ids, tenants, scopes, expiry; never secrets)."""
-    from rich.table import Table
-
     rows = [t.public() for t in _token_store(ctx, "token list").list()]
     if as_json:
         output.emit_json(rows)
@@ -80,19 +83,15 @@ def token_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     if not rows:
         output.info("no tokens")
         return
-    t = Table(show_edge=False, header_style="bold")
-    for col in ("ID", "NAME", "TENANT", "SCOPES", "CREATED", "EXPIRES"):
-        t.add_column(col)
-    for r in rows:
-        t.add_row(r["id"], r["name"] or "-", r["tenant"] or "(admin)", " ".join(r["scopes"]), r["created_at"], r["expires_at"] or "never")
-    output.stdout().print(t)
+    output.show_tokens(rows, wide)
 
 
 @token_app.command("revoke")
 def token_revoke(ctx: typer.Context, token_id: Annotated[str, typer.Argument(help="Token ID (see 'dumpsafe token list').")]) -> None:
-    """Revoke a token at once (the server reads the token file on every request)."""
+    """Revoke a token at once (the server reads the token file on every request); it stays
+    listed as revoked, so the audit lines it left stay attributable."""
     _token_store(ctx, "token revoke").revoke(token_id)
-    output.info(f"revoked token {token_id}")
+    output.info(f"revoked token {token_id} (kept in 'dumpsafe token list' as revoked)")
 
 
 def serve_cmd(
@@ -100,6 +99,8 @@ def serve_cmd(
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8421,
     no_scheduler: Annotated[bool, typer.Option("--no-scheduler", help="Do not run scheduled backups.")] = False,
+    tls_cert: Annotated[Optional[Path], typer.Option("--tls-cert", help="Serve HTTPS with this PEM certificate (chain).")] = None,
+    tls_key: Annotated[Optional[Path], typer.Option("--tls-key", help="The PEM private key of --tls-cert.")] = None,
 ) -> None:
     """Serve the REST API, MCP over HTTP at /mcp, /metrics, and the backup scheduler."""
     import uvicorn
@@ -110,6 +111,7 @@ def serve_cmd(
     import logging
 
     config = _local_only(ctx, "serve").config()
+    tls = _tls_options(tls_cert, tls_key)
     handler = logging.StreamHandler()  # the scheduler's and the API's own lines, beside uvicorn's
     handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
     logging.getLogger("dumpsafe").addHandler(handler)
@@ -124,7 +126,26 @@ def serve_cmd(
             Scheduler = None  # the scheduler has not landed in this build
         if Scheduler is not None:
             background.append(Scheduler(service, config))
-    uvicorn.run(create_app(service, host=host, on_startup=background), host=host, port=port, log_level="info")
+    from dumpsafe.api.accesslog import log_config
+
+    uvicorn.run(create_app(service, host=host, on_startup=background), host=host, port=port, log_level="info",
+                log_config=log_config(), **tls)
+
+
+def _tls_options(cert: Path | None, key: Path | None) -> dict[str, str]:
+    """uvicorn's own ssl options, after a check that gives one sentence instead of a traceback."""
+    if cert is None and key is None:
+        return {}
+    if cert is None or key is None:
+        raise UsageError("pass both --tls-cert and --tls-key (PEM files), or neither")
+    import ssl
+
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as e:
+        raise UsageError(f"--tls-cert {cert} / --tls-key {key}: cannot load them ({getattr(e, 'strerror', None) or e}); "
+                         "pass a PEM certificate and its private key") from None
+    return {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
 
 
 def mcp_cmd(ctx: typer.Context) -> None:
@@ -133,3 +154,24 @@ def mcp_cmd(ctx: typer.Context) -> None:
     from dumpsafe.service import BackupService
 
     run_stdio(BackupService(_local_only(ctx, "mcp").config()))
+
+
+audit_app = typer.Typer(help="The audit log (state_dir/audit.jsonl).", no_args_is_help=True)
+
+
+@audit_app.command("verify")
+def audit_verify(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """Check the audit log's hash chain; exit 1 naming the first broken line."""
+    from dumpsafe.audit import AuditLog
+
+    log = AuditLog(_local_only(ctx, "audit verify").config().state_dir)
+    report = log.verify()
+    if as_json:
+        output.emit_json({"ok": report.ok, "lines": report.lines, "unchained": report.unchained,
+                          "broken_line": report.broken_line, "reason": report.reason, "path": str(log.path)})
+    if not report.ok:
+        raise DumpsafeError(f"{log.path}: line {report.broken_line} breaks the hash chain: {report.reason} "
+                            "(compare with a copy of the log kept elsewhere)")
+    if not as_json:
+        extra = f" ({report.unchained} older lines before the chain began)" if report.unchained else ""
+        output.info(f"{log.path}: {report.lines} lines, hash chain intact{extra}")

@@ -13,11 +13,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from dumpsafe.errors import ConfigError
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+_RESTORE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_*?-]{0,62}$")
 _DURATION_RE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -171,6 +172,19 @@ class TenantConfig(PgServerConfig):
     include_globals: bool = False
     notify: list[str] = Field(default_factory=list)
     drill_server: str | None = None  # a [drill_servers.NAME]; default: the global drill_server, else this server
+    # names (globs) a tenant token may restore into besides the tenant's own databases: see access.py
+    restore_names: list[str] = Field(default_factory=list)
+
+    @field_validator("restore_names")
+    @classmethod
+    def _restore_names(cls, v: list[str]) -> list[str]:
+        for pat in v:
+            if not _RESTORE_NAME_RE.fullmatch(pat) or len(pat.encode()) > 63:
+                raise ValueError(
+                    f"{pat!r} is not a restore name pattern (letters, digits, '_', '-' and the wildcards '*' '?', "
+                    "starting with at least one letter or digit, e.g. \"app_restored_*\")"
+                )
+        return v
 
     @field_validator("max_age")
     @classmethod
@@ -213,11 +227,8 @@ class TenantConfig(PgServerConfig):
 
     @field_validator("notify")
     @classmethod
-    def _notify_urls(cls, v: list[str]) -> list[str]:
-        from dumpsafe.notify import check_urls
-
-        check_urls(v)
-        return v
+    def _notify_urls(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        return _check_notify(v, info)
 
     def parsed_schedule(self, drill: bool = False):
         """The tenant's (drill) schedule as a cron.Schedule in its timezone, or None."""
@@ -257,6 +268,7 @@ class Config(_Strict):
     restore_jobs: int = Field(default=0, ge=0)  # pg_restore --jobs; 0: one per core, at most 4
     drill_server: str | None = None
     drill_servers: dict[str, DrillServerConfig] = Field(default_factory=dict)
+    metrics_unauthenticated: bool = False  # serve: /metrics without a token shows every tenant (issue 12)
     # where the file was read from; not a TOML key
     source: Path | None = Field(default=None, exclude=True)
 
@@ -264,7 +276,7 @@ class Config(_Strict):
     @classmethod
     def _names(cls, v: dict[str, Any]) -> dict[str, Any]:
         for name in v:
-            if not NAME_RE.match(name):
+            if not NAME_RE.fullmatch(name):
                 raise ValueError(
                     f"name {name!r} must be 1-63 letters, digits, '_' or '-', starting with a letter or digit"
                 )
@@ -272,11 +284,8 @@ class Config(_Strict):
 
     @field_validator("notify")
     @classmethod
-    def _notify_urls(cls, v: list[str]) -> list[str]:
-        from dumpsafe.notify import check_urls
-
-        check_urls(v)
-        return v
+    def _notify_urls(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        return _check_notify(v, info)
 
     @model_validator(mode="after")
     def _references(self) -> "Config":
@@ -292,6 +301,7 @@ class Config(_Strict):
             for ref in ([t.store] if t.store else []) + list(t.copy_to):
                 if ref not in self.stores:
                     raise ValueError(f"tenants.{tname}: no store named {ref!r} (define [stores.{ref}])")
+            _no_foreign_restore_names(tname, t, self.tenants)
         return self
 
     # ---- lookups used by the service -------------------------------------------------
@@ -324,6 +334,20 @@ class Config(_Strict):
 
     def notify_for(self, tenant: str) -> list[str]:
         return list(self.notify) + list(self.tenant(tenant).notify)
+
+
+def _no_foreign_restore_names(tname: str, t: TenantConfig, tenants: dict[str, TenantConfig]) -> None:
+    """A tenant's restore_names must not cover a database another tenant lists (same server or not)."""
+    from fnmatch import fnmatchcase
+
+    for other, o in tenants.items():
+        for db in (o.databases or []) if other != tname else []:
+            hit = next((p for p in t.restore_names if fnmatchcase(db, p)), None)
+            if hit:
+                raise ValueError(
+                    f"tenants.{tname}.restore_names: {hit!r} matches database {db!r} of tenant {other!r} "
+                    "(pick a pattern in the tenant's own namespace, e.g. a prefix)"
+                )
 
 
 def tenant_password(name: str, t: TenantConfig) -> str | None:
@@ -403,7 +427,16 @@ def _resolve(base: Path, p: Path | None) -> Path | None:
     return p if p.is_absolute() else (base / p)
 
 
-def load_config(explicit: str | os.PathLike[str] | None = None) -> Config:
+def _check_notify(urls: list[str], info: ValidationInfo) -> list[str]:
+    """apprise checks each URL; commands that never notify (list, get, status) skip loading it (~0.2 s)."""
+    if (info.context or {}).get("check_notify", True):
+        from dumpsafe.notify import check_urls
+
+        check_urls(urls)
+    return urls
+
+
+def load_config(explicit: str | os.PathLike[str] | None = None, *, check_notify: bool = True) -> Config:
     """Load and validate the config file, or raise ConfigError naming the file and key."""
     path = config_path(explicit)
     try:
@@ -418,12 +451,12 @@ def load_config(explicit: str | os.PathLike[str] | None = None) -> Config:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: not valid TOML ({e})") from None
-    return config_from_dict(data, path)
+    return config_from_dict(data, path, check_notify=check_notify)
 
 
-def config_from_dict(data: dict[str, Any], path: Path) -> Config:
+def config_from_dict(data: dict[str, Any], path: Path, *, check_notify: bool = True) -> Config:
     try:
-        cfg = Config.model_validate(data)
+        cfg = Config.model_validate(data, context={"check_notify": check_notify})
     except ValidationError as e:
         raise ConfigError(_format_error(path, e)) from None
     base = path.resolve().parent

@@ -116,3 +116,14 @@ class ForbiddenError(DumpsafeError):
 
     http_status = 403
     kind = "forbidden"
+
+
+class RateLimited(DumpsafeError):
+    """Too many failed authentications from one client address: wait ``retry_after`` seconds."""
+
+    http_status = 429
+    kind = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int = 1):
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -13,7 +13,6 @@ on a warm cache. A fresh host with an empty state_dir simply reads them all once
 from __future__ import annotations
 
 import json
-import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Iterable
 from pydantic import ValidationError
 
 from dumpsafe.errors import ObjectMissing
+from dumpsafe.fsutil import write_private
 from dumpsafe.models import ID_RE, BackupRecord
 from dumpsafe.storage.base import ObjectInfo, Store
 
@@ -79,10 +79,7 @@ class Catalog:
     def _save_cache(self, cache: dict[str, dict]) -> None:
         if not self._cache_path:
             return
-        self._cache_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._cache_path.with_name(f".{self._cache_path.name}.{os.getpid()}.{threading.get_ident()}")
-        tmp.write_text(json.dumps(cache))
-        os.replace(tmp, self._cache_path)
+        write_private(self._cache_path, json.dumps(cache).encode())  # 0600 in 0700 (issue 12)
 
     # ---- reads ----------------------------------------------------------------------------
     def records(self, *, refresh: bool = False) -> list[BackupRecord]:

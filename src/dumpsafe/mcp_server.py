@@ -3,7 +3,9 @@
 Over stdio (``dumpsafe mcp``) the caller is the local operator, an admin. Over streamable
 HTTP (``/mcp`` in ``dumpsafe serve``) every request carries a bearer token, checked by the
 same TokenStore and held to the same scope and tenant rules (access.GuardedService).
-Destructive tools (restore, delete) say so in their annotations and need ``confirm: true``.
+Destructive tools (restore, delete) say so in their annotations and need ``confirm: true``
+(a JSON boolean: "yes", 1 or "true" are refused); an unconfirmed call is audited as refused.
+Every string argument is bounded and every flag strict, exactly as in REST (dumpsafe.inputs).
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ from starlette.types import Receive, Scope, Send
 
 from dumpsafe import __version__
 from dumpsafe.access import GuardedService, offers
-from dumpsafe.auth import LOCAL, Caller, TokenStore
-from dumpsafe.errors import AuthError, DumpsafeError, RefusedError
+from dumpsafe.auth import LOCAL, Caller
+from dumpsafe.errors import AuthError, DumpsafeError, RateLimited
+from dumpsafe.gate import Gate, client_address
+from dumpsafe.inputs import BackupIdText, DbName, DbNames, Flag, Label, Name
 from dumpsafe.models import BackupRecord
 
 CALLER_KEY = "dumpsafe.caller"
@@ -42,8 +46,8 @@ READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempot
 ADDITIVE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False)
 DESTRUCTIVE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False)
 
-BackupId = Annotated[str, Field(description="Backup ID, e.g. acme.app.20260101T023000Z.k3j9x2ab (see list_backups).")]
-Confirm = Annotated[bool, Field(description="Must be true: this changes data irreversibly.")]
+BackupId = Annotated[BackupIdText, Field(description="Backup ID, e.g. acme.app.20260101T023000Z.k3j9x2ab (see list_backups).")]
+Confirm = Annotated[Flag, Field(description="Must be true (a JSON boolean): this changes data irreversibly.")]
 
 
 def build_server(service: Any, *, local: bool, limiter: anyio.CapacityLimiter | None = None) -> MCPServer:
@@ -72,11 +76,11 @@ def build_server(service: Any, *, local: bool, limiter: anyio.CapacityLimiter | 
     @mcp.tool(annotations=ADDITIVE)
     async def create_backup(
         ctx: Context,
-        tenant: Annotated[str, Field(description="Tenant name from the server's config.")],
-        databases: Annotated[list[str] | None, Field(description="Only these databases (default: the tenant's).")] = None,
-        store: Annotated[str | None, Field(description="Store NAME from the config (default: the tenant's).")] = None,
-        uploads: Annotated[bool, Field(description="Include the tenant's uploads tree.")] = True,
-        label: Annotated[str | None, Field(description="Free text kept in the record.")] = None,
+        tenant: Annotated[Name, Field(description="Tenant name from the server's config.")],
+        databases: Annotated[DbNames | None, Field(description="Only these databases (default: the tenant's).")] = None,
+        store: Annotated[Name | None, Field(description="Store NAME from the config (default: the tenant's).")] = None,
+        uploads: Annotated[Flag, Field(description="Include the tenant's uploads tree.")] = True,
+        label: Annotated[Label | None, Field(description="Free text kept in the record.")] = None,
     ) -> list[BackupRecord]:
         """Back up a tenant's databases (one backup each, uploads with the first); returns the records."""
         svc = guarded(ctx)
@@ -85,9 +89,9 @@ def build_server(service: Any, *, local: bool, limiter: anyio.CapacityLimiter | 
     @mcp.tool(annotations=READ_ONLY)
     def list_backups(
         ctx: Context,
-        tenant: Annotated[str | None, Field(description="Only this tenant.")] = None,
-        database: Annotated[str | None, Field(description="Only this database.")] = None,
-        store: Annotated[str | None, Field(description="Only this store (a NAME from the config).")] = None,
+        tenant: Annotated[Name | None, Field(description="Only this tenant.")] = None,
+        database: Annotated[DbName | None, Field(description="Only this database.")] = None,
+        store: Annotated[Name | None, Field(description="Only this store (a NAME from the config).")] = None,
     ) -> list[BackupRecord]:
         """List backups, newest first."""
         svc = guarded(ctx)
@@ -106,7 +110,7 @@ def build_server(service: Any, *, local: bool, limiter: anyio.CapacityLimiter | 
 
         def go() -> BackupRecord:
             if confirm is not True:
-                raise RefusedError(f"refusing to delete {backup_id} without confirm: true")
+                svc.refuse_unconfirmed("delete", backup_id, f"refusing to delete {backup_id} without confirm: true")
             return svc.delete(backup_id)
 
         return run(go)
@@ -118,7 +122,7 @@ def build_server(service: Any, *, local: bool, limiter: anyio.CapacityLimiter | 
         async def verify_backup(
             ctx: Context,
             backup_id: BackupId,
-            drill: Annotated[bool, Field(description="Also restore into a scratch database and compare row counts.")] = False,
+            drill: Annotated[Flag, Field(description="Also restore into a scratch database and compare row counts.")] = False,
         ) -> BackupRecord:
             """Check a backup's checksums (and with drill, prove it restores); returns the updated record."""
             svc = guarded(ctx)
@@ -130,11 +134,11 @@ def build_server(service: Any, *, local: bool, limiter: anyio.CapacityLimiter | 
         async def restore_backup(
             ctx: Context,
             backup_id: BackupId,
-            database: Annotated[str | None, Field(description="Target database NAME (default: the backup's own).")] = None,
+            database: Annotated[DbName | None, Field(description="Target database NAME (default: the backup's own).")] = None,
             mode: Annotated[Literal["atomic", "clean", "new"] | None, Field(description="atomic (default if the target exists), clean or new.")] = None,
-            uploads: Annotated[bool, Field(description="Also restore the uploads tree to the tenant's configured path.")] = True,
-            dry_run: Annotated[bool, Field(description="Check everything and report; change nothing (no confirm needed).")] = False,
-            with_globals: Annotated[bool, Field(description="First create the roles from the backup's globals object that the "
+            uploads: Annotated[Flag, Field(description="Also restore the uploads tree to the tenant's configured path.")] = True,
+            dry_run: Annotated[Flag, Field(description="Check everything and report; change nothing (no confirm needed).")] = False,
+            with_globals: Annotated[Flag, Field(description="First create the roles from the backup's globals object that the "
                                                             "server lacks (existing roles untouched; no passwords).")] = False,
             confirm: Confirm = False,
         ) -> dict[str, Any]:
@@ -143,7 +147,8 @@ def build_server(service: Any, *, local: bool, limiter: anyio.CapacityLimiter | 
 
             def go() -> dict[str, Any]:
                 if not dry_run and confirm is not True:
-                    raise RefusedError(f"refusing to restore {backup_id} without confirm: true (or use dry_run: true)")
+                    svc.refuse_unconfirmed("restore", backup_id,
+                                           f"refusing to restore {backup_id} without confirm: true (or use dry_run: true)")
                 result = svc.restore(backup_id, database=database, mode=mode, uploads=uploads, dry_run=dry_run,
                                      with_globals=with_globals)
                 return result.to_json_dict()
@@ -154,7 +159,7 @@ def build_server(service: Any, *, local: bool, limiter: anyio.CapacityLimiter | 
 
         @mcp.tool(annotations=READ_ONLY)
         def backup_status(
-            ctx: Context, tenant: Annotated[str | None, Field(description="Only this tenant.")] = None
+            ctx: Context, tenant: Annotated[Name | None, Field(description="Only this tenant.")] = None
         ) -> list[dict[str, Any]]:
             """Per tenant/database: last success and its age, last failure, last drill, max_age breach."""
             svc = guarded(ctx)
@@ -166,9 +171,9 @@ def build_server(service: Any, *, local: bool, limiter: anyio.CapacityLimiter | 
 class HttpMcp:
     """The MCP server as an ASGI route behind bearer-token authentication."""
 
-    def __init__(self, service: Any, tokens: TokenStore, *, host: str = "127.0.0.1",
+    def __init__(self, service: Any, gate: Gate, *, host: str = "127.0.0.1",
                  limiter: anyio.CapacityLimiter | None = None):
-        self.tokens = tokens
+        self.gate = gate
         self.server = build_server(service, local=False, limiter=limiter)
         # stateless: every POST stands alone and is authenticated on its own. Host/Origin
         # checks (DNS-rebinding protection) are off: a rebinding page cannot send the bearer
@@ -197,11 +202,15 @@ class _Authenticated:
         scheme, _, value = auth.partition(" ")
         try:
             token = value.strip() if scheme.lower() == "bearer" else None
-            caller = await anyio.to_thread.run_sync(self.http.tokens.authenticate, token)
-        except AuthError as e:
+            caller = await anyio.to_thread.run_sync(self.http.gate.check, token, client_address(scope))
+        except (AuthError, RateLimited) as e:
             body = json.dumps({"error": e.kind, "detail": e.message}).encode()
-            await send({"type": "http.response.start", "status": 401, "headers": [
-                (b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")]})
+            headers = [(b"content-type", b"application/json")]
+            if isinstance(e, RateLimited):
+                headers.append((b"retry-after", str(e.retry_after).encode()))
+            else:
+                headers.append((b"www-authenticate", b"Bearer"))
+            await send({"type": "http.response.start", "status": e.http_status, "headers": headers})
             await send({"type": "http.response.body", "body": body})
             return
         scope[CALLER_KEY] = caller

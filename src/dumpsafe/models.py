@@ -7,7 +7,7 @@ import secrets
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, model_serializer
 
 from dumpsafe.errors import UsageError
 
@@ -48,10 +48,10 @@ def new_backup_id(tenant: str, database: str, when: datetime) -> str:
 
 def validate_backup_id(value: str) -> str:
     """Return the ID if well formed, else raise a UsageError (exit 2)."""
-    if not isinstance(value, str) or not ID_RE.match(value):
+    if not isinstance(value, str) or not ID_RE.fullmatch(value):  # fullmatch: no trailing newline
         shown = value if isinstance(value, str) and len(value) < 120 else "(value)"
         raise UsageError(
-            f"{shown!r} is not a backup ID (IDs look like acme.app.20260101T023000Z.k3j9x2ab; see 'dumpsafe backup list')"
+            f"{shown!r} is not a backup ID (IDs look like acme.app.20260101T023000Z.k3j7x2ab; see 'dumpsafe backup list')"
         )
     return value
 
@@ -98,6 +98,14 @@ class Verification(BaseModel):
 class UploadsInfo(BaseModel):
     files: int
     bytes: int
+    skipped: list[str] = Field(default_factory=list)  # entries that changed type mid-walk (engines/files.py)
+
+    @model_serializer(mode="wrap")
+    def _ser(self, handler: Any) -> dict[str, Any]:
+        data = handler(self)
+        if not self.skipped:
+            data.pop("skipped", None)  # the contract's {"files", "bytes"} unless something was skipped
+        return data
 
 
 class LargeObjectsInfo(BaseModel):

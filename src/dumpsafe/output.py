@@ -7,25 +7,41 @@ import sys
 from contextlib import contextmanager
 from typing import Any, Iterable, Iterator
 
-from pydantic import TypeAdapter
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress as RichProgressBar,
-    TextColumn,
-    TimeElapsedColumn,
-    TransferSpeedColumn,
-)
-from rich.table import Table
+from typing import TYPE_CHECKING
 
-from dumpsafe.models import BackupRecord, rfc3339
+from rich.console import Console
+
+from dumpsafe import tables
 from dumpsafe.progress import NULL, Advance, Progress
+
+if TYPE_CHECKING:  # imported where used: `--help` and `backup list` load only what they need
+    from rich.table import Table
+
+    from dumpsafe.models import BackupRecord
 
 
 def stdout() -> Console:
     # not a terminal (a pipe, a file, a test): wide enough that IDs never fold
     return Console(soft_wrap=True, width=None if sys.stdout.isatty() else 240)
+
+
+def terminal_width(wide: bool = False) -> int | None:
+    """The width tables must fit: the terminal's; None (everything in full) with --wide or no terminal."""
+    if wide or not sys.stdout.isatty():
+        return None
+    return Console().width
+
+
+def print_table(columns: list[tables.Column], steps: list[tables.Step], wide: bool = False) -> None:
+    """A table fitted to the terminal (see tables.py); --wide and pipes get every column in full."""
+    width = terminal_width(wide)
+    layout = tables.fit(columns, steps, width)
+    Console(soft_wrap=False, width=max(layout.total, width or 0)).print(tables.render(layout))
+
+
+def error_json(message: str, kind: str, exit_code: int) -> None:
+    """Under --json an error is a JSON object on stderr, for scripts."""
+    sys.stderr.write(json.dumps({"error": message, "kind": kind, "exit_code": exit_code}) + "\n")
 
 
 def stderr() -> Console:
@@ -73,38 +89,74 @@ def _verified(r: BackupRecord) -> str:
     return f"{v.result} ({v.kind})"
 
 
-def records_table(records: Iterable[BackupRecord]) -> Table:
-    t = Table(show_edge=False, header_style="bold")
-    for col in ("ID", "TENANT", "DATABASE", "CREATED (UTC)", "SIZE", "SHA-256", "STORE", "VERIFIED", "NOTE"):
-        t.add_column(col, no_wrap=col in ("ID", "CREATED (UTC)", "SIZE"), overflow="fold")
-    for r in records:
-        note = " ".join(x for x in (("pinned" if r.pinned else ""), (r.label or "")) if x)
-        t.add_row(
-            r.id, r.tenant, r.database, r.created_at.strftime("%Y-%m-%d %H:%M:%S"), human_size(r.size_bytes),
-            r.sha256[:12], r.store, _verified(r), note or "-",
-        )
-    return t
+def _short_verified(text: str) -> str:
+    result, _, kind = text.partition(" (")
+    word = {"passed": "ok", "failed": "FAILED"}.get(result, result)
+    return f"drill {word}" if kind.startswith("drill") else word
 
 
-_RECORD_LIST = TypeAdapter(list[BackupRecord])
+def _minutes(text: str) -> str:
+    return text[:16]
 
 
-def show_records(records: list[BackupRecord], as_json: bool) -> None:
+# least useful first: tenant and database are in the ID, and so is the creation second
+RECORD_STEPS = [
+    tables.drop("TENANT"), tables.drop("DATABASE"), tables.shorten("SHA-256", lambda s: s[:8]),
+    tables.shorten("CREATED (UTC)", _minutes), tables.shorten("VERIFIED", _short_verified), tables.drop("SHA-256"),
+    tables.drop("STORE"), tables.drop("NOTE"), tables.drop("VERIFIED"), tables.drop("CREATED (UTC)"), tables.drop("SIZE"),
+]
+
+
+def records_columns(records: Iterable[BackupRecord]) -> list[tables.Column]:
+    records = list(records)
+
+    def col(header: str, cells: Iterable[str], **kw: Any) -> tables.Column:
+        return tables.Column(header, tuple(cells), **kw)
+
+    return [
+        col("ID", (r.id for r in records)),
+        col("TENANT", (r.tenant for r in records)),
+        col("DATABASE", (r.database for r in records)),
+        col("CREATED (UTC)", (r.created_at.strftime("%Y-%m-%d %H:%M:%S") for r in records)),
+        col("SIZE", (human_size(r.size_bytes) for r in records), justify="right"),
+        col("SHA-256", (r.sha256[:12] for r in records)),
+        col("STORE", (r.store for r in records)),
+        col("VERIFIED", (_verified(r) for r in records)),
+        col("NOTE", (" ".join(x for x in (("pinned" if r.pinned else ""), (r.label or "")) if x) or "-" for r in records),
+            flex=True),
+    ]
+
+
+_RECORD_LIST = None
+
+
+def show_records(records: list[BackupRecord], as_json: bool, wide: bool = False) -> None:
+    global _RECORD_LIST
     if as_json:
         # pydantic's own serializer: the same JSON as to_json_dict(), without the stdlib's
         # pure-Python indenting encoder (10,000 records: ~0.1 s instead of ~1 s)
+        if _RECORD_LIST is None:
+            from pydantic import TypeAdapter
+
+            from dumpsafe.models import BackupRecord
+
+            _RECORD_LIST = TypeAdapter(list[BackupRecord])
         _write_bytes(_RECORD_LIST.dump_json(records, indent=2) + b"\n")
         return
     if not records:
         info("no backups")
         return
-    stdout().print(records_table(records))
+    print_table(records_columns(records), RECORD_STEPS, wide)
 
 
 def show_record(record: BackupRecord, as_json: bool) -> None:
     if as_json:
         emit_json(record.to_json_dict())
         return
+    from rich.table import Table
+
+    from dumpsafe.models import rfc3339
+
     c = stdout()
     t = Table(show_header=False, show_edge=False, box=None)
     t.add_column(style="bold")
@@ -144,6 +196,15 @@ class RichProgress:
     """A byte-counting bar per long task (dump, upload, download, restore)."""
 
     def __init__(self) -> None:
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress as RichProgressBar,
+            TextColumn,
+            TimeElapsedColumn,
+            TransferSpeedColumn,
+        )
+
         self._bar = RichProgressBar(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -172,6 +233,8 @@ def progress_for(as_json: bool) -> Progress:
 
 # ---- restore & verify (issue 3) ---------------------------------------------------------------
 def _kv_table(rows: list[tuple[str, str]]) -> Table:
+    from rich.table import Table
+
     t = Table(show_header=False, show_edge=False, box=None)
     t.add_column(style="bold")
     t.add_column(overflow="fold")
@@ -253,6 +316,8 @@ def show_preflight(pf, as_json: bool) -> None:
     rows += [("note", n) for n in pf.notes]
     c.print(_kv_table(rows))
     if pf.tables:
+        from rich.table import Table
+
         tt = Table(show_edge=False, header_style="bold")
         tt.add_column("TABLE")
         tt.add_column("ROWS", justify="right")
@@ -261,3 +326,88 @@ def show_preflight(pf, as_json: bool) -> None:
         c.print(tt)
     for p in pf.problems:
         error(p)
+
+
+# ---- prune, status, tokens: tables fitted to the terminal ------------------------------------
+def _col(header: str, cells: Iterable[str], **kw: Any) -> tables.Column:
+    return tables.Column(header, tuple(cells), **kw)
+
+
+PRUNE_STEPS = [tables.shorten("CREATED (UTC)", _minutes), tables.drop("STORE"), tables.drop("CREATED (UTC)")]
+
+
+def show_prune(decisions: list, dry_run: bool, wide: bool = False) -> None:
+    if decisions:
+        print_table([
+            _col("ID", (d.id for d in decisions)),
+            _col("CREATED (UTC)", (d.created_at.strftime("%Y-%m-%d %H:%M:%S") for d in decisions)),
+            _col("STORE", (d.store for d in decisions)),
+            _col("ACTION", (d.action if d.keep or dry_run else "removed" for d in decisions)),
+            _col("KEPT BY", (", ".join(d.reasons) or "-" for d in decisions), flex=True),
+        ], PRUNE_STEPS, wide)
+    removed = sum(not d.keep for d in decisions)
+    verb = "would remove" if dry_run else "removed"
+    info(f"{verb} {removed} of {len(decisions)} backups")
+
+
+def _ago(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    from dumpsafe.status import human_duration
+
+    return f"{human_duration(seconds)} ago"
+
+
+STATUS_STEPS = [
+    tables.shorten("NEXT RUN (UTC)", _minutes), tables.shorten("LAST DRILL", lambda s: s.split(" ")[0]),
+    tables.drop("LAST DRILL"), tables.drop("NEXT RUN (UTC)"), tables.drop("MAX AGE"),
+]
+
+
+def show_status(rows: list, wide: bool = False) -> None:
+    print_table([
+        _col("TENANT", (r.tenant for r in rows)),
+        _col("DATABASE", (r.database or "-" for r in rows)),
+        _col("LAST SUCCESS", (_ago(r.last_success_age_s) for r in rows)),
+        _col("LAST FAILURE", (f"{r.last_failure_at:%Y-%m-%d %H:%M} {r.last_failure_error or ''}" if r.last_failure_at else "-"
+                              for r in rows), flex=True),
+        _col("LAST DRILL", (f"{r.last_drill_result} {r.last_drill_at:%Y-%m-%d %H:%M}" if r.last_drill_at else "-" for r in rows)),
+        _col("NEXT RUN (UTC)", (f"{r.next_run_at:%Y-%m-%d %H:%M:%S}" if r.next_run_at else "-" for r in rows)),
+        _col("MAX AGE", ("BREACHED" if r.breached else ("ok" if r.max_age_s is not None else "-") for r in rows)),
+    ], STATUS_STEPS, wide)
+    for r in rows:
+        if r.breach:
+            error(r.breach)
+
+
+TOKEN_STEPS = [
+    tables.shorten("CREATED", lambda s: s.replace("T", " ")[:16]), tables.shorten("EXPIRES", lambda s: s.replace("T", " ")[:16]),
+    tables.shorten("REVOKED", lambda s: s.replace("T", " ")[:16]),
+    tables.drop("CREATED"), tables.drop("NAME"), tables.drop("EXPIRES"),
+]
+
+
+def show_tokens(rows: list[dict[str, Any]], wide: bool = False) -> None:
+    print_table([
+        _col("ID", (r["id"] for r in rows)),
+        _col("NAME", (r["name"] or "-" for r in rows)),
+        _col("TENANT", (r["tenant"] or "(admin)" for r in rows)),
+        _col("SCOPES", (" ".join(r["scopes"]) for r in rows), flex=True),
+        _col("CREATED", (r["created_at"] for r in rows)),
+        _col("EXPIRES", (r["expires_at"] or "never" for r in rows)),
+        _col("REVOKED", (r.get("revoked_at") or "-" for r in rows)),
+    ], TOKEN_STEPS, wide)
+
+
+CHECK_STEPS = [tables.drop("CHECK")]
+
+
+def show_checks(checks: list, wide: bool = False) -> None:
+    print_table([
+        _col("SUBJECT", (c.subject for c in checks)),
+        _col("CHECK", (c.check for c in checks)),
+        _col("RESULT", ("ok" if c.ok else "FAILED" for c in checks)),
+        _col("DETAIL", (c.detail for c in checks), flex=True),
+    ], CHECK_STEPS, wide)
+    failed = sum(not c.ok for c in checks)
+    info(f"{len(checks) - failed} of {len(checks)} checks passed" + (f"; {failed} failed" if failed else ""))

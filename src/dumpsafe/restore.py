@@ -31,6 +31,7 @@ from dumpsafe.engines import inventory
 from dumpsafe.engines import pg_restore as pgr
 from dumpsafe.engines.sqlsession import open_session
 from dumpsafe.errors import ConflictError, RestoreFailed, UsageError
+from dumpsafe.fsutil import private_dir
 from dumpsafe.models import BackupRecord, ObjectRef, encode_db
 from dumpsafe.progress import NULL, Progress
 
@@ -457,7 +458,7 @@ class Restorer:
     @contextmanager
     def spool_dir(self) -> Iterator[Path]:
         root = Path(self.config.spool_dir or (Path(self.config.state_dir) / "spool"))
-        root.mkdir(parents=True, exist_ok=True)
+        private_dir(root)  # 0700 (issue 12)
         d = Path(tempfile.mkdtemp(prefix="restore-", dir=root))  # 0700
         try:
             yield d
@@ -467,7 +468,7 @@ class Restorer:
     @contextmanager
     def _lock(self, tenant: str, database: str) -> Iterator[None]:
         locks = Path(self.config.state_dir) / "locks"
-        locks.mkdir(parents=True, exist_ok=True)
+        private_dir(locks)  # 0700 (issue 12)
         fd = os.open(locks / f"restore-{tenant}-{encode_db(database)}.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             try:

@@ -30,6 +30,7 @@ from typing import Callable
 from dumpsafe.config import Config, parse_duration
 from dumpsafe.cron import Schedule
 from dumpsafe.errors import DumpsafeError
+from dumpsafe.fsutil import private_dir
 from dumpsafe.models import utcnow
 from dumpsafe.notify import Event, EventKind, Notifier
 
@@ -153,7 +154,7 @@ class Scheduler:
         """Backup jobs whose last fire time was missed while we were down, within grace."""
         last_attempt: dict[str, datetime] = {}
         for ev in self.service.audit.entries():
-            if ev.get("action") == "create" and ev.get("tenant"):
+            if ev.get("action") == "create" and ev.get("tenant") and not ev.get("refused"):  # refused: issue 12
                 try:
                     at = datetime.fromisoformat(str(ev["time"]).replace("Z", "+00:00"))
                 except (KeyError, ValueError):
@@ -297,7 +298,7 @@ class _TenantLock:
         self.fd: int | None = None
 
     def __enter__(self) -> bool:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)  # 0700 (issue 12)
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

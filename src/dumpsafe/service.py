@@ -16,6 +16,7 @@ from dumpsafe.audit import AuditLog
 from dumpsafe.config import Config, tenant_password
 from dumpsafe.engines import files, postgres
 from dumpsafe.errors import BackupFailed, DumpsafeError, IntegrityError, NotFoundError, StoreError, UsageError
+from dumpsafe.fsutil import secure_config_roots
 from dumpsafe.index import Catalog, filter_records, object_key, objects_prefix
 from dumpsafe.models import BackupRecord, ObjectRef, UploadsInfo, new_backup_id, utcnow, validate_backup_id
 from dumpsafe import crypto
@@ -40,6 +41,7 @@ class BackupService:
         self.state_dir = Path(config.state_dir)
         self.audit = AuditLog(self.state_dir)
         self._stores: dict[str, Store] = {}
+        secure_config_roots(config)  # owner-only at rest; older trees tightened once (issue 12)
 
     # ---- plumbing -------------------------------------------------------------------------
     def store(self, name: str) -> Store:
@@ -89,13 +91,15 @@ class BackupService:
         with self.audit.record("create", actor, tenant=tenant, store=store_name, only_failure=True) as ev:
             target = self.pg_target(tenant)
             if databases:
-                if tcfg.databases is not None:
-                    unknown = [d for d in databases if d not in tcfg.databases]
-                    if unknown:
-                        raise UsageError(
-                            f"database {unknown[0]!r} is not configured for tenant {tenant!r} "
-                            f"(configured: {', '.join(tcfg.databases)})"
-                        )
+                known = tcfg.databases if tcfg.databases is not None else postgres.list_databases(target)
+                unknown = [d for d in databases if d not in known]
+                if unknown:
+                    ev.extra["error_kind"] = "usage"  # a mistyped name is no backup failure (see status.py)
+                    where = "configured" if tcfg.databases is not None else "on the server"
+                    raise UsageError(
+                        f"database {unknown[0]!r} is not {'configured for' if tcfg.databases is not None else 'a database of'} "
+                        f"tenant {tenant!r} ({where}: {', '.join(known) or 'none'})"
+                    )
                 dbs = list(dict.fromkeys(databases))
             else:
                 dbs = list(tcfg.databases) if tcfg.databases is not None else postgres.list_databases(target)
@@ -157,7 +161,7 @@ class BackupService:
                     if with_uploads:
                         ref, stats = self._write_uploads(st, bid, tenant, tcfg.uploads, recipients, progress)
                         objects.append(ref)
-                        uploads_info = UploadsInfo(files=stats.files, bytes=stats.bytes)
+                        uploads_info = UploadsInfo(files=stats.files, bytes=stats.bytes, skipped=list(stats.skipped))
                     if tcfg.include_globals:
                         objects.append(self._write_globals(st, bid, target, snap.server_major, recipients))
                     key = object_key(bid, DUMP_OBJECT + (".age" if recipients else ""))
@@ -578,7 +582,8 @@ class BackupService:
         next scheduled run, and whether max_age is breached (absence of success)."""
         records = self.list(tenant)
         unique = list({r.id: r for r in reversed(records)}.values())  # a copy in another store is the same backup
-        return status_mod.compute(self.config, unique, self.audit.entries(), now or utcnow(), tenant)
+        # failures come from the audit log's small state file, never from re-reading the log (issue 12)
+        return status_mod.compute(self.config, unique, self.audit.failure_summary(tenant), now or utcnow(), tenant)
 
 
 

@@ -56,6 +56,9 @@ def _when(value: Any) -> datetime | None:
 
 
 def _failed(event: Mapping[str, Any]) -> bool:
+    """A failed backup attempt; a usage mistake (a mistyped database) is not one."""
+    if event.get("error_kind") == "usage":
+        return False
     return str(event.get("outcome", "")).lower() not in ("success", "ok", "succeeded", "passed")
 
 
@@ -97,7 +100,8 @@ def compute(
 
 
 def _row(tname, db, mine, fails, next_run, max_age, now) -> DatabaseStatus:
-    row: dict[str, Any] = dict(tenant=tname, database=db, backups=len(mine), next_run_at=next_run, failures=len(fails))
+    failures = sum(int(e.get("count", 1)) for e in fails)  # a summary event stands for ``count`` failures
+    row: dict[str, Any] = dict(tenant=tname, database=db, backups=len(mine), next_run_at=next_run, failures=failures)
     if mine:
         last = mine[0]
         row.update(

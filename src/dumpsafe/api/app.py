@@ -15,10 +15,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from dumpsafe import __version__
 from dumpsafe.access import offers
 from dumpsafe.api.http_metrics import HttpMetrics
+from dumpsafe.api.limits import MAX_BODY, BodyLimit
 from dumpsafe.api.routes import audit, backups, health, operations
 from dumpsafe.api.work import limiter_for
 from dumpsafe.auth import TokenStore
-from dumpsafe.errors import AuthError, DumpsafeError
+from dumpsafe.errors import AuthError, DumpsafeError, RateLimited
+from dumpsafe.gate import Gate
 
 log = logging.getLogger("dumpsafe.api")
 ERROR_CLASS_HEADER = "X-Dumpsafe-Error"
@@ -29,6 +31,8 @@ def error_response(e: DumpsafeError) -> JSONResponse:
     headers = {ERROR_CLASS_HEADER: type(e).__name__}
     if isinstance(e, AuthError):
         headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(e, RateLimited):
+        headers["Retry-After"] = str(e.retry_after)
     return JSONResponse({"error": e.kind, "detail": e.message}, status_code=e.http_status, headers=headers)
 
 
@@ -48,25 +52,6 @@ def _validation_sentence(exc: RequestValidationError) -> str:
     return f"{where}: {e.get('msg', 'invalid value')}"
 
 
-def _status_metrics(registry: CollectorRegistry, service: Any) -> None:
-    """Per tenant/database gauges (last success, age, breach) from metrics.py, when it exists."""
-    try:
-        from dumpsafe.metrics import StatusCollector
-    except ImportError:
-        return
-    if not offers(service, "status"):
-        return
-
-    def rows() -> list[Any]:
-        try:
-            return service.status()
-        except DumpsafeError as e:  # a scrape must not fail because a store is down
-            log.warning("metrics: status unavailable: %s", e.message)
-            return []
-
-    registry.register(StatusCollector(rows))
-
-
 def create_app(
     service: Any,
     *,
@@ -74,15 +59,19 @@ def create_app(
     host: str = "127.0.0.1",
     mcp: bool = True,
     on_startup: list[Any] | None = None,
+    gate: Gate | None = None,
+    max_body: int = MAX_BODY,
 ) -> FastAPI:
-    """Build the app around one service. ``on_startup`` objects get start()/stop() (the scheduler)."""
+    """Build the app around one service. ``on_startup`` objects get start()/stop() (the scheduler).
+    ``gate`` authenticates every request (default: the token store with the standard backoff)."""
     tokens = tokens or TokenStore(service.state_dir)
+    gate = gate or Gate(tokens, service.audit)
     long_work = limiter_for(service)
     mcp_http = None
     if mcp:
         from dumpsafe.mcp_server import HttpMcp
 
-        mcp_http = HttpMcp(service, tokens, host=host, limiter=long_work)
+        mcp_http = HttpMcp(service, gate, host=host, limiter=long_work)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -99,12 +88,15 @@ def create_app(
         version=__version__,
         description="Verified, atomically restorable backups of tenant PostgreSQL databases and their uploads.",
         lifespan=lifespan,
+        docs_url=None,  # Swagger UI and ReDoc load their JavaScript from a CDN (blank offline):
+        redoc_url=None,  # off; /openapi.json stays for any client or viewer
     )
     app.state.service = service
     app.state.tokens = tokens
+    app.state.gate = gate
     app.state.registry = CollectorRegistry()
     app.state.long_work = long_work
-    _status_metrics(app.state.registry, service)
+    health.register_status(app.state.registry, service)
 
     @app.exception_handler(DumpsafeError)
     async def _dumpsafe_error(request: Request, e: DumpsafeError) -> JSONResponse:
@@ -138,4 +130,5 @@ def create_app(
     if mcp_http is not None:
         app.router.routes.append(mcp_http.route("/mcp"))
     app.add_middleware(HttpMetrics, registry=app.state.registry)
+    app.add_middleware(BodyLimit, limit=max_body)  # outermost of ours: 413 before anything reads the body
     return app

@@ -1,4 +1,7 @@
-"""Request and response bodies of the REST API (backup records are models.BackupRecord)."""
+"""Request and response bodies of the REST API (backup records are models.BackupRecord).
+
+Every string is bounded and every flag is a JSON boolean (dumpsafe.inputs), as in MCP.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$"
+from dumpsafe.inputs import DbNames, Flag, Label, Name
 
 
 class ErrorBody(BaseModel):
@@ -19,12 +22,12 @@ class ErrorBody(BaseModel):
 class CreateBackup(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    tenant: str = Field(pattern=NAME, description="Tenant name from the server's config.")
-    databases: list[str] | None = Field(default=None, description="Only these databases (default: the tenant's).")
-    store: str | None = Field(default=None, pattern=NAME, description="Store NAME from the config (never a path).")
-    uploads: bool = Field(default=True, description="Include the tenant's uploads tree.")
-    label: str | None = Field(default=None, max_length=200)
-    pin: bool = False
+    tenant: Name = Field(description="Tenant name from the server's config.")
+    databases: DbNames | None = Field(default=None, description="Only these databases (default: the tenant's).")
+    store: Name | None = Field(default=None, description="Store NAME from the config (never a path).")
+    uploads: Flag = Field(default=True, description="Include the tenant's uploads tree.")
+    label: Label | None = None
+    pin: Flag = False
 
 
 class AuditPage(BaseModel):
@@ -34,12 +37,28 @@ class AuditPage(BaseModel):
     limit: int
 
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody, "description": text}
-    for code, text in (
-        (400, "Malformed request or ID"),
-        (401, "No token, a bad token or an expired token"),
-        (403, "The token lacks the needed scope"),
-        (404, "No such backup or tenant (or not visible to this token)"),
-    )
+_TEXT = {
+    400: "Malformed request or ID",
+    401: "No token, a bad token or an expired or revoked token",
+    403: "The token lacks the needed scope, or the target is not its tenant's",
+    404: "No such backup or tenant (or not visible to this token)",
+    409: "Conflicts with the current state (target exists, unconfirmed, lock held)",
+    413: "The request body is over 1 MiB",
+    422: "Integrity check failed: stored bytes do not match the record",
+    429: "Too many failed authentications from this address (see Retry-After)",
+    502: "A database server or a store failed (the backup or restore did not happen)",
 }
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the given error statuses (every route adds 401, 413 and 429)."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for code in sorted({400, 401, 413, 429, *codes}):
+        spec: dict[str, Any] = {"model": ErrorBody, "description": _TEXT[code]}
+        if code == 429:
+            spec["headers"] = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}}
+        out[code] = spec
+    return out
+
+
+ERRORS = errors(403, 404)

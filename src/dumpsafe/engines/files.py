@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import stat
 import tarfile
@@ -17,12 +18,14 @@ from dumpsafe.fsutil import fsync_dir
 from dumpsafe.storage.base import Writer
 
 TAR_BUFSIZE = 1 << 20
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class TreeStats:
     files: int
     bytes: int
+    skipped: tuple[str, ...] = ()  # members that changed type while the tree was read (see archive_tree)
 
 
 def check_tree(root: Path, tenant: str) -> None:
@@ -34,45 +37,120 @@ def check_tree(root: Path, tenant: str) -> None:
         raise BackupFailed(f"tenant {tenant!r}: uploads path {root} is not a directory (fix tenants.{tenant}.uploads)")
 
 
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_CHANGED = (errno.ELOOP, errno.ENOTDIR, errno.ENOENT, errno.ENXIO)
+
+
 def archive_tree(root: Path, sink: Writer, tenant: str, on_file: Callable[[int], None] | None = None) -> TreeStats:
     """Write ``root`` as a tar stream into ``sink``: regular files, directories and symlinks.
 
     Members are relative to root and sorted, so the same tree gives the same archive.
     Sockets, FIFOs and devices are skipped: they are not uploads.
+
+    The walk cannot be led outside the tree by a symlink swapped in while it runs (the
+    tree's owner may be hostile): every directory is opened by a file descriptor relative
+    to its parent's, and every file with O_NOFOLLOW relative to its directory's, so what is
+    read is always the entry inside the tree. The opened file is checked with fstat: a name
+    that is no longer a regular file (swapped for a symlink, a FIFO, ...) is skipped and named
+    in ``skipped``; a name replaced by another regular file (an app's write-and-rename) is
+    archived as it is now, its header taken from the opened file.
     """
     check_tree(root, tenant)
     files = 0
     nbytes = 0
+    skipped: list[str] = []
 
-    def onerror(e: OSError) -> None:
-        raise e
+    def add_file(tar: tarfile.TarFile, dfd: int, name: str, arc: str) -> None:
+        nonlocal files, nbytes
+        try:
+            fd = os.open(name, _FILE_FLAGS, dir_fd=dfd)
+        except OSError as e:
+            if e.errno in _CHANGED:
+                skipped.append(arc)
+                return
+            raise
+        with os.fdopen(fd, "rb") as fh:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                skipped.append(arc)
+                return
+            os.set_blocking(fd, True)
+            info = tar.gettarinfo(arcname=arc, fileobj=fh)
+            info.uname = info.gname = ""
+            tar.addfile(info, fh)
+        files += 1
+        nbytes += info.size
+        if on_file:
+            on_file(info.size)
+
+    def add_link(tar: tarfile.TarFile, dfd: int, name: str, arc: str, st: os.stat_result) -> None:
+        try:
+            target = os.readlink(name, dir_fd=dfd)
+        except OSError as e:
+            if e.errno in (errno.EINVAL, errno.ENOENT):  # no longer a symlink, or gone
+                skipped.append(arc)
+                return
+            raise
+        info = _info(arc, st, tarfile.SYMTYPE)
+        info.linkname = target
+        tar.addfile(info)
+
+    def walk(tar: tarfile.TarFile, dfd: int, rel: str) -> None:
+        entries = []
+        with os.scandir(dfd) as it:
+            for e in it:
+                try:
+                    entries.append((e.name, e.stat(follow_symlinks=False)))
+                except FileNotFoundError:
+                    continue
+        dirs = sorted((n, st) for n, st in entries if stat.S_ISDIR(st.st_mode))
+        others = sorted((n, st) for n, st in entries if not stat.S_ISDIR(st.st_mode))
+        for name, st in dirs:
+            info = _info(name if not rel else f"{rel}/{name}", st, tarfile.DIRTYPE)
+            tar.addfile(info)
+        for name, st in others:
+            arc = name if not rel else f"{rel}/{name}"
+            if stat.S_ISREG(st.st_mode):
+                add_file(tar, dfd, name, arc)
+            elif stat.S_ISLNK(st.st_mode):
+                add_link(tar, dfd, name, arc, st)
+        for name, _st in dirs:  # then each subdirectory, depth first (os.walk's order); fds open: the depth
+            arc = name if not rel else f"{rel}/{name}"
+            try:
+                sub = os.open(name, _DIR_FLAGS, dir_fd=dfd)
+            except OSError as e:
+                if e.errno in _CHANGED:
+                    skipped.append(arc)
+                    continue
+                raise
+            try:
+                walk(tar, sub, arc)
+            finally:
+                os.close(sub)
 
     try:
-        with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT, bufsize=TAR_BUFSIZE) as tar:
-            for dirpath, dirnames, filenames in os.walk(root, onerror=onerror):
-                dirnames.sort()
-                rel_dir = os.path.relpath(dirpath, root)
-                for name in sorted(dirnames) + sorted(filenames):
-                    full = os.path.join(dirpath, name)
-                    arc = name if rel_dir == "." else os.path.join(rel_dir, name)
-                    st = os.lstat(full)
-                    if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode) or stat.S_ISLNK(st.st_mode)):
-                        continue
-                    info = tar.gettarinfo(full, arcname=arc)
-                    info.uname = info.gname = ""
-                    if info.isreg():
-                        with open(full, "rb") as fh:
-                            tar.addfile(info, fh)
-                        files += 1
-                        nbytes += info.size
-                        if on_file:
-                            on_file(info.size)
-                    else:
-                        tar.addfile(info)
+        top = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # the configured path may be a symlink
+        try:
+            with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT, bufsize=TAR_BUFSIZE) as tar:
+                walk(tar, top, "")
+        finally:
+            os.close(top)
     except OSError as e:
         where = getattr(e, "filename", None) or root
         raise BackupFailed(f"tenant {tenant!r}: cannot read uploads at {where} ({e.strerror or e})") from None
-    return TreeStats(files, nbytes)
+    if skipped:
+        log.warning("tenant %r: %d uploads entries changed type while being archived and were skipped: %s",
+                    tenant, len(skipped), ", ".join(skipped[:10]))
+    return TreeStats(files, nbytes, tuple(skipped))
+
+
+def _info(arc: str, st: os.stat_result, kind: bytes) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(arc)
+    info.type = kind
+    info.mode, info.uid, info.gid, info.mtime = stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, int(st.st_mtime)
+    info.uname = info.gname = ""
+    return info
 
 
 class TarStream:
@@ -205,14 +283,8 @@ def staging(live: Path) -> Iterator[Path]:
     fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        d.mkdir(mode=0o700)
-        try:
-            st = os.stat(live)
-            os.chmod(d, stat.S_IMODE(st.st_mode))
-            if os.geteuid() == 0:
-                os.chown(d, st.st_uid, st.st_gid)
-        except FileNotFoundError:
-            pass
+        d.mkdir(mode=0o700)  # owner-only while staged; swap_in gives it the live tree's mode and owner
+        os.chmod(d, 0o700)
         yield d
     finally:
         remove_tree(d)
@@ -278,6 +350,13 @@ def swap_in(staged: Path, live: Path) -> None:
     if not os.path.lexists(live):
         os.rename(staged, live)
         return
+    try:
+        st = os.stat(live)
+        os.chmod(staged, stat.S_IMODE(st.st_mode))
+        if os.geteuid() == 0:
+            os.chown(staged, st.st_uid, st.st_gid)
+    except FileNotFoundError:
+        pass
     if _exchange(staged, live):
         old = staged  # after the exchange the staging name holds the old tree
     else:

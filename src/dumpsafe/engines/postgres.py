@@ -9,6 +9,7 @@ from __future__ import annotations
 import glob
 import os
 import re
+import shlex
 import subprocess
 import threading
 from contextlib import contextmanager
@@ -58,11 +59,23 @@ class PgTarget:
         """Full argv: direct, or through the exec prefix and the password-on-stdin wrapper."""
         if not self.exec_prefix:
             return list(argv)
-        return [*self.exec_prefix, "sh", "-c", PW_WRAPPER, "dumpsafe-pg", *argv]
+        return through(self.exec_prefix, ["sh", "-c", PW_WRAPPER, "dumpsafe-pg", *argv])
 
     def password_line(self) -> bytes:
         """What an exec'd child reads first on stdin (an empty line when there is no password)."""
         return ((self.password or "") + "\n").encode()
+
+
+REMOTE_SHELLS = frozenset({"ssh", "autossh"})
+
+
+def through(prefix: tuple[str, ...], argv: list[str]) -> list[str]:
+    """argv run through an exec prefix. ``docker exec``/``incus exec`` pass their arguments on
+    as they are; a remote shell (ssh) joins them into ONE command line that the remote shell
+    parses again, so there they travel as one shell-quoted string."""
+    if os.path.basename(prefix[0]) in REMOTE_SHELLS:
+        return [*prefix, shlex.join(argv)]
+    return [*prefix, *argv]
 
 
 # Reads one line (the password) from stdin, exports it, then becomes the real tool, which
@@ -129,7 +142,7 @@ def find_exec_tool(target: PgTarget, name: str, min_major: int | None) -> tuple[
     """A tool inside the tenant's exec target: pg_bin_dir/name if configured, else on its PATH."""
     path = str(target.bin_dirs[0] / name) if target.bin_dirs else name
     try:
-        out = subprocess.run([*target.exec_prefix, path, "--version"], capture_output=True, text=True, timeout=60,
+        out = subprocess.run(through(target.exec_prefix, [path, "--version"]), capture_output=True, text=True, timeout=60,
                              stdin=subprocess.DEVNULL, env=target.env())
     except (OSError, subprocess.SubprocessError) as e:
         raise BackupFailed(f"tenant {target.tenant!r}: cannot run {path} through {target.exec_prefix[0]} ({e})") from None

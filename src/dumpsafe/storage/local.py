@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from dumpsafe.errors import ObjectMissing, StoreError
-from dumpsafe.fsutil import fsync_dir
+from dumpsafe.fsutil import fsync_dir, open_private, private_dir
 from dumpsafe.storage.base import ObjectInfo, Store, check_key
 
 _TMP_MARK = ".tmp-"
@@ -60,12 +60,12 @@ class LocalStore(Store):
     def open_write(self, key: str, *, size_hint: int | None = None) -> Iterator[_Writer]:
         final = self._path(key)
         try:
-            final.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(final.parent)  # 0700 (issue 12)
         except OSError as e:
             raise self._oserror(e, key) from None
         tmp = final.with_name(f".{final.name}{_TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
         try:
-            fh = open(tmp, "xb")
+            fh = open_private(tmp)  # 0600 (issue 12)
         except OSError as e:
             raise self._oserror(e, key) from None
         committed = False

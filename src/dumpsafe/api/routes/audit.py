@@ -1,4 +1,4 @@
-"""/v1/audit: the audit log, newest first, paged; admin tokens only."""
+"""/v1/audit: the audit log, newest first, paged from the end of the file; admin tokens only."""
 
 from __future__ import annotations
 
@@ -7,21 +7,20 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 
 from dumpsafe.api.deps import CallerDep
-from dumpsafe.api.schemas import ERRORS, AuditPage
+from dumpsafe.api.schemas import AuditPage, errors
 from dumpsafe.auth import READ
 
-router = APIRouter(prefix="/v1", tags=["audit"], responses=ERRORS)
+router = APIRouter(prefix="/v1", tags=["audit"])
 
 
-@router.get("/audit", response_model=AuditPage, summary="Audit log entries, newest first (admin)")
+@router.get("/audit", response_model=AuditPage, summary="Audit log entries, newest first (admin)", responses=errors(403))
 def audit(
     request: Request,
     caller: CallerDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> AuditPage:
     caller.require(READ)
     caller.require_admin()
-    entries = list(request.app.state.service.audit.entries())
-    entries.reverse()
-    return AuditPage(entries=entries[offset : offset + limit], total=len(entries), offset=offset, limit=limit)
+    log = request.app.state.service.audit
+    return AuditPage(entries=log.newest(offset, limit), total=log.count(), offset=offset, limit=limit)

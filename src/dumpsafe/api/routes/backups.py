@@ -8,17 +8,20 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 
 from dumpsafe.api.deps import Guarded
-from dumpsafe.api.schemas import ERRORS, CreateBackup
+from dumpsafe.api.schemas import CreateBackup, errors
 from dumpsafe.api.work import long_work
+from dumpsafe.inputs import MAX_ID, DbName, Name
 from dumpsafe.models import BackupRecord
 
-router = APIRouter(prefix="/v1/backups", tags=["backups"], responses=ERRORS)
+router = APIRouter(prefix="/v1/backups", tags=["backups"])
+BackupId = Annotated[str, Path(min_length=1, max_length=MAX_ID, description="A backup ID (see list).")]
 
 
-@router.post("", status_code=201, response_model=list[BackupRecord], summary="Back up a tenant's databases")
+@router.post("", status_code=201, response_model=list[BackupRecord], summary="Back up a tenant's databases",
+             responses=errors(403, 404, 409, 502))
 async def create_backup(request: Request, body: CreateBackup, svc: Guarded) -> list[BackupRecord]:
     return await long_work(
         request, svc.create,
@@ -26,21 +29,22 @@ async def create_backup(request: Request, body: CreateBackup, svc: Guarded) -> l
     )
 
 
-@router.get("", response_model=list[BackupRecord], summary="List backups, newest first")
+@router.get("", response_model=list[BackupRecord], summary="List backups, newest first", responses=errors(403, 404, 502))
 def list_backups(
     svc: Guarded,
-    tenant: Annotated[str | None, Query(description="Only this tenant.")] = None,
-    database: Annotated[str | None, Query(description="Only this database.")] = None,
-    store: Annotated[str | None, Query(description="Only this store (a NAME from the config).")] = None,
+    tenant: Annotated[Name | None, Query(description="Only this tenant.")] = None,
+    database: Annotated[DbName | None, Query(description="Only this database.")] = None,
+    store: Annotated[Name | None, Query(description="Only this store (a NAME from the config).")] = None,
 ) -> list[BackupRecord]:
     return svc.list(tenant, database, store)
 
 
-@router.get("/{backup_id}", response_model=BackupRecord, summary="One backup's record")
-def get_backup(backup_id: str, svc: Guarded) -> BackupRecord:
+@router.get("/{backup_id}", response_model=BackupRecord, summary="One backup's record", responses=errors(403, 404, 502))
+def get_backup(backup_id: BackupId, svc: Guarded) -> BackupRecord:
     return svc.get(backup_id)
 
 
-@router.delete("/{backup_id}", response_model=BackupRecord, summary="Delete a backup (record first, then objects)")
-def delete_backup(backup_id: str, svc: Guarded) -> BackupRecord:
+@router.delete("/{backup_id}", response_model=BackupRecord, summary="Delete a backup (record first, then objects)",
+               responses=errors(403, 404, 409, 502))
+def delete_backup(backup_id: BackupId, svc: Guarded) -> BackupRecord:
     return svc.delete(backup_id)

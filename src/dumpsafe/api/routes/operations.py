@@ -13,8 +13,10 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from dumpsafe.api.deps import Guarded
-from dumpsafe.api.schemas import ERRORS, NAME
+from dumpsafe.api.routes.backups import BackupId
+from dumpsafe.api.schemas import errors
 from dumpsafe.api.work import long_work
+from dumpsafe.inputs import DbName, Flag, Name, QueryFlag
 from dumpsafe.models import BackupRecord
 
 Mode = Literal["atomic", "clean", "new"]
@@ -29,59 +31,63 @@ def plain(obj: Any) -> Any:
 
 class VerifyBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    drill: bool = Field(default=False, description="Also restore into a scratch database and compare row counts.")
+    drill: Flag = Field(default=False, description="Also restore into a scratch database and compare row counts.")
 
 
 class RestoreBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    database: str | None = Field(default=None, description="Target database NAME (default: the backup's own).")
+    database: DbName | None = Field(default=None, description="Target database NAME (default: the backup's own); "
+                                                              "a tenant token only its tenant's databases or restore_names.")
     mode: Mode | None = Field(default=None, description="atomic (default if the target exists), clean or new.")
-    uploads: bool = Field(default=True, description="Also restore the uploads tree into the tenant's configured path.")
-    keep_old: bool = Field(default=False, description="atomic: keep the replaced database under a new name.")
-    dry_run: bool = Field(default=False, description="Check everything, change nothing; returns the preflight report.")
-    with_globals: bool = Field(default=False, description="First create the roles from the backup's globals object that "
+    uploads: Flag = Field(default=True, description="Also restore the uploads tree into the tenant's configured path.")
+    keep_old: Flag = Field(default=False, description="atomic: keep the replaced database under a new name.")
+    dry_run: Flag = Field(default=False, description="Check everything, change nothing; returns the preflight report.")
+    with_globals: Flag = Field(default=False, description="First create the roles from the backup's globals object that "
                                                           "the server lacks (never altering existing ones; no passwords).")
 
 
 class PruneBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    tenant: str | None = Field(default=None, pattern=NAME, description="Only this tenant (default: every visible one).")
-    dry_run: bool = False
+    tenant: Name | None = Field(default=None, description="Only this tenant (default: every visible one).")
+    dry_run: Flag = False
 
 
 class CopyBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    to: str = Field(pattern=NAME, description="Store NAME from the config to copy into.")
+    to: Name = Field(description="Store NAME from the config to copy into (a tenant token: its tenant's stores).")
 
 
-verify = APIRouter(prefix="/v1/backups", tags=["backups"], responses=ERRORS)
-restore = APIRouter(prefix="/v1/backups", tags=["backups"], responses=ERRORS)
-prune = APIRouter(prefix="/v1", tags=["retention"], responses=ERRORS)
-status = APIRouter(prefix="/v1", tags=["retention"], responses=ERRORS)
+verify = APIRouter(prefix="/v1/backups", tags=["backups"])
+restore = APIRouter(prefix="/v1/backups", tags=["backups"])
+prune = APIRouter(prefix="/v1", tags=["retention"])
+status = APIRouter(prefix="/v1", tags=["retention"])
 
 
-@verify.post("/{backup_id}/verify", response_model=BackupRecord, summary="Check integrity (and with drill, restore-test)")
-async def verify_backup(request: Request, backup_id: str, svc: Guarded, body: VerifyBody | None = None) -> BackupRecord:
+@verify.post("/{backup_id}/verify", response_model=BackupRecord, summary="Check integrity (and with drill, restore-test)",
+             responses=errors(403, 404, 409, 422, 502))
+async def verify_backup(request: Request, backup_id: BackupId, svc: Guarded, body: VerifyBody | None = None) -> BackupRecord:
     return await long_work(request, svc.verify, backup_id, drill=(body or VerifyBody()).drill)
 
 
-@restore.get("/{backup_id}/restore-plan", response_model=dict[str, Any], summary="What a restore would do (cheap)")
+@restore.get("/{backup_id}/restore-plan", response_model=dict[str, Any], summary="What a restore would do (cheap)",
+             responses=errors(403, 404, 409, 502))
 def restore_plan(
-    backup_id: str,
+    backup_id: BackupId,
     svc: Guarded,
-    database: Annotated[str | None, Query()] = None,
+    database: Annotated[DbName | None, Query()] = None,
     mode: Annotated[Mode | None, Query()] = None,
-    uploads: bool = True,
-    keep_old: bool = False,
-    with_globals: bool = False,
+    uploads: Annotated[QueryFlag, Query()] = True,
+    keep_old: Annotated[QueryFlag, Query()] = False,
+    with_globals: Annotated[QueryFlag, Query()] = False,
 ) -> dict[str, Any]:
     plan = svc.restore_plan(backup_id, database=database, mode=mode, uploads=uploads, keep_old=keep_old,
                             with_globals=with_globals)
     return {**dataclasses.asdict(plan), "destructive": plan.destructive, "description": plan.describe()}
 
 
-@restore.post("/{backup_id}/restore", response_model=dict[str, Any], summary="Restore a backup (integrity first, atomic)")
-async def restore_backup(request: Request, backup_id: str, svc: Guarded, body: RestoreBody | None = None) -> dict[str, Any]:
+@restore.post("/{backup_id}/restore", response_model=dict[str, Any], summary="Restore a backup (integrity first, atomic)",
+              responses=errors(403, 404, 409, 422, 502))
+async def restore_backup(request: Request, backup_id: BackupId, svc: Guarded, body: RestoreBody | None = None) -> dict[str, Any]:
     b = body or RestoreBody()
     return plain(await long_work(
         request, svc.restore, backup_id,
@@ -90,33 +96,36 @@ async def restore_backup(request: Request, backup_id: str, svc: Guarded, body: R
     ))
 
 
-@prune.post("/prune", response_model=list[dict[str, Any]], summary="Apply retention policies (one decision per backup)")
+@prune.post("/prune", response_model=list[dict[str, Any]], summary="Apply retention policies (one decision per backup)",
+            responses=errors(403, 404, 502))
 async def prune_backups(request: Request, svc: Guarded, body: PruneBody | None = None) -> list[dict[str, Any]]:
     b = body or PruneBody()
     return [plain(d) for d in await long_work(request, svc.prune, b.tenant, dry_run=b.dry_run)]
 
 
-@status.get("/status", response_model=list[dict[str, Any]], summary="Per tenant/database: last success, age, breach")
-def backup_status(svc: Guarded, tenant: Annotated[str | None, Query()] = None) -> list[dict[str, Any]]:
+@status.get("/status", response_model=list[dict[str, Any]], summary="Per tenant/database: last success, age, breach",
+            responses=errors(403, 404, 502))
+def backup_status(svc: Guarded, tenant: Annotated[Name | None, Query()] = None) -> list[dict[str, Any]]:
     return [plain(row) for row in svc.status(tenant)]
 
 
-pin = APIRouter(prefix="/v1/backups", tags=["backups"], responses=ERRORS)
-copy = APIRouter(prefix="/v1/backups", tags=["backups"], responses=ERRORS)
+pin = APIRouter(prefix="/v1/backups", tags=["backups"], responses=errors(403, 404, 502))
+copy = APIRouter(prefix="/v1/backups", tags=["backups"])
 
 
 @pin.post("/{backup_id}/pin", response_model=BackupRecord, summary="Pin: prune never removes it")
-def pin_backup(backup_id: str, svc: Guarded) -> BackupRecord:
+def pin_backup(backup_id: BackupId, svc: Guarded) -> BackupRecord:
     return svc.pin(backup_id)
 
 
 @pin.post("/{backup_id}/unpin", response_model=BackupRecord, summary="Unpin: the retention policy decides again")
-def unpin_backup(backup_id: str, svc: Guarded) -> BackupRecord:
+def unpin_backup(backup_id: BackupId, svc: Guarded) -> BackupRecord:
     return svc.unpin(backup_id)
 
 
-@copy.post("/{backup_id}/copy", response_model=BackupRecord, summary="Copy to another store, checksums checked")
-async def copy_backup(request: Request, backup_id: str, body: CopyBody, svc: Guarded) -> BackupRecord:
+@copy.post("/{backup_id}/copy", response_model=BackupRecord, summary="Copy to another store, checksums checked",
+           responses=errors(403, 404, 409, 422, 502))
+async def copy_backup(request: Request, backup_id: BackupId, body: CopyBody, svc: Guarded) -> BackupRecord:
     return await long_work(request, svc.copy, backup_id, to=body.to)
 
 
