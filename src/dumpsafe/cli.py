@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from dumpsafe import __version__, output
-from dumpsafe.errors import DumpsafeError, RefusedError
+from dumpsafe.errors import DumpsafeError, RefusedError, UsageError
 
 from dumpsafe.cli_help import EXAMPLES, readable_help
 
@@ -238,6 +238,12 @@ def backup_restore(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Check everything and report; change nothing.")] = False,
     with_globals: Annotated[bool, typer.Option(
         "--with-globals", help="First create the roles from the backup's globals that the server lacks (no passwords).")] = False,
+    no_owner: Annotated[bool, typer.Option(
+        "--no-owner", help="The connecting user owns the database and its objects (the backup's owner roles need not exist).")] = False,
+    owner: Annotated[Optional[str], typer.Option(
+        "--owner", help="This role owns the database and its objects instead of the backup's owners.")] = None,
+    no_tablespaces: Annotated[bool, typer.Option(
+        "--no-tablespaces", help="Put the database and its objects in the server's default tablespace.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -254,7 +260,11 @@ def backup_restore(
                     "will be ended)?", yes,
                     f"refusing to {plan.describe()} without confirmation (pass --yes)")
         mode = plan.mode  # what was confirmed is what runs
-    result = svc.restore(backup_id, mode=mode, dry_run=dry_run, identity=identity, progress=output.progress_for(as_json), **opts)
+    props = {k: v for k, v in (("no_owner", no_owner), ("owner", owner), ("no_tablespaces", no_tablespaces)) if v}
+    if props and type(svc).__name__ != "BackupService":
+        raise UsageError("--no-owner, --owner and --no-tablespaces are not available with --server yet (run the restore on the server)")
+    result = svc.restore(backup_id, mode=mode, dry_run=dry_run, identity=identity, progress=output.progress_for(as_json),
+                         **props, **opts)
     if dry_run:
         output.show_preflight(result, as_json)
         if not result.ok:

@@ -153,9 +153,10 @@ class BackupService:
             objects: list[ObjectRef] = []
             recipients = crypto.parse_recipients(tcfg.encrypt_to) if tcfg.encrypt_to else None
             try:
-                with postgres.snapshot(target, db) as snap, ThreadPoolExecutor(1) as counter:
+                with postgres.snapshot(target, db) as snap, ThreadPoolExecutor(2) as counter:
                     pg_dump, client_version = self.pg_tool(target, "pg_dump", snap.server_major)
-                    counts = counter.submit(snap.count_tables)
+                    counts = counter.submit(self._count, snap)  # one session: one thread
+                    schema = counter.submit(self._schema_fingerprint, target, db, pg_dump, snap)
                     uploads_info = None
                     if with_uploads:
                         ref, stats = self._write_uploads(st, bid, tenant, tcfg.uploads, recipients, progress)
@@ -169,9 +170,10 @@ class BackupService:
                             res = pack_stream(out, w, advance, recipients)
                     objects.insert(0, ObjectRef(role="database", key=key, size_bytes=res.stored_bytes, sha256=res.sha256, raw_bytes=res.raw_bytes))
                     try:
-                        tables = counts.result()
+                        tables, inventory = counts.result()
                     except Exception as e:
                         raise BackupFailed(f"tenant {tenant!r}: counting rows of database {db!r} failed: {str(e).splitlines()[0]}") from None
+                    schema_sha256 = schema.result()
                 record = BackupRecord(
                     id=bid,
                     tenant=tenant,
@@ -186,6 +188,9 @@ class BackupService:
                     compression="zstd",
                     encryption="age" if recipients else None,
                     tables=tables,
+                    table_keys="quoted",
+                    **inventory,
+                    schema_sha256=schema_sha256,
                     uploads=uploads_info,
                     objects=objects,
                     client_version=client_version,
@@ -204,6 +209,18 @@ class BackupService:
                 raise
             ev.size_bytes = record.size_bytes
             return record
+
+    @staticmethod
+    def _count(snap: postgres.DumpSnapshot) -> tuple[dict[str, int], dict]:
+        tables = snap.count_tables()
+        return tables, snap.inventory(tables)
+
+    @staticmethod
+    def _schema_fingerprint(target: postgres.PgTarget, db: str, pg_dump: str, snap: postgres.DumpSnapshot) -> str:
+        from dumpsafe.engines.inventory import schema_fingerprint
+
+        with postgres.pg_dump_schema_stream(target, db, pg_dump, snap) as out:
+            return schema_fingerprint(out)
 
     def _write_uploads(
         self, st: Store, bid: str, tenant: str, root: Path, recipients: list | None, progress: Progress
@@ -322,6 +339,9 @@ class BackupService:
         with_globals: bool = False,
         actor: str = "local",
         progress: Progress = NULL,
+        no_owner: bool = False,
+        owner: str | None = None,
+        no_tablespaces: bool = False,
     ):
         """Restore a backup (integrity first, atomic by default); a RestoreResult, or a Preflight for dry_run.
 
@@ -331,6 +351,7 @@ class BackupService:
         return Restorer(self).restore(
             backup_id, database=database, mode=mode, uploads=uploads, uploads_to=uploads_to, keep_old=keep_old,
             dry_run=dry_run, identity=identity, with_globals=with_globals, actor=actor, progress=progress,
+            no_owner=no_owner, owner=owner, no_tablespaces=no_tablespaces,
         )
 
     def verify(
