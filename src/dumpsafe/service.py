@@ -460,7 +460,32 @@ class BackupService:
         next scheduled run, and whether max_age is breached (absence of success)."""
         records = self.list(tenant)
         unique = list({r.id: r for r in reversed(records)}.values())  # a copy in another store is the same backup
-        return status_mod.compute(self.config, unique, self.audit.entries(), now or self.clock(), tenant)
+        now = now or self.clock()
+        rows = RecordList(status_mod.compute(self.config, unique, self.audit.entries(), now, tenant))
+        rows.damaged = records.damaged
+        rows.warnings = clock_warnings(records, now)
+        return rows
+
+
+def clock_warnings(records: list[BackupRecord], now: datetime) -> list[str]:
+    """A clock that went back more than a minute: behind the newest backup of a
+    tenant/database (by sequence), or behind an earlier backup when that one was made."""
+    from dumpsafe.backup import CLOCK_SLACK
+
+    out: list[str] = []
+    seen: set[tuple[str, str, str]] = set()
+    for r in records:  # newest first within each tenant/database
+        key = (r.store, r.tenant, r.database)
+        if key in seen:
+            continue
+        seen.add(key)
+        if r.created_at - now > CLOCK_SLACK:
+            out.append(f"the clock is {(r.created_at - now).total_seconds():.0f}s behind the newest backup of "
+                       f"{r.tenant}/{r.database} ({r.id}); check the system clock")
+        elif r.clock_behind_s:
+            out.append(f"the clock was {r.clock_behind_s:.0f}s behind when {r.id} of {r.tenant}/{r.database} was made; "
+                       "ordering and retention follow the backup sequence")
+    return out
 
 
 
