@@ -168,3 +168,40 @@ def test_kill_during_prune(point, kind, env, tmp_path, request):
     assert_all_verify(env, [ids[2]])
     deletes = [e for e in audit(env) if e["action"] == "delete" and e["outcome"] == "ok"]
     assert sorted({e["backup_id"] for e in deletes}) == sorted(ids[:2])
+
+
+def test_s3_unreachable_mid_upload_prints_one_error_and_the_parts_are_swept_later(env, tmp_path, request):
+    """The upload cannot be aborted either: no warning with URLs or upload ids before the
+    error; the dead writer's marker lets the next command abort the upload."""
+    from stores import TcpProxy
+
+    server = request.getfixturevalue("s3_server")
+    proxy = TcpProxy(server.port)
+    section = store_section("s3", tmp_path, request)
+    env.stores_toml = _toml("main", {**section, "endpoint_url": proxy.url, "max_attempts": 2, "connect_timeout_s": 2})
+    env.tenant_extra = 'store = "main"'
+    (env.uploads / "big.bin").write_bytes(os.urandom(9 << 20))
+    env.write_config()
+    proc = subprocess.Popen(env.cli_argv("backup", "create", "acme"),
+                            env={**env.subprocess_env(), ENV: "store.after_multipart_start=stop"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while open(f"/proc/{proc.pid}/stat").read().rsplit(")", 1)[1].split()[0] != "T":
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        proxy.cut()
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    assert err.count("\n") == 1 and err.startswith("error: store 'main': cannot reach "), err
+    assert "upload" not in err.lower().replace("uploads", ""), err
+
+    env.stores_toml = _toml("main", section)  # the server is reachable again
+    env.write_config()
+    st = open_store(env.config(), "main")
+    assert len(list(st.unfinished())) == 1
+    r = env.cli("recover", "--json")
+    assert r.code == 0 and r.json()["main"]["aborted_uploads"] == 1, r.out
+    assert assert_clean(env) == []
