@@ -205,3 +205,30 @@ def test_s3_unreachable_mid_upload_prints_one_error_and_the_parts_are_swept_late
     r = env.cli("recover", "--json")
     assert r.code == 0 and r.json()["main"]["aborted_uploads"] == 1, r.out
     assert assert_clean(env) == []
+
+
+def test_serve_recovers_at_start(env):
+    """A backup killed after its dump: serving starts by sweeping what it left."""
+    import httpx
+
+    from stores import free_port
+
+    run_killed(env, "backup.after_dump_commit", "backup", "create", "acme")
+    assert [k for k in store_keys(env, "local") if k.startswith("objects/")]
+    port = free_port()
+    server = subprocess.Popen(env.cli_argv("serve", "--port", str(port), "--no-scheduler"), env=env.subprocess_env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None and time.monotonic() < deadline
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        assert store_keys(env, "local") == []
+    finally:
+        server.terminate()
+        log, _ = server.communicate(timeout=30)
+    assert "store 'local': 1 uncommitted backup(s) removed" in log, log

@@ -97,3 +97,22 @@ def test_top_level_sha256_is_cross_checked_against_the_dump_object(env):
     for args in (("backup", "verify", bid), ("backup", "restore", bid, "--yes")):
         r = env.cli(*args)
         assert r.code == 1 and "integrity check failed" in r.err, r.err
+
+
+def test_index_rebuild_sweeps_orphans_and_reports_a_vanished_record(env):
+    orphan = env.cli("backup", "create", "acme", "--json").json()["id"]
+    vanished = env.cli("backup", "create", "acme", "--json").json()["id"]
+    # objects without record, copy or marker (what an interrupted delete of an older version left)
+    (env.store_dir / "objects" / orphan / "record.json").unlink()
+    _record_path(env, orphan).unlink()
+    _record_path(env, vanished).unlink()  # the record alone is gone; its copy is there
+    r = env.cli("index", "rebuild", "--json")
+    assert r.code == 0 and r.json() == {"local": 0}
+    assert _damaged_line(vanished) + "its record is missing" in r.err, r.err
+    assert not (env.store_dir / "objects" / orphan).exists()
+    assert (env.store_dir / "objects" / vanished).is_dir()
+    rec = env.cli("recover")
+    assert f"backup {vanished} in store 'local' has objects and a record copy but no record" in rec.err, rec.err
+    assert env.cli("backup", "repair", vanished).code == 0
+    assert [x["id"] for x in env.cli("backup", "list", "--json").json()] == [vanished]
+    assert env.cli("backup", "verify", vanished).code == 0

@@ -309,10 +309,12 @@ class BackupService:
         self.last_damaged: list[Damaged] = []
         for name in names:
             st = self.store(name)  # unknown store: one clear error
-            recovery.report_sweep(self, recovery.sweep(st, self.clock(), full=True))
+            swept = recovery.report_sweep(self, recovery.sweep(st, self.clock(), full=True))
             cat = self.catalog(name)
             out[name] = len(cat.records(refresh=True))
             self.last_damaged += cat.damaged
+            self.last_damaged += [Damaged(b, name, "its record is missing; the copy beside its objects is there")
+                                  for b in swept.missing_records]
         return out
 
     def sweep_store(self, st: Store) -> None:
