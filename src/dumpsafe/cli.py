@@ -394,11 +394,20 @@ def schedule_export_cmd(
 
 
 # --- crash safety (issue 13) ---
+def _local(ctx: typer.Context, command: str) -> State:
+    from dumpsafe.errors import UsageError
+
+    st = _state(ctx)
+    if st.server:
+        raise UsageError(f"'dumpsafe {command}' runs on the host with the config; drop --server/DUMPSAFE_SERVER")
+    return st
+
+
 @backup_app.command("repair")
 def backup_repair(ctx: typer.Context, backup_id: IdArg, as_json: JsonOpt = False) -> None:
     """Bring back a damaged or missing record: from its copy beside the objects, else rebuilt from them."""
     validate_backup_id(backup_id)
-    result = _state(ctx).service().repair(backup_id)
+    result = _local(ctx, "backup repair").service().repair(backup_id)
     if as_json:
         output.emit_json(result.to_json_dict())
         return
@@ -415,7 +424,7 @@ def backup_repair(ctx: typer.Context, backup_id: IdArg, as_json: JsonOpt = False
 @app.command("recover")
 def recover_cmd(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Finish or undo interrupted operations: sweep what killed backups, copies and deletes left."""
-    report = _state(ctx).service().recover()
+    report = _local(ctx, "recover").service().recover()
     if as_json:
         output.emit_json(report.to_json_dict())
         return

@@ -7,14 +7,11 @@ it is the commit marker, so a crash at any point leaves nothing listed.
 from __future__ import annotations
 
 import os
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from dumpsafe import __version__
 from dumpsafe.audit import AuditLog
 from dumpsafe.config import Config, tenant_password
-from dumpsafe.engines import files, postgres
+from dumpsafe.engines import postgres
 from dumpsafe.errors import BackupFailed, DamagedRecord, DumpsafeError, NotFoundError, StoreError, UsageError
 from dumpsafe.failpoints import failpoint
 from dumpsafe.index import Catalog, Damaged, filter_records, newest_first
