@@ -5,9 +5,10 @@ the store: host, boot id, pid and that process's start time, when it started, an
 heartbeat rewritten every ``HEARTBEAT_S``. It is removed after the record (the commit
 marker) and the audit line. A marker is **dead** when
 
-- it names this host: its pid is gone, or now belongs to another process (start time
-  differs), or the host rebooted since (boot id differs);
-- it names another host: its heartbeat is older than ``STALE_AFTER_S`` by our clock.
+- it names this host (and pid namespace): its pid is gone, or now belongs to another
+  process (start time differs), or the host rebooted since (boot id differs);
+- it names another host or namespace: its heartbeat is older than ``STALE_AFTER_S`` by
+  our clock.
 
 Only dead markers are acted on (see ``sweep``): what a dead create or copy left without a
 record is removed, a dead delete is finished. The server's clock never decides anything.
@@ -81,9 +82,17 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def pid_namespace() -> str | None:
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+
+
 def this_process() -> dict[str, Any]:
     pid = os.getpid()
-    return {"host": socket.gethostname(), "boot_id": boot_id(), "pid": pid, "pid_start": process_start(pid)}
+    return {"host": socket.gethostname(), "boot_id": boot_id(), "pid_ns": pid_namespace(), "pid": pid,
+            "pid_start": process_start(pid)}
 
 
 @dataclass
@@ -95,7 +104,9 @@ class Marker:
     def alive(self, now: datetime) -> bool:
         d = self.data
         me = this_process()
-        if d.get("host") == me["host"]:
+        # pids mean something only in the same pid namespace of the same host (two
+        # containers may share a host name): elsewhere the heartbeat decides
+        if d.get("host") == me["host"] and d.get("pid_ns") == me["pid_ns"]:
             if d.get("boot_id") and me["boot_id"] and d["boot_id"] != me["boot_id"]:
                 return False
             pid = d.get("pid")
