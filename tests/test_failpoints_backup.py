@@ -15,7 +15,7 @@ import pytest
 from conftest import Env
 from dumpsafe.failpoints import ENV, points
 from dumpsafe.storage import open_store
-from stores import fake_aws_env, s3_server, store_section  # noqa: F401  (fixtures)
+from stores import fake_aws_env, gcs_server, s3_server, store_section  # noqa: F401  (fixtures)
 
 BACKUP_POINTS = points("backup")
 COPY_POINTS = points("copy")
@@ -73,7 +73,7 @@ def audit(env: Env) -> list[dict]:
     return [json.loads(x) for x in (env.state_dir / "audit.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", [*KINDS, "gcs"])
 @pytest.mark.parametrize("point", BACKUP_POINTS)
 def test_kill_during_backup(point, kind, env, tmp_path, request):
     setup(env, tmp_path, request, kind)

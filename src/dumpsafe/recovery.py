@@ -16,7 +16,7 @@ from __future__ import annotations
 import tarfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import zstandard
 
@@ -35,9 +35,15 @@ __all__ = ["sweep", "report_sweep", "recover", "repair", "RecoveryReport"]
 _ROLES = {"database.dump.zst": "database", "uploads.tar.zst": "uploads", "globals.sql.zst": "globals"}
 
 
+# Other recoverable operations plug in here (the restore journal will): each step gets the
+# service, finishes or undoes what it finds, and returns report lines (JSON-able too).
+STEPS: list[Callable[["BackupService"], list[str]]] = []
+
+
 @dataclass
 class RecoveryReport:
     stores: list[SweepReport] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # lines from the registered STEPS
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
@@ -51,7 +57,7 @@ class RecoveryReport:
                 "temp_files": s.temp_files,
             }
             for s in self.stores
-        }
+        } | ({"notes": self.notes} if self.notes else {})
 
     def lines(self) -> list[str]:
         out = []
@@ -62,7 +68,7 @@ class RecoveryReport:
             out.append(f"store {s.store!r}: " + ", ".join(parts))
             out += [f"warning: backup {b} in store {s.store!r} has objects and a record copy but no record; "
                     f"run 'dumpsafe backup repair {b}'" for b in s.missing_records]
-        return out
+        return out + self.notes
 
 
 def _audited(svc: "BackupService", backup_id: str) -> set[tuple[str, str]]:
@@ -100,6 +106,8 @@ def recover(svc: "BackupService", *, actor: str = "local") -> RecoveryReport:
     for name in svc.config.stores:
         st = svc.store(name)
         out.stores.append(report_sweep(svc, sweep(st, svc.clock(), full=True)))
+    for step in STEPS:
+        out.notes += step(svc)
     return out
 
 
