@@ -22,7 +22,7 @@ from dumpsafe.engines import files, postgres
 from dumpsafe.errors import BackupFailed, DumpsafeError, IntegrityError
 from dumpsafe.failpoints import failpoint
 from dumpsafe.index import object_key, objects_prefix, order_key
-from dumpsafe.models import BackupRecord, ObjectRef, UploadsInfo, new_backup_id
+from dumpsafe.models import BackupRecord, ObjectRef, UploadsInfo, encode_db, new_backup_id
 from dumpsafe.pending import Pending
 from dumpsafe.pipeline import HashingReader, pack_stream
 from dumpsafe.progress import Progress
@@ -58,7 +58,8 @@ class BackupWriter:
     def _sequence(self, store_name: str, tenant: str, db: str, started) -> tuple[int, float | None]:
         """Next sequence of this store/tenant/database, and how far the clock is behind the
         newest earlier backup (None when it is not behind by more than a minute)."""
-        prev = [r for r in self.svc.catalog(store_name).records() if r.tenant == tenant and r.database == db]
+        cat = self.svc.catalog(store_name)
+        prev = [r for r in cat.records(id_prefix=f"{tenant}.{encode_db(db)}.") if r.tenant == tenant and r.database == db]
         if not prev:
             return 1, None
         newest = max(prev, key=order_key)

@@ -169,11 +169,14 @@ class Catalog:
         os.replace(tmp, self._cache_path)
 
     # ---- reads ----------------------------------------------------------------------------
-    def records(self, *, refresh: bool = False) -> list[BackupRecord]:
-        """Every committed record in the store, newest first."""
+    def records(self, *, refresh: bool = False, id_prefix: str = "") -> list[BackupRecord]:
+        """Every committed record in the store (whose ID starts with ``id_prefix``), newest first."""
         with self._lock:
-            listing = [o for o in self.store.list(RECORDS_PREFIX) if id_from_record_key(o.key)]
+            under = RECORDS_PREFIX + id_prefix
+            listing = [o for o in self.store.list(under) if id_from_record_key(o.key)]
             cache = {} if refresh else self._load_cache()
+            others = {k: v for k, v in cache.items() if not k.startswith(under)}
+            cache = {k: v for k, v in cache.items() if k.startswith(under)}
             fresh: dict[str, dict] = {}
             missing: list[ObjectInfo] = []
             for info in listing:
@@ -204,7 +207,7 @@ class Catalog:
                     fresh[info.key] = {"etag": info.etag, "record": rec.to_json_dict()}
             self.damaged = sorted(damaged, key=lambda d: d.id)
             if fresh != cache:
-                self._save_cache(fresh)
+                self._save_cache({**others, **fresh})
         return newest_first([BackupRecord.model_validate(v["record"]) for v in fresh.values()])
 
     def get(self, backup_id: str) -> BackupRecord | None:
