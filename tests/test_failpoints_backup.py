@@ -232,3 +232,15 @@ def test_serve_recovers_at_start(env):
         server.terminate()
         log, _ = server.communicate(timeout=30)
     assert "store 'local': 1 uncommitted backup(s) removed" in log, log
+
+
+def test_error_action_fails_cleanly_and_a_typo_is_refused(env, monkeypatch):
+    monkeypatch.setenv(ENV, "backup.after_dump_commit=error")
+    r = env.cli("backup", "create", "acme")
+    assert r.code == 1 and r.err.startswith("error: failpoint backup.after_dump_commit triggered"), r.err
+    assert env.cli("backup", "list", "--json").json() == []
+    assert store_keys(env, "local") == []  # the failed write removed its objects and its marker
+    assert audit(env)[-1]["outcome"] == "failed"
+    monkeypatch.setenv(ENV, "backup.after_dump_comit=kill")
+    r = env.cli("backup", "create", "acme")
+    assert r.code == 2 and "unknown failpoint 'backup.after_dump_comit'" in r.err, r.err
