@@ -36,15 +36,21 @@ def test_marker_of_this_host_is_judged_by_its_process(make_store):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     me = this_process()
-    for bid, pid in (("alive", me["pid"]), ("gone", dead.pid)):
-        store.put_bytes(f"objects/{bid}/uploads.tar.zst", b"x")
-        _marker(store, bid, **{**me, "pid": pid, "pid_start": me["pid_start"] if pid == me["pid"] else None},
-                heartbeat_at=rfc3339(NOW - timedelta(days=1)))  # an old heartbeat does not matter here
+    store.put_bytes("objects/gone/uploads.tar.zst", b"x")
+    _marker(store, "gone", **{**me, "pid": dead.pid, "pid_start": None},
+            heartbeat_at=rfc3339(NOW))  # a fresh heartbeat does not matter on this host
     # a reused pid: same number, another start time
     store.put_bytes("objects/reused/uploads.tar.zst", b"x")
     _marker(store, "reused", **{**me, "pid_start": "1"}, heartbeat_at=rfc3339(NOW))
-    rep = sweep(store, NOW)
-    assert sorted(rep.removed) == ["gone", "reused"]
+    # this very process: alive while the write runs, dead once it gave up (released)
+    live = Pending(store, "alive", "create", clock=lambda: NOW - timedelta(days=1))
+    left = Pending(store, "left", "delete", clock=lambda: NOW)
+    with live, left:
+        for bid in ("alive", "left"):
+            store.put_bytes(f"objects/{bid}/uploads.tar.zst", b"x")
+        left.release()
+        rep = sweep(store, NOW)
+    assert sorted(rep.removed) == ["gone", "reused"] and [m.backup_id for m in rep.finished_deletes] == ["left"]
     assert [o.key for o in store.list("objects/")] == ["objects/alive/uploads.tar.zst"]
 
 

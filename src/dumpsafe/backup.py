@@ -46,7 +46,7 @@ def _cleanup(st: Store, bid: str, pending: Pending) -> None:
         remove_backup_objects(st, bid)
         pending.done()
     except DumpsafeError:
-        pass
+        pending.release()
 
 
 class BackupWriter:

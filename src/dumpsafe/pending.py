@@ -37,6 +37,12 @@ STALE_AFTER_S = 600.0
 
 Clock = Callable[[], datetime]
 
+# (store name, backup id) of the writes this process is running: a marker naming this very
+# process is alive only while its write runs (a long-lived ``serve`` must not keep a
+# marker its failed write left behind alive until it restarts)
+_ACTIVE: set[tuple[str, str]] = set()
+_ACTIVE_LOCK = threading.Lock()
+
 
 def marker_key(backup_id: str) -> str:
     return f"{PENDING_PREFIX}{backup_id}.json"
@@ -101,9 +107,12 @@ class Marker:
     op: str  # create | copy | delete
     data: dict[str, Any]
 
-    def alive(self, now: datetime) -> bool:
+    def alive(self, now: datetime, store: str | None = None) -> bool:
         d = self.data
         me = this_process()
+        if store is not None and d.get("pid") == me["pid"] and d.get("host") == me["host"] and d.get("pid_ns") == me["pid_ns"]:
+            with _ACTIVE_LOCK:
+                return (store, self.backup_id) in _ACTIVE
         # pids mean something only in the same pid namespace of the same host (two
         # containers may share a host name): elsewhere the heartbeat decides
         if d.get("host") == me["host"] and d.get("pid_ns") == me["pid_ns"]:
@@ -164,6 +173,8 @@ class Pending:
                 log.debug("heartbeat of %s failed: %s", self.key, type(e).__name__)
 
     def __enter__(self) -> "Pending":
+        with _ACTIVE_LOCK:
+            _ACTIVE.add((self.store.name, self.data["id"]))
         self._write()
         self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{self.data['id']}", daemon=True)
         self._thread.start()
@@ -182,3 +193,11 @@ class Pending:
         """Remove the marker (the write is committed and audited, or fully cleaned up)."""
         self.stop()
         self.store.delete(self.key)
+        self.release()
+
+    def release(self) -> None:
+        """Leave the marker for the next sweep (the write failed and could not clean up):
+        from now on it counts as dead, also in this process."""
+        self.stop()
+        with _ACTIVE_LOCK:
+            _ACTIVE.discard((self.store.name, self.data["id"]))

@@ -71,8 +71,10 @@ class RecoveryReport:
         return out + self.notes
 
 
-def _audited(svc: "BackupService", backup_id: str) -> set[tuple[str, str]]:
-    return {(e.get("action"), e.get("outcome")) for e in svc.audit.entries() if e.get("backup_id") == backup_id}
+def _audited(svc: "BackupService", backup_id: str, store: str) -> set[tuple[str, str]]:
+    """(action, outcome) of the audit lines about this backup in this store."""
+    return {(e.get("action"), e.get("outcome")) for e in svc.audit.entries()
+            if e.get("backup_id") == backup_id and e.get("store") == store}
 
 
 def _audit(svc: "BackupService", action: str, marker_data: dict, backup_id: str, store: str, error: str | None) -> None:
@@ -89,14 +91,14 @@ def _audit(svc: "BackupService", action: str, marker_data: dict, backup_id: str,
 def report_sweep(svc: "BackupService", rep: SweepReport) -> SweepReport:
     """Close the audit gaps a sweep found: one line per interrupted write, none twice."""
     for m in rep.committed:
-        if (m.op, "ok") not in _audited(svc, m.backup_id):
+        if (m.op, "ok") not in _audited(svc, m.backup_id, rep.store):
             _audit(svc, m.op, m.data, m.backup_id, rep.store, None)
     for m in rep.dead:
-        if (m.op, "failed") not in _audited(svc, m.backup_id):
+        if (m.op, "failed") not in _audited(svc, m.backup_id, rep.store):
             _audit(svc, m.op, m.data, m.backup_id, rep.store,
                    f"interrupted: the process died before backup {m.backup_id} was committed; its leftovers were removed")
     for m in rep.finished_deletes:
-        if ("delete", "ok") not in _audited(svc, m.backup_id):
+        if ("delete", "ok") not in _audited(svc, m.backup_id, rep.store):
             _audit(svc, "delete", m.data, m.backup_id, rep.store, None)
     return rep
 

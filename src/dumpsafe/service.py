@@ -196,8 +196,10 @@ class BackupService:
             errors, pending = BackupWriter(self).delete_objects(rec, actor)
             if errors:
                 ev.extra["leftover"] = errors
-        if not errors:  # else the marker stays: the next sweep finishes the delete
+        if not errors:
             pending.done()
+        else:  # the marker stays: the next sweep finishes the delete
+            pending.release()
         self._after_delete(rec, store, actor)
         return rec
 

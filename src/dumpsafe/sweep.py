@@ -72,7 +72,7 @@ def sweep(store: Store, now: datetime, *, full: bool = False) -> SweepReport:
             if bid:
                 objects.setdefault(bid, []).append(o.key)
     markers = [m for m in (read_marker(store, o.key) for o in store.list(PENDING_PREFIX)) if m is not None]
-    live = {m.backup_id for m in markers if m.alive(now)}
+    live = {m.backup_id for m in markers if m.alive(now, store.name)}
     records: set[str] = set()
     if full or len(live) < len(markers):  # listed after the markers (see above), only when needed
         records = {bid for bid in (id_from_record_key(o.key) for o in store.list(RECORDS_PREFIX)) if bid}
