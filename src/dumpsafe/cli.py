@@ -143,6 +143,10 @@ def backup_create(
         tenant, databases=database or None, store=store, uploads=not no_uploads, label=label, pin=pin,
         progress=output.progress_for(as_json),
     )
+    for r in records:
+        if getattr(r, "clock_behind_s", None):
+            output.info(f"warning: the clock is {r.clock_behind_s:.0f}s behind the newest earlier backup of "
+                        f"{r.tenant}/{r.database}; ordering and retention follow the backup sequence, not the clock")
     if as_json:
         output.emit_json([r.to_json_dict() for r in records])  # always an array, whatever the count
     else:
@@ -162,7 +166,15 @@ def backup_list(
 
     On a terminal the table fits its width (columns the ID already holds go first); --wide shows all.
     """
-    output.show_records(_state(ctx).service(reading=True).list(tenant, database, store), as_json, wide)
+    records = _state(ctx).service(reading=True).list(tenant, database, store)
+    output.show_records(records, as_json, wide)
+    _warn_damaged(getattr(records, "damaged", ()))
+
+
+def _warn_damaged(damaged) -> None:
+    """One stderr line per damaged record (stdout, and so --json, stays unchanged)."""
+    for d in damaged:
+        output.info(d.warning())
 
 
 @backup_app.command("get")
@@ -301,7 +313,9 @@ def index_rebuild(
     as_json: JsonOpt = False,
 ) -> None:
     """Re-read every backup record from the store(s) into the local cache."""
-    counts = _state(ctx).service().rebuild_index(store)
+    svc = _state(ctx).service()
+    counts = svc.rebuild_index(store)
+    _warn_damaged(getattr(svc, "last_damaged", ()))
     if as_json:
         output.emit_json(counts)
     else:
@@ -360,6 +374,9 @@ def status_cmd(
     from dumpsafe.status import any_breach
 
     rows = _state(ctx).service(reading=True).status(tenant)
+    _warn_damaged(getattr(rows, "damaged", ()))
+    for w in getattr(rows, "warnings", ()):
+        output.info(f"warning: {w}")
     if as_json or fmt is StatusFormat.json:
         output.emit_json([r.to_json_dict() for r in rows])
     elif fmt is StatusFormat.prometheus:
@@ -370,6 +387,45 @@ def status_cmd(
         output.show_status(rows, wide)
     if any_breach(rows):
         raise typer.Exit(1)
+
+
+# --- crash safety (issue 13) ---
+def _local(ctx: typer.Context, command: str) -> State:
+    from dumpsafe.errors import UsageError
+
+    st = _state(ctx)
+    if st.server:
+        raise UsageError(f"'dumpsafe {command}' runs on the host with the config; drop --server/DUMPSAFE_SERVER")
+    return st
+
+
+@backup_app.command("repair")
+def backup_repair(ctx: typer.Context, backup_id: IdArg, as_json: JsonOpt = False) -> None:
+    """Bring back a damaged or missing record: from its copy beside the objects, else rebuilt from them."""
+    validate_backup_id(backup_id)
+    result = _local(ctx, "backup repair").service().repair(backup_id)
+    if as_json:
+        output.emit_json(result.to_json_dict())
+        return
+    rec = result.record
+    if result.source == "sound":
+        output.info(f"the record of {rec.id} is sound; nothing to repair")
+    elif result.source == "copy":
+        output.info(f"restored the record of {rec.id} from its copy; check it with 'dumpsafe backup verify {rec.id}'")
+    else:
+        output.info(f"rebuilt the record of {rec.id} from its objects (unproven: {', '.join(rec.repaired['unproven'])}); "
+                    f"check it with 'dumpsafe backup verify {rec.id}'")
+
+
+@app.command("recover")
+def recover_cmd(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """Finish or undo interrupted operations: sweep what killed backups, copies and deletes left."""
+    report = _local(ctx, "recover").service().recover()
+    if as_json:
+        output.emit_json(report.to_json_dict())
+        return
+    for line in report.lines():
+        output.info(line)
 
 
 # --- serve, tokens, mcp (issue 6) ---

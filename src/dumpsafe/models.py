@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_serializer, model_seria
 
 from dumpsafe.errors import UsageError
 
-RECORD_VERSION = 1
+RECORD_VERSION = 2  # 2: records carry record_sha256 (a checksum of their own content)
 
 # tenant . encoded-database . UTC second . random: split on "." is unambiguous because
 # tenant names cannot contain "." and database names are escaped (see encode_db).
@@ -152,6 +152,11 @@ class BackupRecord(BaseModel):
     large_objects: LargeObjectsInfo | None = None
     database_properties: dict[str, Any] | None = None  # owner, encoding, locale, tablespace, settings, grants, ...
     schema_sha256: str | None = None  # SHA-256 of the normalized pg_dump --schema-only of the snapshot
+    # crash safety (issue 13)
+    sequence: int | None = None  # grows per store/tenant/database; orders listing and retention
+    clock_behind_s: float | None = None  # the clock was this far behind the newest earlier backup
+    repaired: dict[str, Any] | None = None  # set by 'backup repair': from what, and what is unproven
+    record_sha256: str | None = None  # SHA-256 of the record's own content (see index.encode_record)
 
     @field_serializer("created_at", "completed_at")
     def _ser_dt(self, v: datetime) -> str:

@@ -226,8 +226,12 @@ class _StderrTail(threading.Thread):
         if self._secret:
             t = t.replace(self._secret, "***")
         lines = [ln.removeprefix("pg_dump: ").removeprefix("pg_restore: ") for ln in t.splitlines() if ln.strip()]
-        errors = [ln for ln in lines if ln.lower().startswith("error")] or lines
-        return errors[-1] if errors else ""
+        # the failing step and its cause: "error: ... PQgetResult() failed." is followed by
+        # "detail: ... server closed the connection unexpectedly" (PG 15+) or by a second
+        # "error:" line (older); the statement ("Command was: COPY ...") says nothing new
+        errors = [ln for ln in lines if ln.lower().startswith(("error", "detail"))
+                  and not any(w in ln.lower() for w in ("command was", "query was"))] or lines[-1:]
+        return "; ".join(errors[-2:])
 
 
 @dataclass

@@ -28,6 +28,15 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _discard(fh: BinaryIO) -> None:
+    """Close without raising: bytes still buffered are dropped (the file is deleted anyway;
+    the descriptor is closed even when the final flush fails)."""
+    try:
+        fh.close()
+    except OSError:
+        pass
+
+
 class _Writer:
     def __init__(self, fh: BinaryIO):
         self._fh = fh
@@ -71,10 +80,14 @@ class LocalStore(Store):
         committed = False
         try:
             writer = _Writer(fh)
-            yield writer
-            fh.flush()
-            os.fsync(fh.fileno())
-            fh.close()
+            try:
+                yield writer
+                fh.flush()
+                os.fsync(fh.fileno())
+                fh.close()
+            except BaseException:
+                _discard(fh)  # a failing close must not replace the error that got us here
+                raise
             if tmp.stat().st_size != writer.written:
                 raise StoreError(f"store {self.name!r}: short write for {key} (disk full?)")
             os.replace(tmp, final)
@@ -83,8 +96,6 @@ class LocalStore(Store):
         except OSError as e:
             raise self._oserror(e, key) from None
         finally:
-            if not fh.closed:
-                fh.close()
             if not committed:
                 try:
                     tmp.unlink()
