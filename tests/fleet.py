@@ -41,6 +41,7 @@ class Fleet:
     tenants: dict[str, tuple[Cluster, str]] = field(default_factory=dict)
     workers: list[subprocess.Popen] = field(default_factory=list)
     extra_toml: str = ""
+    tenants_toml: str = ""  # more [tenants.X] tables, as written
 
     @property
     def config_path(self) -> Path:
@@ -59,6 +60,7 @@ class Fleet:
             'state_dir = "state"',
             f"max_parallel_per_server = {max_parallel_per_server}",
             "queue_retry_wait_s = 0.2",
+            "queue_retry_attempts = 3",
         ]
         if queue:
             lines += [f'queue = "postgresql://postgres@127.0.0.1:{self.control.port}/{self.queue_db}"',
@@ -67,7 +69,7 @@ class Fleet:
         for name, (server, db) in self.tenants.items():
             lines += [f"[tenants.{name}]", 'host = "127.0.0.1"', f"port = {server.port}", 'user = "postgres"',
                       f'password_env = "{PASSWORD_ENV}"', f'databases = ["{db}"]', f'schedule = "{schedule}"', ""]
-        self.config_path.write_text("\n".join(lines))
+        self.config_path.write_text("\n".join(lines) + "\n" + self.tenants_toml)
         return self.config_path
 
     def config(self):

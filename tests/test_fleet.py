@@ -170,3 +170,27 @@ def test_a_worker_killed_mid_backup_loses_nothing(fleet: Fleet):
     leftovers = [p for p in store_dir.rglob("*") if p.is_file() and recs[0].id not in str(p)]
     assert leftovers == []
     q.close()
+
+
+def test_transient_failures_retry_with_backoff_permanent_ones_do_not(fleet: Fleet, pg: Cluster):
+    from dumpsafe.devcluster import free_port
+
+    fleet.tenants_toml = (
+        f'[tenants.down]\nhost = "127.0.0.1"\nport = {free_port()}\nuser = "postgres"\npassword_env = "FLEET_PGPASSWORD"\n'
+        'databases = ["app"]\n\n'
+        f'[tenants.badcfg]\nhost = "127.0.0.1"\nport = {pg.port}\nuser = "postgres"\npassword_env = "FLEET_UNSET_PW"\n'
+        'databases = ["app"]\n'
+    )
+    fleet.write_config()
+    from dumpsafe.queue import JobQueue
+
+    q = JobQueue(fleet.config())
+    q.ensure_schema()
+    down, bad = q.defer("backup", "down", actor="test"), q.defer("backup", "badcfg", actor="test")
+    fleet.start_worker(concurrency=2)
+    wait_for("both jobs to end", lambda: q.job(down.id).finished and q.job(bad.id).finished, timeout=90)
+    d, b = q.job(down.id), q.job(bad.id)
+    assert (d.status, d.attempts) == ("failed", 3)  # database down: retried up to queue_retry_attempts
+    assert (b.status, b.attempts) == ("failed", 1)  # bad config: failed at once
+    assert "FLEET_UNSET_PW is not set" in b.error and d.error
+    q.close()
