@@ -41,11 +41,9 @@ class PermanentJobError(Exception):
 
 
 def is_transient(e: errors.DumpsafeError) -> bool:
-    if isinstance(e, errors.ObjectMissing):
-        return False
-    if isinstance(e, errors.StoreError) or getattr(e, "kind", None) == "queue":
-        return True
-    return isinstance(e, TRANSIENT)
+    if isinstance(e, errors.StoreError):
+        return e.transient  # the stores mark what another attempt may fix (5xx, throttling, unreachable)
+    return getattr(e, "kind", None) == "queue" or isinstance(e, TRANSIENT)
 
 
 @dataclass

@@ -248,11 +248,7 @@ class Scheduler:
                 if not got:
                     run.outcome, run.detail = "skipped", f"another {run.kind} of {run.tenant} holds the lock"
                     return
-                run.started = self.clock()
-                if run.kind == "backup":
-                    self._backup(run)
-                else:
-                    self._drill(run)
+                self._shared_store_run(run)
         except Exception as e:  # a bug in one job must not kill the scheduler
             run.outcome, run.detail = "failed", f"internal error ({type(e).__name__})"
             log.exception("scheduled %s of %s failed unexpectedly", run.kind, run.tenant)
@@ -260,6 +256,28 @@ class Scheduler:
             run.finished = self.clock()
             with self._lock:
                 self._inflight.discard((run.tenant, run.kind))
+
+    def _shared_store_run(self, run: Run) -> None:
+        """Run once per fire across hosts sharing the tenant's store (issue 16): the first host to
+        claim the fire runs it, under the tenant's lease (renewed while it runs)."""
+        from dumpsafe.lease import Lease, claim_once, held
+
+        try:
+            store = self.service.store(self.config.store_for(run.tenant))
+            if not claim_once(store, f"{run.kind}-{run.tenant}", run.fire):
+                run.outcome, run.detail = "skipped", f"another host ran the {run.kind} of {run.tenant} due {run.fire}"
+                return
+            with held(Lease(store, f"{run.kind}-{run.tenant}")) as got:
+                if not got:
+                    run.outcome, run.detail = "skipped", f"another host holds the {run.kind} lease of {run.tenant}"
+                    return
+                run.started = self.clock()
+                if run.kind == "backup":
+                    self._backup(run)
+                else:
+                    self._drill(run)
+        except DumpsafeError as e:
+            run.outcome, run.detail = "failed", e.message
 
     # ---- jobs ------------------------------------------------------------------------------
     def _backup(self, run: Run) -> None:
