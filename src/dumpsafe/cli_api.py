@@ -134,6 +134,10 @@ def serve_cmd(
     logging.getLogger("dumpsafe").propagate = False
     service = BackupService(config)
     _recover_at_start(service)
+    if config.queue:  # issue 16: the scheduler and the API queue jobs for `dumpsafe worker`
+        from dumpsafe.queue import queue_for
+
+        queue_for(config).ensure_schema()
     background: list[Any] = []
     if not no_scheduler:
         try:
