@@ -11,7 +11,8 @@ hard link that fails on an existing name), so for every ``n`` exactly one writer
 - release: create ``n + 1`` already expired. The top entry is never deleted (entries below
   it are, by the writer of the top), so the series only grows and the race stays exact.
 Expiry is read with the reader's clock against the writer's ``expires_at``: keep clocks
-within a small fraction of the ttl (NTP).
+within a small fraction of the ttl (NTP). A lease whose writer was a process of this host
+that is gone (kill -9) is free at once, as with pending markers.
 
 ``claim_once(store, name, fire)`` is the once-per-tick half: the first host to create
 ``claims/<name>/<fire>.json`` runs that scheduled fire; the others skip it.
@@ -30,12 +31,29 @@ from typing import Any, Callable, Iterator
 
 from dumpsafe.errors import ConflictError, DumpsafeError, ObjectMissing
 from dumpsafe.models import rfc3339, utcnow
+from dumpsafe.pending import pid_alive, process_start, this_process
 from dumpsafe.storage.base import Store
 
 log = logging.getLogger(__name__)
 LEASES = "leases/"
 CLAIMS = "claims/"
 KEEP_CLAIMS = 10
+
+
+def _holder_dead(proc: Any) -> bool:
+    """Whether a lease's writer is a process of this host (and pid namespace) that is gone;
+    another host's writer is judged by the lease's expiry alone."""
+    if not isinstance(proc, dict):
+        return False
+    me = this_process()
+    if proc.get("host") != me["host"] or proc.get("pid_ns") != me["pid_ns"]:
+        return False
+    if proc.get("boot_id") and me["boot_id"] and proc["boot_id"] != me["boot_id"]:
+        return True
+    pid = proc.get("pid")
+    if not isinstance(pid, int) or not pid_alive(pid):
+        return True
+    return proc.get("pid_start") is not None and process_start(pid) not in (None, proc["pid_start"])
 
 
 class Lease:
@@ -67,13 +85,15 @@ class Lease:
             return None  # gone or unreadable: free (a store that cannot be read raises)
 
     def _expired(self, entry: dict[str, Any]) -> bool:
+        if _holder_dead(entry.get("process")):
+            return True  # its process on this host is gone (kill -9): the next command need not wait
         try:
             return datetime.fromisoformat(str(entry["expires_at"]).replace("Z", "+00:00")) <= self.clock()
         except (KeyError, ValueError):
             return True  # unreadable: treat as free rather than locking a tenant out forever
 
     def _create(self, n: int, released: bool = False) -> bool:
-        body = {"holder": self.holder, "token": self.token,
+        body = {"holder": self.holder, "token": self.token, "process": this_process(),
                 "expires_at": rfc3339(self.clock() + timedelta(seconds=0 if released else self.ttl_s))}
         if not self.store.create_if_absent(self._key(n), json.dumps(body).encode()):
             got = self._read(n)  # our own earlier attempt whose answer was lost counts as ours

@@ -5,6 +5,10 @@ schedule, prune after every successful backup, and alerts when success goes miss
   fire time comes makes that fire a skip, in this process (an in-flight set) and across
   processes (a non-blocking lock file in state_dir/locks).
 - Bounded concurrency across tenants: at most ``max_parallel`` jobs run at once.
+- Hosts sharing a store (issue 16): the first host to claim a fire in the store runs it,
+  under the tenant's lease there (lease.py), so two ``serve`` processes on one bucket run
+  each scheduled backup once. With a ``queue`` configured each fire is only deferred to the
+  workers instead, once for the whole fleet (queue.py).
 - Optional jitter (``[scheduler] jitter``) delays each run by a random amount.
 - A run missed while the service was down runs once on start when the missed fire time
   is within ``[scheduler] grace`` and no attempt was audited since.
@@ -276,8 +280,10 @@ class Scheduler:
                     self._backup(run)
                 else:
                     self._drill(run)
-        except DumpsafeError as e:
+        except DumpsafeError as e:  # the store could not be reached to claim the fire
             run.outcome, run.detail = "failed", e.message
+            kind = EventKind.BACKUP_FAILED if run.kind == "backup" else EventKind.DRILL_FAILED
+            self._send(Event(kind, run.tenant, None, f"scheduled {run.kind} of tenant {run.tenant} failed: {e.message}"))
 
     # ---- jobs ------------------------------------------------------------------------------
     def _backup(self, run: Run) -> None:
