@@ -194,3 +194,30 @@ def test_transient_failures_retry_with_backoff_permanent_ones_do_not(fleet: Flee
     assert (b.status, b.attempts) == ("failed", 1)  # bad config: failed at once
     assert "FLEET_UNSET_PW is not set" in b.error and d.error
     q.close()
+
+
+def test_drill_prune_and_copy_run_as_jobs_too(fleet: Fleet):
+    fleet.add_tenants(1, rows=100)
+    fleet.extra_toml = "retention = { last = 1 }\ndefault_store = \"local\""
+    fleet.tenants_toml = '[stores.second]\nkind = "local"\npath = "second"\n'
+    fleet.write_config()
+    config = fleet.config()
+    from dumpsafe.queue import JobQueue
+
+    (tenant,) = fleet.tenants
+    svc = BackupService(config)
+    old, new = svc.create(tenant)[0], svc.create(tenant)[0]
+    q = JobQueue(config)
+    q.ensure_schema()
+    fleet.start_worker(concurrency=1)
+    drill = q.defer("drill", tenant, actor="test")
+    copy = q.defer("copy", tenant, backup_id=new.id, to="second", actor="test")
+    prune = q.defer("prune", tenant, actor="test")
+    for j in (drill, copy, prune):
+        wait_for(f"the {j.kind} job", lambda j=j: q.job(j.id).finished, timeout=90)
+    assert [(q.job(j.id).status, q.job(j.id).backup_ids) for j in (drill, copy, prune)] == [
+        ("succeeded", [new.id]), ("succeeded", [new.id]), ("succeeded", [old.id])]
+    assert svc.get(new.id).last_verification.result == "passed"  # the drill's verdict, on the record
+    assert [r.id for r in svc.list(tenant, store="second")] == [new.id]
+    assert [r.id for r in svc.list(tenant, store="local")] == [new.id]
+    q.close()
