@@ -52,7 +52,11 @@ def store_keys(env: Env, name: str = "main") -> list[str]:
 def assert_clean(env: Env, name: str = "main") -> list[str]:
     """Every object belongs to a listed backup; no marker, temp file or unfinished upload."""
     listed = [r["id"] for r in env.cli("backup", "list", "--store", name, "--json").json()]
-    for key in store_keys(env, name):
+    keys = store_keys(env, name)
+    # issue 16: a lease keeps one (released) entry per name; nothing else of it stays behind
+    leases = [k.rsplit("/", 1)[0] for k in keys if k.startswith("leases/")]
+    assert len(leases) == len(set(leases)), f"superseded lease entries left: {leases}"
+    for key in (k for k in keys if not k.startswith(("leases/", "claims/"))):
         owner = key.removeprefix("records/").removesuffix(".json") if key.startswith("records/") else (
             key.split("/")[1] if key.startswith("objects/") else None)
         assert owner in listed, f"{key} in store {name!r} belongs to no listed backup ({listed})"

@@ -256,6 +256,13 @@ class GuardedService:
                 tenant, databases=databases, store=store, uploads=uploads, label=label, pin=pin, actor=self.caller.actor
             ))
 
+    def authorize_create(self, tenant: str, store: str | None = None) -> None:
+        """The checks of create() alone (scope, tenant, store), audited on refusal: before a job is queued (issue 16)."""
+        with self._guard("create", tenant=tenant, store=store):
+            self.caller.require(CREATE)
+            self._tenant(tenant)
+            self._store(tenant, store)
+
     def delete(self, backup_id: str) -> BackupRecord:
         with self._guard("delete", backup_id=backup_id):
             self.caller.require(DELETE)

@@ -15,6 +15,7 @@ it is rebuilt from the log once when it does not match the log's size.
 
 from __future__ import annotations
 
+import contextvars
 import fcntl
 import hashlib
 import json
@@ -37,6 +38,10 @@ MAX_ERROR = 2000
 MAX_ITEMS = 50
 BACKUP_ACTIONS = frozenset({"create", "backup", "backup.create"})  # status.py counts these failures
 _CHUNK = 1 << 16
+
+
+# fields every line written in this context carries (a queued job: its job_id and worker host)
+JOB_CONTEXT: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("dumpsafe_audit_job", default={})
 
 
 def excerpt(value: Any, limit: int = MAX_STR, depth: int = 0) -> Any:
@@ -205,6 +210,7 @@ class AuditLog:
                 "outcome": outcome,
                 "duration_s": round(duration, 3),
                 "error": error,
+                **JOB_CONTEXT.get(),
                 **ev.extra,
             }
         )

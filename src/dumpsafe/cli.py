@@ -429,12 +429,13 @@ def recover_cmd(ctx: typer.Context, as_json: JsonOpt = False) -> None:
 
 
 # --- serve, tokens, mcp (issue 6) ---
-from dumpsafe.cli_api import audit_app, mcp_cmd, serve_cmd, token_app  # noqa: E402  (commands live in cli_api.py)
+from dumpsafe.cli_api import audit_app, mcp_cmd, serve_cmd, token_app, worker_cmd  # noqa: E402  (commands live in cli_api.py)
 
 app.add_typer(token_app, name="token")
 app.add_typer(audit_app, name="audit")
 app.command("serve")(serve_cmd)
 app.command("mcp")(mcp_cmd)
+app.command("worker")(worker_cmd)  # issue 16: queued jobs
 app.command("init")(init_cmd)  # issue 14: a newcomer's first steps
 app.add_typer(config_app, name="config")
 

@@ -134,6 +134,10 @@ def serve_cmd(
     logging.getLogger("dumpsafe").propagate = False
     service = BackupService(config)
     _recover_at_start(service)
+    if config.queue:  # issue 16: the scheduler and the API queue jobs for `dumpsafe worker`
+        from dumpsafe.queue import queue_for
+
+        queue_for(config).ensure_schema()
     background: list[Any] = []
     if not no_scheduler:
         try:
@@ -146,6 +150,32 @@ def serve_cmd(
 
     uvicorn.run(create_app(service, host=host, on_startup=background), host=host, port=port, log_level="info",
                 log_config=log_config(), **tls)
+
+
+def worker_cmd(
+    ctx: typer.Context,
+    concurrency: Annotated[int, typer.Option("--concurrency", min=1, max=32, help="Jobs this worker runs at once.")] = 1,
+    heartbeat_s: Annotated[float, typer.Option("--heartbeat", min=0.1, help="Seconds between heartbeats (and stalled-job checks).")] = 10.0,
+    stalled_after_s: Annotated[float, typer.Option("--stalled-after", min=0.5, help="A worker silent this many seconds is dead: its jobs run again elsewhere.")] = 30.0,
+    poll_s: Annotated[float, typer.Option("--poll", min=0.05, help="Seconds between queue polls (new jobs also arrive by LISTEN/NOTIFY).")] = 2.0,
+) -> None:
+    """Run queued jobs (backup, drill, prune, copy) from the configured `queue`; any number of hosts."""
+    import logging
+
+    from dumpsafe import worker
+
+    config = _local_only(ctx, "worker").config()
+    if not config.queue:
+        src = config.source or "dumpsafe.toml"
+        raise UsageError(f"{src}: no queue is configured; set queue = \"postgresql://user@host/db\" to run workers "
+                         "(without one, 'dumpsafe serve' runs every job itself)")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+    for name in ("dumpsafe", "procrastinate"):
+        logging.getLogger(name).addHandler(handler)
+        logging.getLogger(name).setLevel(logging.INFO)
+        logging.getLogger(name).propagate = False
+    worker.run(config, concurrency=concurrency, heartbeat_s=heartbeat_s, stalled_after_s=stalled_after_s, poll_s=poll_s)
 
 
 def _tls_options(cert: Path | None, key: Path | None) -> dict[str, str]:

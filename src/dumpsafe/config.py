@@ -269,6 +269,13 @@ class Config(_Strict):
     drill_server: str | None = None
     drill_servers: dict[str, DrillServerConfig] = Field(default_factory=dict)
     metrics_unauthenticated: bool = False  # serve: /metrics without a token shows every tenant (issue 12)
+    # issue 16: a control-plane PostgreSQL job queue (procrastinate); None: everything in-process
+    queue: str | None = None  # "postgresql://user@host:5432/dbname", never with a password in it
+    queue_password_env: str | None = None
+    queue_password_file: Path | None = None
+    max_parallel_per_server: int = Field(default=2, ge=1)  # jobs at once per tenant database server
+    queue_retry_attempts: int = Field(default=5, ge=1, le=50)  # transient failures (database down, store 5xx)
+    queue_retry_wait_s: float = Field(default=10, gt=0)  # first backoff; doubles per attempt
     # where the file was read from; not a TOML key
     source: Path | None = Field(default=None, exclude=True)
 
@@ -287,8 +294,17 @@ class Config(_Strict):
     def _notify_urls(cls, v: list[str], info: ValidationInfo) -> list[str]:
         return _check_notify(v, info)
 
+    @field_validator("queue")
+    @classmethod
+    def _queue_url(cls, v: str | None) -> str | None:
+        from dumpsafe.queue_config import check_queue_url
+
+        return None if v is None else check_queue_url(v)
+
     @model_validator(mode="after")
     def _references(self) -> "Config":
+        if self.queue_password_env and self.queue_password_file:
+            raise ValueError("set queue_password_env or queue_password_file, not both")
         if self.default_store and self.default_store not in self.stores:
             raise ValueError(f"default_store: no store named {self.default_store!r} (define [stores.{self.default_store}])")
         if self.drill_server and self.drill_server not in self.drill_servers:
@@ -482,6 +498,7 @@ def config_from_dict(data: dict[str, Any], path: Path, *, check_notify: bool = T
     return cfg.model_copy(
         update={
             "spool_dir": _resolve(base, cfg.spool_dir),
+            "queue_password_file": _resolve(base, cfg.queue_password_file),
             "drill_servers": drill_servers,
             "state_dir": _resolve(base, cfg.state_dir),
             "pg_bin_dir": _resolve(base, cfg.pg_bin_dir),

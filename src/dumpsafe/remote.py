@@ -89,7 +89,22 @@ class RemoteService:
         progress: Progress = NULL,
     ) -> list[BackupRecord]:
         body = {"tenant": tenant, "databases": databases, "store": store, "uploads": uploads, "label": label, "pin": pin}
-        return [BackupRecord.model_validate(r) for r in self._call("POST", "/v1/backups", json=body, timeout=LONG)]
+        got = self._call("POST", "/v1/backups", json=body, timeout=LONG)
+        if isinstance(got, dict):  # 202: a queue is configured; follow the job to its end (issue 16)
+            got = [self._call("GET", f"/v1/backups/{bid}") for bid in self.wait_job(got["id"])]
+        return [BackupRecord.model_validate(r) for r in got]
+
+    def wait_job(self, job_id: int, poll_s: float = 0.5) -> list[str]:
+        """Follow a queued job until it ends; its backup IDs, or its error as a BackupFailed."""
+        import time
+
+        while True:
+            job = self._call("GET", f"/v1/jobs/{int(job_id)}")
+            if job["status"] == "succeeded":
+                return list(job["backup_ids"])
+            if job["status"] in ("failed", "cancelled", "aborted"):
+                raise errors.BackupFailed(f"job {job_id} {job['status']}: {job.get('error') or 'no detail'}")
+            time.sleep(poll_s)
 
     def list(self, tenant: str | None = None, database: str | None = None, store: str | None = None) -> list[BackupRecord]:
         params = {k: v for k, v in (("tenant", tenant), ("database", database), ("store", store)) if v is not None}

@@ -5,6 +5,10 @@ schedule, prune after every successful backup, and alerts when success goes miss
   fire time comes makes that fire a skip, in this process (an in-flight set) and across
   processes (a non-blocking lock file in state_dir/locks).
 - Bounded concurrency across tenants: at most ``max_parallel`` jobs run at once.
+- Hosts sharing a store (issue 16): the first host to claim a fire in the store runs it,
+  under the tenant's lease there (lease.py), so two ``serve`` processes on one bucket run
+  each scheduled backup once. With a ``queue`` configured each fire is only deferred to the
+  workers instead, once for the whole fleet (queue.py).
 - Optional jitter (``[scheduler] jitter``) delays each run by a random amount.
 - A run missed while the service was down runs once on start when the missed fire time
   is within ``[scheduler] grace`` and no attempt was audited since.
@@ -47,7 +51,8 @@ class Run:
     fire: datetime
     started: datetime | None = None
     finished: datetime | None = None
-    outcome: str = "pending"  # ok | failed | skipped
+    outcome: str = "pending"  # ok | failed | skipped | queued
+    job_id: int | None = None  # issue 16: the queued job, when a queue is configured
     detail: str | None = None
     backup_ids: list[str] = field(default_factory=list)
     pruned: list[str] = field(default_factory=list)
@@ -91,11 +96,16 @@ class Scheduler:
         self._alerted: set[tuple[str, str | None]] = set()
         self._lock_dir = Path(self.config.state_dir) / "locks"
         self._rng = random.Random()
+        self.queue = None  # issue 16: with a queue configured, each fire is deferred to the workers
+        if getattr(self.config, "queue", None):
+            from dumpsafe.queue import queue_for
+
+            self.queue = queue_for(self.config)
 
     # ---- lifecycle -------------------------------------------------------------------------
     def start(self) -> "Scheduler":
         now = self.clock()
-        self._jobs = self._build_jobs(now)
+        self.plan(now)
         for job in self._missed_on_start(now):
             self._dispatch(job.tenant, job.kind, job.fire)
         self._thread = threading.Thread(target=self._loop, name="dumpsafe-scheduler", daemon=True)
@@ -176,17 +186,25 @@ class Scheduler:
         next_check = self.clock()
         while not self._stopping.is_set():
             now = self.clock()
-            for job in self._jobs:
-                if job.due <= now:
-                    self._dispatch(job.tenant, job.kind, job.fire)
-                    # one run per due time; fires missed while busy are not replayed
-                    job.fire = job.schedule.next_after(max(job.fire, now))
-                    job.due = self._jittered(job.fire)
+            self.tick(now)
             if now >= next_check:
                 self._safe(self.check_max_age)
                 next_check = now + timedelta(seconds=self.check_interval)
             wake = min([j.due for j in self._jobs] + [next_check])
             self._stopping.wait(max(0.01, min(1.0, (wake - self.clock()).total_seconds())))
+
+    def plan(self, now: datetime) -> None:
+        """Compute each scheduled job's next fire time after ``now`` (start() does this)."""
+        self._jobs = self._build_jobs(now)
+
+    def tick(self, now: datetime) -> None:
+        """Dispatch every job due at ``now`` (run it, or with a queue defer it), then plan its next fire."""
+        for job in self._jobs:
+            if job.due <= now:
+                self._dispatch(job.tenant, job.kind, job.fire)
+                # one run per due time; fires missed while busy are not replayed
+                job.fire = job.schedule.next_after(max(job.fire, now))
+                job.due = self._jittered(job.fire)
 
     def _dispatch(self, tenant: str, kind: str, fire: datetime) -> None:
         run = Run(tenant, kind, fire)
@@ -195,6 +213,10 @@ class Scheduler:
             if self._stopping.is_set():
                 run.outcome, run.detail = "skipped", "scheduler is stopping"
                 return
+        if self.queue is not None:
+            self._defer(run)
+            return
+        with self._lock:
             if (tenant, kind) in self._inflight:
                 run.outcome, run.detail = "skipped", f"previous {kind} of {tenant} still running"
                 log.warning("skipping %s of %s due %s: the previous run is still going", kind, tenant, fire)
@@ -207,6 +229,20 @@ class Scheduler:
                 self._inflight.discard((tenant, kind))
             run.outcome, run.detail = "skipped", "scheduler is stopping"
 
+    def _defer(self, run: Run) -> None:
+        """Queue the fire for the workers, once for the whole fleet (however many serve processes)."""
+        try:
+            dbs = self.config.tenant(run.tenant).databases
+            run.job_id = self.queue.defer_tick(run.kind, run.tenant, run.fire, list(dbs) if dbs else None)
+        except DumpsafeError as e:
+            run.outcome, run.detail = "failed", e.message
+            log.warning("could not queue the %s of %s due %s: %s", run.kind, run.tenant, run.fire, e.message)
+            return
+        if run.job_id is None:
+            run.outcome, run.detail = "skipped", f"this {run.kind} of {run.tenant} is already queued"
+        else:
+            run.outcome = "queued"
+
     def _execute(self, run: Run) -> None:
         try:
             if self._stopping.is_set():
@@ -216,11 +252,7 @@ class Scheduler:
                 if not got:
                     run.outcome, run.detail = "skipped", f"another {run.kind} of {run.tenant} holds the lock"
                     return
-                run.started = self.clock()
-                if run.kind == "backup":
-                    self._backup(run)
-                else:
-                    self._drill(run)
+                self._shared_store_run(run)
         except Exception as e:  # a bug in one job must not kill the scheduler
             run.outcome, run.detail = "failed", f"internal error ({type(e).__name__})"
             log.exception("scheduled %s of %s failed unexpectedly", run.kind, run.tenant)
@@ -228,6 +260,30 @@ class Scheduler:
             run.finished = self.clock()
             with self._lock:
                 self._inflight.discard((run.tenant, run.kind))
+
+    def _shared_store_run(self, run: Run) -> None:
+        """Run once per fire across hosts sharing the tenant's store (issue 16): the first host to
+        claim the fire runs it, under the tenant's lease (renewed while it runs)."""
+        from dumpsafe.lease import Lease, claim_once, held
+
+        try:
+            store = self.service.store(self.config.store_for(run.tenant))
+            if not claim_once(store, f"{run.kind}-{run.tenant}", run.fire):
+                run.outcome, run.detail = "skipped", f"another host ran the {run.kind} of {run.tenant} due {run.fire}"
+                return
+            with held(Lease(store, f"{run.kind}-{run.tenant}")) as got:
+                if not got:
+                    run.outcome, run.detail = "skipped", f"another host holds the {run.kind} lease of {run.tenant}"
+                    return
+                run.started = self.clock()
+                if run.kind == "backup":
+                    self._backup(run)
+                else:
+                    self._drill(run)
+        except DumpsafeError as e:  # the store could not be reached to claim the fire
+            run.outcome, run.detail = "failed", e.message
+            kind = EventKind.BACKUP_FAILED if run.kind == "backup" else EventKind.DRILL_FAILED
+            self._send(Event(kind, run.tenant, None, f"scheduled {run.kind} of tenant {run.tenant} failed: {e.message}"))
 
     # ---- jobs ------------------------------------------------------------------------------
     def _backup(self, run: Run) -> None:

@@ -399,7 +399,7 @@ class BackupService:
             if dry_run:
                 continue
             doomed = retention.to_remove(decisions)
-            with self.audit.record("prune", actor, tenant=name) as ev:
+            with self.audit.record("prune", actor, tenant=name) as ev, self._prune_lease(name):
                 ev.extra.update(removed=0, kept=len(decisions) - len(doomed))
                 for d in doomed:
                     try:
@@ -413,6 +413,18 @@ class BackupService:
                 if problems:
                     raise StoreError(f"prune of tenant {name!r} could not delete {len(problems)} backup(s): {'; '.join(problems)}")
         return out
+
+    def _prune_lease(self, tenant: str):
+        """Hosts sharing the tenant's store never prune it at once (issue 16): a lease in that store."""
+        from contextlib import nullcontext
+
+        from dumpsafe.lease import exclusive
+
+        try:
+            store = self.store(self.config.store_for(tenant))
+        except DumpsafeError:
+            return nullcontext()
+        return exclusive(store, f"prune-{tenant}", f"a prune of tenant {tenant!r}")
 
     def set_pinned(self, backup_id: str, pinned: bool, *, actor: str = "local") -> BackupRecord:
         """Pin (never pruned) or unpin a backup, in every store that holds it."""

@@ -122,6 +122,11 @@ class Store(abc.ABC):
     def abort_unfinished(self, upload: Unfinished) -> None:
         """Abort an upload listed by ``unfinished`` (idempotent)."""
 
+    def create_if_absent(self, key: str, data: bytes) -> bool:
+        """Write a small object only if ``key`` does not exist, atomically against every other
+        writer (issue 16: leases): True when this call created it, False when it was there."""
+        raise StoreError(f"store {self.name!r} ({self.kind}) cannot write conditionally")
+
     # ---- small helpers built on the contract --------------------------------------------
     def put_bytes(self, key: str, data: bytes) -> None:
         with self.open_write(key, size_hint=len(data)) as w:

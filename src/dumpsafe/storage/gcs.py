@@ -290,6 +290,17 @@ class GCSStore(BucketStore):
             fields="items(name,size,updated,timeCreated,etag,generation,metageneration),nextPageToken",
         )
 
+    def create_if_absent(self, key: str, data: bytes) -> bool:
+        """Upload with ``ifGenerationMatch=0``: GCS answers 412 when the object exists."""
+        blob = self._bucket.blob(self._full(key))
+        try:
+            blob.upload_from_string(data, if_generation_match=0, retry=self.retry, timeout=self.cfg.timeout_s)
+        except _ERRORS as e:
+            if _status(e) == 412:
+                return False
+            raise self._error(e, f"writing {key}") from None
+        return True
+
     def delete(self, key: str) -> None:
         blob = self._bucket.blob(self._full(key))
         try:

@@ -151,6 +151,28 @@ class LocalStore(Store):
                 break
             parent = parent.parent
 
+    def create_if_absent(self, key: str, data: bytes) -> bool:
+        """A whole temp file hard-linked to the key: link(2) fails with EEXIST like O_EXCL does,
+        and a reader never sees the object half-written."""
+        final = self._path(key)
+        try:
+            private_dir(final.parent)
+            tmp = final.with_name(f".{final.name}{_TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
+            with open_private(tmp) as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            try:
+                os.link(tmp, final)
+            except FileExistsError:
+                return False
+            finally:
+                tmp.unlink()
+            fsync_dir(final.parent)
+            return True
+        except OSError as e:
+            raise self._oserror(e, key) from None
+
     def url(self, key: str = "") -> str:
         return (self.root / key).resolve().as_uri() if key else self.root.resolve().as_uri()
 

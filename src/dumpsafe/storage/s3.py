@@ -310,6 +310,19 @@ class S3Store(BucketStore):
         with commit_or_abort(w):
             yield w
 
+    def create_if_absent(self, key: str, data: bytes) -> bool:
+        """PUT with ``If-None-Match: *``: S3 answers 412 (or 409 on a concurrent race) when the key exists."""
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self._full(key), Body=data, IfNoneMatch="*")
+        except ClientError as e:
+            status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            if status in (409, 412) or e.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
+                return False
+            raise self._error(e, f"writing {key}") from None
+        except BotoCoreError as e:
+            raise self._error(e, f"writing {key}") from None
+        return True
+
     @contextmanager
     def open_read(self, key: str) -> Iterator[_Body]:
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import JSONResponse
 
 from dumpsafe.api.deps import Guarded
 from dumpsafe.api.schemas import CreateBackup, errors
@@ -21,8 +22,17 @@ BackupId = Annotated[str, Path(min_length=1, max_length=MAX_ID, description="A b
 
 
 @router.post("", status_code=201, response_model=list[BackupRecord], summary="Back up a tenant's databases",
-             responses=errors(403, 404, 409, 502))
+             responses={**errors(403, 404, 409, 502), 202: {"description": "Queued (a queue is configured): the job; "
+                                                            "follow it at /v1/jobs/{id}"}})
 async def create_backup(request: Request, body: CreateBackup, svc: Guarded) -> list[BackupRecord]:
+    if getattr(svc.service.config, "queue", None):  # issue 16: the workers run it
+        from dumpsafe.api.routes.jobs import submit_backup
+        from dumpsafe.queue import queue_for
+
+        import anyio.to_thread
+
+        job = await anyio.to_thread.run_sync(submit_backup, svc, queue_for(svc.service.config), body)
+        return JSONResponse(job, status_code=202, headers={"Location": f"/v1/jobs/{job['id']}"})
     return await long_work(
         request, svc.create,
         body.tenant, databases=body.databases, store=body.store, uploads=body.uploads, label=body.label, pin=body.pin,

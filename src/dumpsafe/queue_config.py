@@ -1,0 +1,53 @@
+"""The ``queue`` keys of the config: the control-plane PostgreSQL URL and its password.
+
+Kept apart from queue.py so reading a config never imports the job engine. The password
+comes from ``queue_password_env`` or ``queue_password_file`` (like a tenant's), never from
+the URL: a URL ends up in process lists, logs and error text.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+from urllib.parse import urlsplit
+
+from dumpsafe.errors import ConfigError
+
+
+def check_queue_url(url: str) -> str:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("postgresql", "postgres") or not parts.hostname or not parts.path.strip("/"):
+        raise ValueError("expected a URL like \"postgresql://dumpsafe@db.example.com:5432/dumpsafe_queue\" "
+                         "(user, host and database name)")
+    if parts.password is not None:
+        raise ValueError("the queue URL must not carry a password; set queue_password_env or queue_password_file")
+    return url
+
+
+def queue_password(config: Any) -> str | None:
+    """The control-plane database password from its env var or file (never echoed)."""
+    if config.queue_password_env:
+        value = os.environ.get(config.queue_password_env)
+        if value is None:
+            raise ConfigError(f"queue: environment variable {config.queue_password_env} is not set "
+                              "(export it or use queue_password_file)")
+        return value
+    if config.queue_password_file:
+        try:
+            return config.queue_password_file.read_text().rstrip("\r\n")
+        except OSError as e:
+            raise ConfigError(f"queue: cannot read queue_password_file {config.queue_password_file} ({e.strerror}); "
+                              "fix the path or its permissions") from None
+    return None
+
+
+def connect_kwargs(config: Any) -> dict[str, Any]:
+    """psycopg connection arguments for the queue database (the password as a keyword, not in the URL)."""
+    kw: dict[str, Any] = {"conninfo": config.queue, "application_name": "dumpsafe-queue"}
+    pw = queue_password(config)
+    if pw is not None:
+        kw["password"] = pw
+    return kw
