@@ -201,3 +201,41 @@ def test_recover_sweeps_leftovers_without_a_journal(env):
         with env.pg.connect() as c:
             c.execute(f'DROP DATABASE IF EXISTS "{env.db}_dskept_0123abcd"')
             c.execute(f'DROP DATABASE IF EXISTS "{env.db}_dsold_0123abcd"')
+
+
+def test_kill_while_pg_restore_clean_runs_then_recover(env):
+    """dumpsafe killed while its pg_restore --clean (still running, orphaned) waits on a lock:
+    `recover` ends that session, so the transaction rolls back and the restore is undone."""
+    from restore_helpers import pids_with
+
+    bid = env.cli("backup", "create", "acme", "--json").json()[0]["id"]
+    _change(env)
+    before = (table_digest(env.pg, env.db), tree_state(env.uploads))
+    holder = env.pg.connect(env.db, autocommit=False)
+    holder.execute("SELECT 1 FROM billing.invoices LIMIT 1")  # AccessShareLock: pg_restore --clean waits
+    proc = subprocess.Popen(env.cli_argv("backup", "restore", bid, "--mode", "clean", "--yes"), env=env.subprocess_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with env.pg.connect() as c:
+                waiting = c.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND application_name "
+                                    "LIKE 'pg_restore dumpsafe-%%' AND wait_event_type = 'Lock'", (env.db,)).fetchone()[0]
+            if waiting:
+                break
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        proc.kill()
+        proc.communicate(timeout=30)
+        assert pids_with(b"pg_restore", env.db.encode())  # the orphaned pg_restore still runs
+        r = env.cli("recover", "--json")
+        assert r.code == 0, r.err
+        assert any("undone" in n for n in r.json()["notes"]), r.out
+    finally:
+        holder.rollback()
+        holder.close()
+    deadline = time.monotonic() + 60
+    while pids_with(b"pg_restore", env.db.encode()):  # had it survived, it would commit now
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    _check(env, env.db, False, before, before)

@@ -241,7 +241,7 @@ class Restorer:
                 pf = self._preflight(record, plan, target, up_ref, progress)
                 ev.extra["problems"] = len(pf.problems)
                 return pf
-            with restore_journal.restore_lock(self.svc.state_dir, record.tenant, plan.database):
+            with self._lock(record.tenant, plan.database):
                 self.recovered = restore_journal.replay(self.svc, record.tenant, held=(record.tenant, plan.database))
                 result = self._restore(record, plan, target, up_ref, progress)
             ev.extra["kept_old"] = result.kept_old
@@ -292,7 +292,7 @@ class Restorer:
                     uploads_live=plan.uploads_to if staged else None, uploads_staged=str(staged) if staged else None,
                     staged_ino=os.stat(staged).st_ino if staged else None, database_sql=list(toc.database_sql),
                     owner=self._clean_owner(spec) if plan.mode == "clean" else None,
-                    appname=f"dumpsafe-restore-{secrets.token_hex(6)}")
+                    appname=f"pg_restore dumpsafe-{secrets.token_hex(6)}")
                 with progress.task(f"restore {plan.database}") as _:
                     if glob is not None:
                         roles = self._create_roles(target, plan, record, glob)
@@ -524,6 +524,10 @@ class Restorer:
         if ref is None:
             raise RestoreFailed(f"backup {record.id} has no database object in its record")
         return ref
+
+    def _lock(self, tenant: str, database: str):
+        """The restore lock of ``tenant``/``database`` (ConflictError when another restore holds it)."""
+        return restore_journal.restore_lock(self.svc.state_dir, tenant, database)
 
     def spool_dir(self):
         """A claimed 0700 spool directory (restore_journal.spool_dir); dead restores' ones swept first."""
