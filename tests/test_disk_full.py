@@ -19,7 +19,8 @@ def sized_tmpfs(tmp_path):
     def mount(size: int):
         mnt = tmp_path / f"disk{len(mounted)}"
         mnt.mkdir()
-        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)], check=True, capture_output=True)
+        # mode=0700: the store root is dumpsafe's own directory (an open one is tightened with a log line)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(mnt)], check=True, capture_output=True)
         mounted.append(mnt)
         return mnt
 

@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from typing import Any, Callable
 
 from dumpsafe.errors import DumpsafeError
+from dumpsafe.fsutil import pid_alive
 from dumpsafe.models import rfc3339, utcnow
 from dumpsafe.storage.base import Store
 
@@ -76,16 +77,6 @@ def process_start(pid: int) -> str | None:
         return text.rsplit(")", 1)[1].split()[19]
     except IndexError:
         return None
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def pid_namespace() -> str | None:

@@ -12,20 +12,10 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from dumpsafe.errors import ObjectMissing, StoreError
-from dumpsafe.fsutil import fsync_dir, open_private, private_dir
+from dumpsafe.fsutil import fsync_dir, open_private, pid_alive, private_dir
 from dumpsafe.storage.base import ObjectInfo, Store, check_key
 
 _TMP_MARK = ".tmp-"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _discard(fh: BinaryIO) -> None:
@@ -180,7 +170,7 @@ class LocalStore(Store):
                 except (ValueError, IndexError):
                     pid = -1
                 try:
-                    stale = (pid > 0 and not _pid_alive(pid)) or now - p.stat().st_mtime > older_than_s
+                    stale = (pid > 0 and not pid_alive(pid)) or now - p.stat().st_mtime > older_than_s
                     if stale:
                         p.unlink()
                         removed += 1
