@@ -91,7 +91,9 @@ def test_kill_during_restore(mode, point, env):
     if point == P + "after_refuse":
         assert _allows(env, target) is False  # the window finding 1 was about
 
-    nxt = ("recover",) if CASES.index((mode, point)) % 2 else ("backup", "create", "acme", "--json")
+    # the next command that touches the tenant: each kind in turn (after_refuse: create, finding 1)
+    nxt = [("backup", "create", "acme", "--json"), ("recover",), ("backup", "verify", bid, "--drill")][
+        0 if point == P + "after_refuse" else CASES.index((mode, point)) % 3]
     r = env.cli(*nxt)
     assert r.code == 0, r.err
     _check(env, target, point in FORWARD, backup_side, before_side)
