@@ -96,6 +96,8 @@ def test_kill_during_restore(mode, point, env):
         0 if point == P + "after_refuse" else CASES.index((mode, point)) % 3]
     r = env.cli(*nxt)
     assert r.code == 0, r.err
+    if nxt == ("recover",):
+        assert ("rolled forward to the backup" if point in FORWARD else "undone") in r.err, r.err
     _check(env, target, point in FORWARD, backup_side, before_side)
     ids = assert_clean(env, "local")  # nothing partial listed; every listed backup verifies
     assert bid in ids

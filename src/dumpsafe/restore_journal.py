@@ -120,13 +120,13 @@ def _db_swapped(svc: "BackupService", s: Any, e: dict[str, Any]) -> bool:
     mode, step = e["mode"], e.get("step")
     if step in (None, "staged"):
         return False
+    if step in ("uploads", "finish", "properties"):  # written only after the swap (or clean's commit)
+        return True
     if mode == "atomic":
         return bool(e.get("old")) and dbs.database_exists(s, e["old"]) and not dbs.database_exists(s, e["staging"])
     if mode == "new":
         return not dbs.database_exists(s, e["staging"]) and dbs.database_exists(s, e["database"])
-    if step != "clean":  # pg_restore returned (committed) before the journal moved on
-        return True
-    return _clean_committed(svc, e)
+    return _clean_committed(svc, e)  # step "clean": killed while pg_restore ran, or right after it returned
 
 
 def _clean_committed(svc: "BackupService", e: dict[str, Any]) -> bool:
