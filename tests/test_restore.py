@@ -268,7 +268,7 @@ def test_clean_mode_killed_while_running_rolls_back(env, backed_up):
         while time.monotonic() < deadline:
             with env.pg.connect() as c:
                 waiting = c.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND application_name = 'pg_restore' "
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND application_name LIKE 'pg_restore%%' "
                     "AND wait_event_type = 'Lock'", (env.db,)).fetchone()[0]
             if waiting:
                 break

@@ -419,7 +419,7 @@ def backup_repair(ctx: typer.Context, backup_id: IdArg, as_json: JsonOpt = False
 
 @app.command("recover")
 def recover_cmd(ctx: typer.Context, as_json: JsonOpt = False) -> None:
-    """Finish or undo interrupted operations: sweep what killed backups, copies and deletes left."""
+    """Finish or undo interrupted operations: sweep what killed backups, copies and deletes left, replay killed restores."""
     report = _local(ctx, "recover").service().recover()
     if as_json:
         output.emit_json(report.to_json_dict())

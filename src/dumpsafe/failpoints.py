@@ -119,3 +119,12 @@ PRUNE = register("prune", {
 STORE = register("store", {
     "after_multipart_start": "an S3 multipart upload was started (in flight on the server)",
 })
+RESTORE = register("restore", {
+    "after_staged": "journal written: staging database restored and checked, uploads staged; nothing live touched",
+    "after_refuse": "atomic: connections to the target refused, before the rename",
+    "after_rename": "atomic/new: database renamed into place, uploads tree not yet swapped",
+    "after_clean_restore": "clean: pg_restore --clean committed, the backup's properties not yet given",
+    "after_properties": "clean: properties given and contents checked, uploads tree not yet swapped",
+    "after_uploads_swap": "uploads tree swapped in; atomic: the replaced database not yet dropped",
+    "after_drop_old": "atomic: the replaced database dropped (or kept), journal not yet removed",
+})

@@ -7,23 +7,23 @@ Order of work (each step only starts when the one before succeeded):
 3. database: atomic/new restore into a staging database, compare row counts with the
    record, then swap by rename (one transaction); clean runs pg_restore --clean in one
    transaction. Any failure drops the staging database.
-4. uploads: swap the staged tree in by rename.
+4. uploads: swap the staged tree in by rename, right after the database swap; the replaced
+   database is dropped after both swaps.
+From step 3 on every step is journaled first (``restore_journal.py``): a restore killed at any
+point is finished or undone by the next command that touches the tenant, or ``recover``.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
-import shutil
+import secrets
 import tarfile
-import tempfile
 import time
-from contextlib import ExitStack, contextmanager
-from dataclasses import asdict, dataclass, field
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from dumpsafe import fetch
+from dumpsafe import fetch, restore_journal
 from dumpsafe.engines import files, postgres
 from dumpsafe.engines import pg_globals
 from dumpsafe.compare import check_contents, clean_fixed_properties, compare_counts, known_tables  # noqa: F401
@@ -31,120 +31,10 @@ from dumpsafe.engines import inventory
 from dumpsafe.engines import pg_restore as pgr
 from dumpsafe.engines.sqlsession import open_session
 from dumpsafe.errors import ConflictError, RestoreFailed, UsageError
-from dumpsafe.fsutil import private_dir
-from dumpsafe.models import BackupRecord, ObjectRef, encode_db
+from dumpsafe.failpoints import failpoint
+from dumpsafe.models import BackupRecord, ObjectRef
 from dumpsafe.progress import NULL, Progress
-
-MODES = ("atomic", "clean", "new")
-
-
-@dataclass
-class RestorePlan:
-    """What a restore would do, resolved without reading any object (cheap; fronts confirm on it)."""
-
-    backup_id: str
-    tenant: str
-    database: str
-    server: str
-    mode: str
-    target_exists: bool
-    uploads_to: str | None
-    uploads_dest_exists: bool
-    keep_old: bool
-
-    @property
-    def destructive(self) -> bool:
-        return (self.mode in ("atomic", "clean") and self.target_exists) or self.uploads_dest_exists
-
-    def describe(self) -> str:
-        what = {"atomic": "replace (atomic swap)", "clean": "overwrite in place (--clean)", "new": "create"}[self.mode]
-        text = f"{what} database {self.database!r} on {self.server} from backup {self.backup_id}"
-        if self.uploads_to:
-            text += f", and {'replace' if self.uploads_dest_exists else 'create'} uploads tree {self.uploads_to}"
-        return text
-
-
-@dataclass
-class RestoreResult:
-    backup_id: str
-    tenant: str
-    database: str
-    server: str
-    mode: str
-    tables: int
-    rows: int
-    uploads_to: str | None
-    uploads: dict[str, int] | None
-    kept_old: str | None
-    duration_s: float
-    dry_run: bool = False
-    globals: dict[str, Any] | None = None  # with --with-globals: roles created, memberships, tablespaces skipped
-
-    def to_json_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
-class Preflight:
-    """A dry run's report: everything checked, nothing changed."""
-
-    backup_id: str
-    tenant: str
-    database: str
-    server: str
-    mode: str
-    target_exists: bool
-    integrity: list[dict[str, Any]]
-    tables: dict[str, int]
-    table_data_entries: int
-    tables_without_data: list[str]
-    would_drop: list[str]
-    would_create: list[str]
-    would_replace: list[str]
-    would_keep: list[str]
-    roles_needed: list[str]
-    roles_missing: list[str]
-    globals_roles_missing: list[str] | None  # roles the globals object defines that the target lacks (None: no globals)
-    extensions_needed: list[str]
-    extensions_missing: list[str]
-    versions: dict[str, str | None]
-    disk: list[dict[str, Any]]
-    uploads_to: str | None
-    problems: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    dry_run: bool = True
-    database_properties: dict[str, Any] | None = None  # the backup's, as the record (or the archive) says
-    property_changes: list[str] = field(default_factory=list)  # atomic: "<property> (before → after)"
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    def to_json_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "ok": self.ok}
-
-
-def restore_jobs(configured: int) -> int:
-    return configured or max(1, min(4, os.cpu_count() or 1))
-
-
-@dataclass(frozen=True)
-class DbOptions:
-    """How the database's own properties are carried over (--no-owner, --owner ROLE, --no-tablespaces)."""
-
-    no_owner: bool = False
-    owner: str | None = None
-    no_tablespaces: bool = False
-
-    def restore_args(self) -> tuple[str, ...]:
-        args: list[str] = []
-        if self.no_owner or self.owner:
-            args.append("--no-owner")
-        if self.owner:
-            args.append(f"--role={self.owner}")
-        if self.no_tablespaces:
-            args.append("--no-tablespaces")
-        return tuple(args)
+from dumpsafe.restore_models import MODES, DbOptions, Preflight, RestorePlan, RestoreResult, restore_jobs  # noqa: F401
 
 
 class Restorer:
@@ -155,6 +45,7 @@ class Restorer:
         self.config = service.config
         self.identities: list[Any] | None = None
         self.swept: list[str] = []  # orphaned staging/scratch databases dropped on the way
+        self.recovered: list[str] = []  # interrupted restores of this tenant finished or undone first
         self.with_globals = False
         self.opts = DbOptions()
 
@@ -240,8 +131,11 @@ class Restorer:
                 ev.extra["problems"] = len(pf.problems)
                 return pf
             with self._lock(record.tenant, plan.database):
+                self.recovered = restore_journal.replay(self.svc, record.tenant, held=(record.tenant, plan.database))
                 result = self._restore(record, plan, target, up_ref, progress)
             ev.extra["kept_old"] = result.kept_old
+            if self.recovered:
+                ev.extra["recovered"] = self.recovered
             if result.globals is not None:
                 ev.extra["roles_created"] = result.globals["roles_created"]
             if self.swept:
@@ -280,27 +174,28 @@ class Restorer:
                             f"backup {record.id}: the uploads archive holds {stats.files} files / {stats.bytes} bytes, the record "
                             f"says {record.uploads.files} / {record.uploads.bytes}; nothing was changed"
                         )
-                # every object is verified and staged: from here on we touch the target
+                # every object is verified and staged: from here on we touch the target, journaled
+                jr = restore_journal.Journal(
+                    self.svc.state_dir, tenant=record.tenant, database=plan.database, backup_id=record.id,
+                    store=record.store, mode=plan.mode, keep_old=plan.keep_old, staging=None, old=None,
+                    uploads_live=plan.uploads_to if staged else None, uploads_staged=str(staged) if staged else None,
+                    staged_ino=os.stat(staged).st_ino if staged else None, database_sql=list(toc.database_sql),
+                    owner=self._clean_owner(spec) if plan.mode == "clean" else None,
+                    appname=f"pg_restore dumpsafe-{secrets.token_hex(6)}")
                 with progress.task(f"restore {plan.database}") as _:
                     if glob is not None:
                         roles = self._create_roles(target, plan, record, glob)
                     try:
                         if plan.mode == "clean":
-                            kept, rows, tables = None, *self._clean(record, plan, target, tool, dump, spec)
+                            kept, rows, tables = None, *self._clean(record, plan, target, tool, dump, spec, jr)
                         else:
-                            kept, rows, tables = self._via_staging(record, plan, target, tool, dump, toc, spec)
+                            kept, rows, tables = self._via_staging(record, plan, target, tool, dump, toc, spec, jr)
                     except BaseException:
-                        if roles is not None and roles.roles_created:  # nothing owns them: the restore rolled back
+                        swapped = self._resolve_here(jr)
+                        if not swapped and roles is not None and roles.roles_created:  # nothing owns them now
                             self._drop_roles(target, plan, roles.roles_created)
                         raise
-                if staged is not None:
-                    try:
-                        files.swap_in(staged, Path(plan.uploads_to))
-                    except OSError as e:
-                        raise RestoreFailed(
-                            f"database {plan.database!r} was restored, but swapping in the uploads tree at {plan.uploads_to} "
-                            f"failed ({e.strerror}); the previous tree is still in place"
-                        ) from None
+                    jr.remove()
         return RestoreResult(
             backup_id=record.id, tenant=record.tenant, database=plan.database, server=plan.server, mode=plan.mode,
             tables=tables, rows=rows, uploads_to=plan.uploads_to,
@@ -368,17 +263,69 @@ class Restorer:
             raise ConflictError(f"cannot restore backup {record.id} into database {plan.database!r} on {plan.server}: "
                                 + "; ".join(problems) + "; nothing was changed")
 
+    def _resolve_here(self, jr: restore_journal.Journal) -> bool:
+        """A step failed: apply the journal's rule now (roll forward once the database was
+        swapped, else undo). If that fails too, the journal stays for the next command.
+        Returns whether the backup's database is in place."""
+        if not jr.written:
+            return False
+        try:
+            forward, _ = restore_journal.resolve(self.svc, jr.data, in_process=True)
+        except Exception:
+            return True  # unknown: keep the journal and the roles
+        jr.remove()
+        return forward
+
+    def _swap_uploads(self, jr: restore_journal.Journal) -> None:
+        """Right after the database swap: the staged uploads tree in place of the live one."""
+        staged, live = jr.data.get("uploads_staged"), jr.data.get("uploads_live")
+        if staged:
+            jr.step("uploads")
+            try:
+                files.swap_in(Path(staged), Path(live))
+            except OSError as e:
+                raise RestoreFailed(
+                    f"database {jr.data['database']!r} was restored, but swapping in the uploads tree at {live} "
+                    f"failed ({e.strerror})"
+                ) from None
+        failpoint("restore.after_uploads_swap")
+
+    def _swap(self, target: postgres.PgTarget, s: Any, plan: RestorePlan, staging: str, spec: pgr.DbSpec | None,
+              jr: restore_journal.Journal) -> str | None:
+        """atomic: refuse connections, rename both in one transaction, swap the uploads tree,
+        then the template flag and the replaced database dropped (or kept); each step journaled."""
+        if not pgr.database_exists(s, plan.database):
+            raise ConflictError(f"database {plan.database!r} disappeared during the restore; nothing was swapped")
+        old = pgr.side_name(plan.database, "dskept" if plan.keep_old else "dsold")
+        jr.step("refuse", old=old)
+        with pgr.claimed(target, old):
+            pgr.refuse_connections(s, plan.database)
+            failpoint("restore.after_refuse")
+            jr.step("rename")
+            pgr.rename_pair(s, plan.database, staging, old)
+            failpoint("restore.after_rename")
+            self._swap_uploads(jr)
+            jr.step("finish")
+            pgr.finish(s, plan.database, spec)
+            if plan.keep_old:
+                pgr.allow_connections(s, old)
+            else:
+                pgr.drop_now(s, old)
+            failpoint("restore.after_drop_old")
+        return old if plan.keep_old else None
+
     def _via_staging(self, record: BackupRecord, plan: RestorePlan, target: postgres.PgTarget, tool: str, dump: Path,
-                     toc: pgr.Toc, spec: pgr.DbSpec | None) -> tuple[str | None, int, int]:
+                     toc: pgr.Toc, spec: pgr.DbSpec | None, jr: restore_journal.Journal) -> tuple[str | None, int, int]:
         """atomic and new: restore beside the target with the backup's own database properties,
         check its contents, then rename into place (the template flag last)."""
         self.swept = pgr.sweep_orphans(target)
         staging = pgr.side_name(plan.database, "dsstage")
         with pgr.claimed(target, staging):
-            return self._in_staging(record, plan, target, tool, dump, toc, spec, staging)
+            return self._in_staging(record, plan, target, tool, dump, toc, spec, staging, jr)
 
     def _in_staging(self, record: BackupRecord, plan: RestorePlan, target: postgres.PgTarget, tool: str, dump: Path,
-                    toc: pgr.Toc, spec: pgr.DbSpec | None, staging: str | None) -> tuple[str | None, int, int]:
+                    toc: pgr.Toc, spec: pgr.DbSpec | None, staging: str | None,
+                    jr: restore_journal.Journal) -> tuple[str | None, int, int]:
         with pgr.admin(target, plan.database, staging) as conn:
             pgr.create_database(conn, staging, spec, owner=self.opts.owner, no_owner=self.opts.no_owner,
                                 tablespaces=not self.opts.no_tablespaces, encoding=toc.encoding)
@@ -393,10 +340,15 @@ class Restorer:
                 )
             with pgr.admin(target, plan.database, staging) as conn:
                 pgr.apply_properties(conn, staging, spec)  # after the data: a read-only default cannot stop pg_restore
+                jr.step("staged", staging=staging)
+                failpoint("restore.after_staged")
                 if plan.mode == "atomic":
-                    kept = pgr.swap_databases(target, conn, plan.database, staging, keep_old=plan.keep_old, spec=spec)
+                    kept = self._swap(target, conn, plan, staging, spec, jr)
                 else:
+                    jr.step("rename")
                     pgr.rename_into_place(conn, staging, plan.database, spec)
+                    failpoint("restore.after_rename")
+                    self._swap_uploads(jr)
                     kept = None
             staging = None
             return kept, sum(counts.values()), len(counts)
@@ -408,7 +360,7 @@ class Restorer:
         return None if self.opts.no_owner else (self.opts.owner or (spec.owner if spec else None))
 
     def _clean(self, record: BackupRecord, plan: RestorePlan, target: postgres.PgTarget, tool: str,
-               dump: Path, spec: pgr.DbSpec | None) -> tuple[int, int]:
+               dump: Path, spec: pgr.DbSpec | None, jr: restore_journal.Journal) -> tuple[int, int]:
         """pg_restore --clean in one transaction: a failure rolls back and leaves the target as it was.
 
         A reordered list (engines/toc.clean_list) keeps the target's extensions in place (their
@@ -421,7 +373,12 @@ class Restorer:
             listfile = dump.with_suffix(".list")
             if pgr.clean_list(self.toc_tool(record), str(dump), have, str(listfile)):
                 args.append(f"--use-list={listfile}")
-        pgr.run_pg_restore(target, tool, plan.database, dump, args=tuple(args))
+        jr.step("staged")
+        failpoint("restore.after_staged")
+        jr.step("clean")
+        pgr.run_pg_restore(target, tool, plan.database, dump, args=tuple(args), appname=jr.data["appname"])
+        jr.step("properties")
+        failpoint("restore.after_clean_restore")
         with pgr.admin(target, plan.database) as s:
             try:
                 pgr.replace_properties(s, plan.database, spec, owner=self._clean_owner(spec))
@@ -432,6 +389,8 @@ class Restorer:
             counts, mismatch = check_contents(record, s, extra_tables_ok=True)
         if mismatch:
             raise RestoreFailed(f"database {plan.database!r} was restored in place but does not match backup {record.id}: {mismatch}")
+        failpoint("restore.after_properties")
+        self._swap_uploads(jr)
         return sum(counts.get(k, 0) for k in record.tables), len(record.tables)
 
     # ---- plumbing --------------------------------------------------------------------------
@@ -455,29 +414,13 @@ class Restorer:
             raise RestoreFailed(f"backup {record.id} has no database object in its record")
         return ref
 
-    @contextmanager
-    def spool_dir(self) -> Iterator[Path]:
-        root = Path(self.config.spool_dir or (Path(self.config.state_dir) / "spool"))
-        private_dir(root)  # 0700 (issue 12)
-        d = Path(tempfile.mkdtemp(prefix="restore-", dir=root))  # 0700
-        try:
-            yield d
-        finally:
-            shutil.rmtree(d, ignore_errors=True)
+    def _lock(self, tenant: str, database: str):
+        """The restore lock of ``tenant``/``database`` (ConflictError when another restore holds it)."""
+        return restore_journal.restore_lock(self.svc.state_dir, tenant, database)
 
-    @contextmanager
-    def _lock(self, tenant: str, database: str) -> Iterator[None]:
-        locks = Path(self.config.state_dir) / "locks"
-        private_dir(locks)  # 0700 (issue 12)
-        fd = os.open(locks / f"restore-{tenant}-{encode_db(database)}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise ConflictError(f"another restore into database {database!r} of tenant {tenant!r} is running") from None
-            yield
-        finally:
-            os.close(fd)
+    def spool_dir(self):
+        """A claimed 0700 spool directory (restore_journal.spool_dir); dead restores' ones swept first."""
+        return restore_journal.spool_dir(self.config)
 
     # ---- dry run -----------------------------------------------------------------------------
     def _preflight(self, record: BackupRecord, plan: RestorePlan, target: postgres.PgTarget, up_ref: ObjectRef | None,

@@ -27,6 +27,7 @@ from datetime import datetime  # issue 5
 
 from dumpsafe.backup import DUMP_OBJECT, GLOBALS_OBJECT, UPLOADS_OBJECT, BackupWriter  # noqa: F401  (re-exported)
 from dumpsafe import recovery
+from dumpsafe import restore_journal  # issue 13: registers its recovery step
 
 
 class RecordList(list):
@@ -107,6 +108,7 @@ class BackupService:
                 dbs = list(tcfg.databases) if tcfg.databases is not None else postgres.list_databases(target)
             if not dbs:
                 raise BackupFailed(f"tenant {tenant!r} has no databases to back up")
+        restore_journal.replay(self, tenant)  # a killed restore of this tenant is finished or undone first
         # the uploads tree travels with the first database of the run: one tree per run
         records: list[BackupRecord] = []
         failures: list[tuple[str, DumpsafeError]] = []

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dumpsafe import fetch
+from dumpsafe import fetch, restore_journal
 from dumpsafe.engines import postgres
 from dumpsafe.engines import inventory
 from dumpsafe.engines import pg_restore as pgr
@@ -119,6 +119,7 @@ class Verifier:
                                  bin_dirs=bin_dirs)
 
     def _drill(self, record: BackupRecord, extra: dict[str, Any], progress: Progress) -> str:
+        restore_journal.replay(self.svc, record.tenant)  # a killed restore of this tenant is finished or undone first
         restorer = Restorer(self.svc)
         st = self.svc.store(record.store)
         db_ref = Restorer._db_ref(record)

@@ -165,6 +165,11 @@ def claimed(target: PgTarget, name: str) -> Iterator[None]:
         yield
 
 
+def drop_now(s: Session, name: str) -> None:
+    """DROP DATABASE ``name`` if it exists (ending its sessions), from an open maintenance session."""
+    _drop(s, name)
+
+
 def _drop(s: Session, name: str) -> None:
     """DROP DATABASE, clearing the template flag first (a template cannot be dropped)."""
     ident = sql.Identifier(name)
@@ -205,48 +210,64 @@ def drop_database(target: PgTarget, name: str) -> str | None:
         return _first_line(e)
 
 
+def refuse_connections(s: Session, name: str) -> None:
+    s.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(sql.Identifier(name)))
+
+
+def allow_connections(s: Session, name: str) -> None:
+    s.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(sql.Identifier(name)))
+
+
+def rename_pair(s: Session, target: str, staging: str, old: str, *, timeout_s: float = 30.0) -> None:
+    """End the sessions on ``target``, then rename ``target`` to ``old`` and ``staging`` to
+    ``target`` in one transaction: every client sees the old database or the new one.
+    The caller has refused new connections to ``target`` (``refuse_connections``)."""
+    t, st, o = sql.Identifier(target), sql.Identifier(staging), sql.Identifier(old)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        s.rows(sql.SQL(
+            "SELECT pg_terminate_backend(pid, 5000) AS ended FROM pg_stat_activity "
+            "WHERE datname = {} AND pid <> pg_backend_pid()").format(sql.Literal(target)))
+        try:
+            with s.transaction():
+                s.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(t, o))
+                s.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(st, t))
+            return
+        except SqlError as e:
+            if e.sqlstate != OBJECT_IN_USE:
+                raise RestoreFailed(f"swapping the restored database into {target!r} failed: {e.message}") from None
+            if time.monotonic() > deadline:
+                raise RestoreFailed(
+                    f"sessions on database {target!r} could not be ended within {timeout_s:.0f}s; nothing was swapped"
+                ) from None
+            time.sleep(0.1)
+
+
 def swap_databases(target_: PgTarget, s: Session, target: str, staging: str, *, keep_old: bool,
-                   spec: DbSpec | None = None, timeout_s: float = 30.0) -> str | None:
-    """Put ``staging`` in place of ``target`` in one transaction; returns the old database's name if kept.
+                   spec: DbSpec | None = None, timeout_s: float = 30.0, old: str | None = None) -> str | None:
+    """Put ``staging`` in place of ``target``; returns the old database's name if kept (one call,
+    no journal: restore.py runs the same steps one by one with its journal between them).
 
     New sessions to the target are refused (ALLOW_CONNECTIONS false) and existing ones ended,
-    then both renames commit together: every client sees the old database or the new one.
-    The replaced database is claimed under its ``_dsold_`` name until it is dropped, so a
-    crash in between leaves an orphan the next sweep removes; a kept one is named ``_dskept_``.
+    then both renames commit together. The replaced database is claimed under its ``_dsold_``
+    name until it is dropped, so a crash in between leaves an orphan the next sweep removes;
+    a kept one is named ``_dskept_``.
     """
-    old = side_name(target, "dskept" if keep_old else "dsold")
-    t, st, o = sql.Identifier(target), sql.Identifier(staging), sql.Identifier(old)
+    old = old or side_name(target, "dskept" if keep_old else "dsold")
     if not database_exists(s, target):
         raise ConflictError(f"database {target!r} disappeared during the restore; nothing was swapped")
     with claimed(target_, old):
-        s.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(t))
+        refuse_connections(s, target)
         swapped = False
         try:
-            deadline = time.monotonic() + timeout_s
-            while True:
-                s.rows(sql.SQL(
-                    "SELECT pg_terminate_backend(pid, 5000) AS ended FROM pg_stat_activity "
-                    "WHERE datname = {} AND pid <> pg_backend_pid()").format(sql.Literal(target)))
-                try:
-                    with s.transaction():
-                        s.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(t, o))
-                        s.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(st, t))
-                    swapped = True
-                    break
-                except SqlError as e:
-                    if e.sqlstate != OBJECT_IN_USE:
-                        raise RestoreFailed(f"swapping the restored database into {target!r} failed: {e.message}") from None
-                    if time.monotonic() > deadline:
-                        raise RestoreFailed(
-                            f"sessions on database {target!r} could not be ended within {timeout_s:.0f}s; nothing was swapped"
-                        ) from None
-                    time.sleep(0.1)
+            rename_pair(s, target, staging, old, timeout_s=timeout_s)
+            swapped = True
         finally:
             if not swapped:
-                s.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(t))
+                allow_connections(s, target)
         finish(s, target, spec)  # the new database: template flag from the archive, connections allowed
         if keep_old:
-            s.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(o))
+            allow_connections(s, old)
             return old
         _drop(s, old)
     return None

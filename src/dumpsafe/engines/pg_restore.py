@@ -13,8 +13,9 @@ import subprocess
 from pathlib import Path
 
 from dumpsafe.engines.databases import (  # noqa: F401  (re-exported)
-    IDENT_MAX, LOCK_SPACE, ORPHAN_RE, admin, apply_properties, available_extensions, check_db_name, claimed, clean_blockers,
-    create_database, data_directory, database_exists, drop_database, existing_roles, maintenance_db,
+    IDENT_MAX, LOCK_SPACE, ORPHAN_RE, admin, allow_connections, apply_properties, available_extensions, check_db_name, claimed, clean_blockers,
+    create_database, data_directory, database_exists, drop_database, drop_now, existing_roles, finish, maintenance_db,
+    refuse_connections, rename_pair,
     rename_into_place, replace_properties, server_version, side_name, swap_databases, sweep_orphans, target_objects,
     unsupported_properties,
 )
@@ -30,20 +31,25 @@ def conninfo_dbname(name: str) -> str:
     return "dbname='" + name.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def run_pg_restore(target: PgTarget, tool: str, dbname: str, archive: Path, *, args: tuple[str, ...] = (), jobs: int = 1) -> None:
+def run_pg_restore(target: PgTarget, tool: str, dbname: str, archive: Path, *, args: tuple[str, ...] = (), jobs: int = 1,
+                   appname: str | None = None) -> None:
     """pg_restore an archive file into ``dbname``; any error stops it (--exit-on-error).
 
     Local tools read the file (parallel with ``jobs`` > 1); exec'd tools get it on stdin,
-    so nothing needs to exist inside the container.
+    so nothing needs to exist inside the container. ``appname`` names its sessions
+    (application_name), so a journal replay can find them after the restoring process died.
     """
     argv = [tool, *target.conn_args(), "--no-password", "--exit-on-error", f"--dbname={conninfo_dbname(dbname)}", *args]
     if not target.exec_prefix:
         if jobs > 1 and "--single-transaction" not in args:
             argv.append(f"--jobs={jobs}")
         argv.append(str(archive))
+    env = target.env()
+    if appname:
+        env["PGAPPNAME"] = appname
     try:
         proc = subprocess.Popen(target.command(argv), stdin=subprocess.PIPE if target.exec_prefix else subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=target.env())
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     except OSError as e:
         raise RestoreFailed(f"tenant {target.tenant!r}: cannot start {tool} ({e.strerror})") from None
     tail = _StderrTail(proc.stderr, target.password)
