@@ -130,13 +130,15 @@ def _run(context: Any, kind: str, tenant: str, body: Callable[[Runtime], list[st
         else:
             ids = body(rt)
     except errors.DumpsafeError as e:
-        _safe(lambda: rt.queue.record_outcome(job.id, worker, [], e.message))
+        message = e.message
+        _safe(lambda: rt.queue.record_outcome(job.id, worker, [], message))
         log.warning("job %s (%s of %s) failed: %s", job.id, kind, tenant, e.message)
         raise (TransientJobError if is_transient(e) else PermanentJobError)(e.message) from None
     except (TransientJobError, PermanentJobError):
         raise
     except Exception as e:
-        _safe(lambda: rt.queue.record_outcome(job.id, worker, [], f"internal error ({type(e).__name__})"))
+        internal = f"internal error ({type(e).__name__})"
+        _safe(lambda: rt.queue.record_outcome(job.id, worker, [], internal))
         raise
     finally:
         JOB_CONTEXT.reset(token)
