@@ -16,7 +16,7 @@ from dumpsafe import __version__
 from dumpsafe.access import offers
 from dumpsafe.api.http_metrics import HttpMetrics
 from dumpsafe.api.limits import MAX_BODY, BodyLimit
-from dumpsafe.api.routes import audit, backups, health, operations
+from dumpsafe.api.routes import audit, backups, evidence, health, operations
 from dumpsafe.api.work import limiter_for
 from dumpsafe.auth import TokenStore
 from dumpsafe.errors import AuthError, DumpsafeError, RateLimited
@@ -124,6 +124,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(backups.router)
     app.include_router(audit.router)
+    app.include_router(evidence.router)  # issue 15
     for method, router in operations.OPTIONAL.items():
         if offers(service, method):
             app.include_router(router)
