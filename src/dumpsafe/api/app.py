@@ -125,6 +125,9 @@ def create_app(
     app.include_router(backups.router)
     app.include_router(audit.router)
     app.include_router(evidence.router)  # issue 15
+    from dumpsafe.web.routes import router as dashboard
+
+    app.include_router(dashboard)  # issue 15: the dashboard at /
     for method, router in operations.OPTIONAL.items():
         if offers(service, method):
             app.include_router(router)

@@ -58,11 +58,11 @@ def bar_chart(title: str, bars: Sequence[tuple[str, float | None, bool]], fmt: C
     if not bars:
         return empty(title)
     top = max((v or 0.0) for _, v, _ in bars) or 1.0
-    slot = (W - PAD_L - PAD_R) / len(bars)
+    slot = min(48.0, (W - PAD_L - PAD_R) / len(bars))
     out = []
     for i, (label, v, ok) in enumerate(bars):
         h = (H - PAD_T - PAD_B) * ((v or 0.0) / top) if v else 3
-        x = PAD_L + i * slot + slot * 0.15
+        x = PAD_L + 6 + i * slot + slot * 0.15
         y = H - PAD_B - h
         shown = fmt(v) if v is not None else "-"
         out.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{slot * 0.7:.1f}" height="{h:.1f}" fill="{"#16a34a" if ok else "#dc2626"}">'

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 
 from dumpsafe.api.deps import CallerDep, Guarded
@@ -54,9 +54,13 @@ def backup_history(backup_id: BackupId, svc: Guarded) -> list[dict[str, Any]]:
     return svc.backup_history(backup_id)
 
 
-@router.get("/whoami", summary="The caller: tenant (null: admin) and scopes", response_model=dict[str, Any])
-def whoami(caller: CallerDep) -> dict[str, Any]:
+@router.get("/whoami", summary="The caller: tenant (null: admin), scopes, and the stores it may copy to",
+            response_model=dict[str, Any])
+def whoami(request: Request, caller: CallerDep) -> dict[str, Any]:
+    from dumpsafe.access import tenant_stores
     from dumpsafe.auth import CREATE, DELETE, READ, RESTORE
 
-    return {"actor": caller.actor, "tenant": caller.tenant, "admin": caller.admin,
+    config = request.app.state.service.config
+    stores = list(config.stores) if caller.admin else tenant_stores(config, caller.tenant)
+    return {"actor": caller.actor, "tenant": caller.tenant, "admin": caller.admin, "stores": stores,
             "scopes": sorted(caller.scopes), "can": {s: caller.has(s) for s in (READ, CREATE, RESTORE, DELETE)}}
