@@ -152,3 +152,26 @@ def test_report_over_rest_is_tenant_scoped(served):
     h = get("read", format="html")
     assert h.status_code == 200 and h.headers["content-type"].startswith("text/html") and "Tenant acme" in h.text
     assert "Tenant beta" not in h.text
+
+
+def test_report_and_history_over_mcp_follow_the_token_rules(served):
+    from test_mcp import error_text, over_http, payload
+
+    acme_id = served.service.create("acme", uploads=False)[0].id
+    beta_id = served.service.list("beta")[0].id
+    served.service.verify(acme_id)
+
+    async def go():
+        async with over_http(served, "read") as c:
+            rep = payload(await c.call_tool("report", {"since": "1d"}))
+            hist = payload(await c.call_tool("backup_history", {"backup_id": acme_id}))
+            other = await c.call_tool("backup_history", {"backup_id": beta_id})
+            foreign = await c.call_tool("report", {"tenant": "beta"})
+        return rep, hist, other, foreign
+
+    import anyio
+
+    rep, hist, other, foreign = anyio.run(go)
+    assert [t["tenant"] for t in rep["tenants"]] == ["acme"] and rep["schema_version"] == 1
+    assert [(e["kind"], e["outcome"]) for e in hist] == [("backup", "ok"), ("integrity", "passed")]
+    assert "not found" in error_text(other) and "unknown tenant 'beta'" in error_text(foreign)

@@ -55,7 +55,7 @@ def backup_history(backup_id: BackupId, svc: Guarded) -> list[dict[str, Any]]:
 
 
 @router.get("/whoami", summary="The caller: tenant (null: admin), scopes, and the stores it may copy to",
-            response_model=dict[str, Any])
+            response_model=dict[str, Any], responses=errors())
 def whoami(request: Request, caller: CallerDep) -> dict[str, Any]:
     from dumpsafe.access import tenant_stores
     from dumpsafe.auth import CREATE, DELETE, READ, RESTORE
