@@ -35,10 +35,27 @@ def report_cmd(
         sys.stdout.write(text)
         return
     try:
-        out.write_text(text)
+        _write_owner_only(out, text.encode())
     except OSError as e:
         raise UsageError(f"cannot write the report to {out}: {e.strerror} (choose another --output)") from None
     output.info(f"report written to {out}")
+
+
+def _write_owner_only(path: Path, data: bytes) -> None:
+    """The report names tenants, backups and audit lines: 0600, written whole (temp file, rename)."""
+    import os
+    import secrets
+
+    from dumpsafe.fsutil import open_private
+
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open_private(tmp) as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def backup_history_cmd(

@@ -40,6 +40,7 @@ class ScheduleEvidence(_M):
 
     schedule: str | None = Field(description="the configured cron expression (None: not scheduled)")
     expected_runs: int | None = Field(description="fire times of the schedule inside the window")
+    expected_runs_exact: bool = Field(default=True, description="false: more than 2,000 fires, extrapolated from their rate")
     scheduled_runs: int
     scheduled_ok: int
     scheduled_failed: int

@@ -27,6 +27,10 @@ def seconds(v: float | None) -> str:
     return f"{v:.1f}s" if v < 120 else human_duration(v)
 
 
+def policy(p: dict | None) -> str:
+    return ", ".join(f"{k} = {v}" for k, v in p.items()) if p else "none (everything kept)"
+
+
 def charts(db: DatabaseReport) -> dict[str, str]:
     """The three charts of one database as SVG strings."""
     return {
@@ -46,7 +50,7 @@ def to_html(report: Report) -> str:
 
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined)
     env.filters.update(size=human_size, secs=seconds, when=lambda t: f"{t:%Y-%m-%d %H:%M} UTC" if t else "-",
-                       pct=lambda r: "-" if r is None else f"{r * 100:.1f}%")
+                       pct=lambda r: "-" if r is None else f"{r * 100:.1f}%", policy=policy)
     return env.get_template("report.html").render(r=report, charts=charts, markup=jinja2.utils.markupsafe.Markup)
 
 
@@ -58,10 +62,10 @@ def to_markdown(report: Report) -> str:
     for t in report.tenants:
         s = t.schedule
         out += [f"## Tenant {t.tenant}", "",
-                f"- Schedule: `{s.schedule or 'none'}`; expected runs {s.expected_runs if s.expected_runs is not None else '-'}; "
+                f"- Schedule: `{s.schedule or 'none'}`; expected runs {s.expected_runs if s.expected_runs is not None else '-'}{'' if s.expected_runs_exact else ' (about)'}; "
                 f"scheduled runs {s.scheduled_runs} ({s.scheduled_ok} ok, {s.scheduled_failed} failed); success rate "
                 f"{'-' if s.success_rate is None else f'{s.success_rate * 100:.1f}%'}",
-                f"- Retention: {t.retention.policy or 'none (everything kept)'}; prune runs {len(t.retention.prunes)}, "
+                f"- Retention: {policy(t.retention.policy)}; prune runs {len(t.retention.prunes)}, "
                 f"removed {sum(p.removed or 0 for p in t.retention.prunes)}"]
         out += [f"- Scheduled run failed {w(f.at)}: {f.detail}" for f in t.scheduled_failures]
         out.append("")

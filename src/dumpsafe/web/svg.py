@@ -50,7 +50,8 @@ def line_chart(title: str, points: Sequence[tuple[datetime, float]], fmt: Callab
         for x, y, t, v in xy
     )
     body = f'<polyline fill="none" stroke="#2563eb" stroke-width="1.5" points="{line}"/>{dots}'
-    return _frame(title, body, fmt(top), f"{t0:%Y-%m-%d}", f"{t1:%Y-%m-%d}")
+    form = "%Y-%m-%d" if (t1 - t0).total_seconds() > 2 * 86400 else "%m-%d %H:%M"
+    return _frame(title, body, fmt(top), t0.strftime(form), t1.strftime(form))
 
 
 def bar_chart(title: str, bars: Sequence[tuple[str, float | None, bool]], fmt: Callable[[float], str]) -> str:
