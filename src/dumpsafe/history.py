@@ -115,6 +115,44 @@ class History:
             log.warning("history event %s of %s not written to store %r: %s", ev.kind, ev.tenant, name, type(e).__name__)
             return None
 
+    # ---- what the service appends -------------------------------------------------------
+    def backup(self, record: Any, actor: str) -> None:
+        self.append(from_backup(record, actor))
+
+    def verification(self, backup_id: str, drill: bool, actor: str, started: datetime, *,
+                     record: Any = None, error: DumpsafeError | None = None) -> None:
+        """The outcome of a verify/drill: the verdict the record now holds (pass or fail), or,
+        for an attempt that could not run, the error. A usage mistake (no key) is neither."""
+        from dumpsafe.errors import UsageError
+
+        if isinstance(error, UsageError):
+            return
+        try:
+            record = record or self.svc.get(backup_id)
+        except DumpsafeError:
+            return  # deleted meanwhile: the audit line remains
+        v = record.last_verification
+        if v is not None and v.kind == ("drill" if drill else "integrity") and v.at >= started:
+            self.append(from_verification(record, v, actor))
+        elif error is not None:
+            self.append(verification_error(record, drill, error, actor, (utcnow() - started).total_seconds()))
+
+    def restorable(self, tenant: str | None, records: Iterable[Any]) -> dict[tuple[str, str], datetime]:
+        """(tenant, database) -> the newest passed drill in the history, for status."""
+        config = self.svc.config
+        records = list(records)
+        out: dict[tuple[str, str], datetime] = {}
+        for t in [tenant] if tenant else sorted(config.tenants):
+            tc = config.tenants.get(t)
+            if tc is None:
+                continue
+            passed = self.last_passed_drill(t)
+            for db in set(tc.databases or ()) | {r.database for r in records if r.tenant == t}:
+                if encode_db(db) in passed:
+                    out[(t, db)] = passed[encode_db(db)]
+        return out
+
+    # ---- reads ---------------------------------------------------------------------------------
     def _stores(self) -> list[str]:
         return list(self.svc.config.stores)
 

@@ -226,9 +226,7 @@ class BackupService:
     def _after_create(self, record: BackupRecord, *, actor: str, progress: Progress) -> None:
         """Follow-up work after a committed backup (copies, notifications): see issues 4 and 5."""
         self.check_anomaly(record)  # issue 5
-        from dumpsafe import history  # issue 15
-
-        self.history.append(history.from_backup(record, actor))  # issue 15
+        self.history.backup(record, actor)  # issue 15
         self._copy_after_create(record, actor=actor, progress=progress)  # issue 4 (may raise)
 
     # ---- read -----------------------------------------------------------------------------
@@ -346,9 +344,9 @@ class BackupService:
         try:
             rec = Verifier(self).verify(backup_id, drill=drill, identity=identity, actor=actor, progress=progress)
         except DumpsafeError as e:
-            self._history_verification(backup_id, drill, e, actor, started)  # issue 15
+            self.history.verification(backup_id, drill, actor, started, error=e)  # issue 15
             raise
-        self._history_verification(backup_id, drill, None, actor, started, rec)  # issue 15
+        self.history.verification(backup_id, drill, actor, started, record=rec)  # issue 15
         return rec
 
     # --- history (issue 15) ---
@@ -357,25 +355,6 @@ class BackupService:
         from dumpsafe.history import History
 
         return History(self)
-
-    def _history_verification(self, backup_id, drill, error, actor, started, rec=None) -> None:
-        """Append the outcome of a verify/drill to the history: a verdict (what the record now
-        holds) or, for an attempt that could not run, the error. A usage mistake is neither."""
-        from dumpsafe import history
-        from dumpsafe.errors import UsageError as _Usage
-
-        if isinstance(error, _Usage):
-            return
-        try:
-            rec = rec or self.get(backup_id)
-        except DumpsafeError:
-            return
-        v = rec.last_verification
-        fresh = v is not None and v.kind == ("drill" if drill else "integrity") and v.at >= started
-        if fresh:
-            self.history.append(history.from_verification(rec, v, actor))
-        elif error is not None:
-            self.history.append(history.verification_error(rec, drill, error, actor, (utcnow() - started).total_seconds()))
 
     def report(self, tenant: str | None = None, *, since: str | None = "90d", until: datetime | None = None):
         """The evidence report (report_model.Report) of one tenant or all, over the window."""
@@ -616,24 +595,7 @@ class BackupService:
         unique = list({r.id: r for r in reversed(records)}.values())  # a copy in another store is the same backup
         # failures come from the audit log's small state file, never from re-reading the log (issue 12)
         return status_mod.compute(self.config, unique, self.audit.failure_summary(tenant), now or utcnow(), tenant,
-                                  restorable=self._restorable(tenant, unique))
-
-    def _restorable(self, tenant: str | None, records: list[BackupRecord]) -> dict:
-        """(tenant, database) -> the newest passed drill in the history (key names only: one listing)."""
-        from dumpsafe.models import encode_db
-
-        out: dict = {}
-        for t in [tenant] if tenant else sorted(self.config.tenants):
-            tc = self.config.tenants.get(t)
-            if tc is None:
-                continue
-            passed = self.history.last_passed_drill(t)
-            names = set(tc.databases or ()) | {r.database for r in records if r.tenant == t}
-            for db in names:
-                if encode_db(db) in passed:
-                    out[(t, db)] = passed[encode_db(db)]
-        return out
-
+                                  restorable=self.history.restorable(tenant, unique))  # issue 15
 
 
 def ensure_state_dir(path: Path) -> None:
