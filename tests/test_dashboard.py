@@ -105,6 +105,14 @@ def test_admin_sees_every_tenant_and_the_audit_log(served, browser):
     browser.save_screenshot(str(ARTIFACTS / "dashboard-overview.png"))
     browser.find_element(By.ID, "nav-audit").click()
     wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, "#audit tbody tr")))
+    # an action the API refuses shows the API's sentence: the backup is deleted behind the page's back
+    doomed = served.service.create("beta", uploads=False)[0].id
+    open_backup(browser, served, doomed)
+    served.service.delete(doomed)
+    browser.find_element(By.ID, "act-verify").click()
+    shown = result(browser, "error")
+    api = httpx.post(served.url + f"/v1/backups/{doomed}/verify", json={}, headers=served.headers("admin"))
+    assert api.status_code == 404 and shown == api.json()["detail"]
     browser.get(served.url + "/#/charts")
     wait(browser).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".charts svg")) >= 6)
     browser.save_screenshot(str(ARTIFACTS / "dashboard-charts.png"))
