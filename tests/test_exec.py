@@ -140,10 +140,10 @@ def test_exec_restore_atomic_new_and_clean(exec_env, exec_backed_up, pg):
     assert res["mode"] == "atomic" and res["rows"] > 0 and res["kept_old"] is None
     assert table_digest(pg, env.db) == digest
     assert databases(pg) == before  # staging swapped in, old copy dropped
-    with pg.connect(env.db) as c:  # database-level settings copied from the replaced database
+    with pg.connect(env.db) as c:  # database-level settings are the backup's (from the archive), not the replaced database's
         cfg = c.execute("SELECT setconfig FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase "
-                        "WHERE d.datname = current_database()").fetchone()[0]
-    assert "work_mem=7MB" in cfg
+                        "WHERE d.datname = current_database()").fetchall()
+    assert cfg == []
     assert {"psql", "pg_restore"} <= _exec_tools(_calls(env.exec_log))
 
     other = env.db + "_copy"
@@ -246,3 +246,25 @@ def test_exec_restore_into_an_odd_database_name(exec_env, exec_backed_up, pg):
     finally:
         with pg.connect() as c:
             c.execute('DROP DATABASE IF EXISTS "' + odd.replace('"', '""') + '" WITH (FORCE)')
+
+
+def test_exec_clean_refuses_partitioned_tables_with_keys_before_touching_anything(exec_env, pg):
+    """Through an exec channel clean cannot use its reordered list: it refuses and names the table."""
+    env = exec_env
+    with pg.connect(env.db) as c:
+        c.execute("CREATE TABLE ev (id int, at date, PRIMARY KEY (id, at)) PARTITION BY RANGE (at); "
+                  "CREATE TABLE ev1 PARTITION OF ev FOR VALUES FROM ('2025-01-01') TO ('2026-01-01'); "
+                  "INSERT INTO ev VALUES (1, '2025-02-02')")
+    r = env.cli("backup", "create", "acme", "--json", "--no-uploads")
+    assert r.code == 0, r.err
+    bid = r.json()[0]["id"]
+    before = table_digest(pg, env.db)
+    with pg.connect(env.db) as c:
+        c.execute("INSERT INTO ev VALUES (2, '2025-03-03')")
+    pf = env.cli("backup", "restore", bid, "--mode", "clean", "--dry-run", "--no-uploads", "--json").json()
+    assert not pf["ok"] and any("public.ev" in p and "--mode atomic" in p for p in pf["problems"])
+    r = env.cli("backup", "restore", bid, "--mode", "clean", "--yes", "--no-uploads")
+    assert r.code == 1 and "public.ev" in r.err and "nothing was changed" in r.err
+    with pg.connect(env.db) as c:
+        assert c.execute("SELECT count(*) FROM ev").fetchone()[0] == 2
+    assert table_digest(pg, env.db) != before  # untouched: still the row added after the backup

@@ -132,8 +132,12 @@ def test_the_help_examples_are_real_commands_too(env):
     assert not {r: p for r in rests if (p := check(root, r))}
 
 
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+SOURCES = sorted((ROOT / "src" / "dumpsafe").rglob("*.py"))
+
+
+@pytest.mark.parametrize("page", PAGES + SOURCES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_backup_id_in_the_docs_is_valid(page):
+    """Docs, and the examples in help texts, tool descriptions and error sentences."""
     ids = ID_LIKE.findall(page.read_text())
     assert all(ID_RE.match(x) for x in ids), [x for x in ids if not ID_RE.match(x)]
 

@@ -73,7 +73,9 @@ def test_atomic_in_place_restores_everything(env, backed_up):
     assert env.pg.password not in audit_text + r.out + r.err
 
 
-def test_atomic_keeps_database_level_settings_and_old_copy(env, backed_up):
+def test_atomic_brings_back_the_backups_database_settings_and_keeps_the_old_copy(env, backed_up):
+    """Settings and grants changed on the live database after the backup are the backup's again
+    (they come from the archive, never from the target); the replaced database is kept."""
     bid, state, _ = backed_up
     with env.pg.connect() as c:
         c.execute("DROP ROLE IF EXISTS reader")
@@ -87,14 +89,16 @@ def test_atomic_keeps_database_level_settings_and_old_copy(env, backed_up):
     r = env.cli("backup", "restore", bid, "--yes", "--keep-old", "--no-uploads", "--json")
     assert r.code == 0, r.err
     old = r.json()["kept_old"]
-    assert old and old in databases(env.pg)
+    assert old and old in databases(env.pg) and "_dskept_" in old
     try:
         assert db_state(env.pg, env.db) == state
         assert db_state(env.pg, old) == damaged  # the replaced database, intact, under its new name
         with env.pg.connect(env.db) as c:
+            assert c.execute("SHOW work_mem").fetchone()[0] == "4MB"
+            assert c.execute("SELECT datacl IS NULL FROM pg_database WHERE datname = current_database()").fetchone()[0]
+            assert c.execute("SELECT has_database_privilege('public', current_database(), 'CONNECT')").fetchone()[0]
+        with env.pg.connect(old) as c:  # the kept copy keeps what it had
             assert c.execute("SHOW work_mem").fetchone()[0] == "7MB"
-            assert c.execute("SELECT has_database_privilege('reader', current_database(), 'CONNECT')").fetchone()[0]
-            assert not c.execute("SELECT has_database_privilege('public', current_database(), 'CONNECT')").fetchone()[0]
     finally:
         env.pg.drop_database(old)
         with env.pg.connect() as c:
@@ -522,8 +526,11 @@ def test_dry_run_counts_table_data_entries_exactly(env):
     r = env.cli("backup", "create", "acme", "--json", "--no-uploads")
     assert r.code == 0, r.err
     rec = r.json()[0]
-    assert rec["tables"]["public.TABLE DATA"] == 2 and rec["tables"]["odd schema.t 1"] == 1
+    assert rec["tables"]['public."TABLE DATA"'] == 2 and rec["tables"]['"odd schema"."t 1"'] == 1
     assert "public.measurements" not in rec["tables"] and rec["tables"]["public.measurements_2026"] == 2
+    # the parent, the materialized view and the large object are counted beside the tables
+    assert rec["partitioned"] == {"public.measurements": 2} and rec["matviews"] == {"public.mv": 1}
+    assert rec["large_objects"] == {"count": 1, "bytes": 4}
     r = env.cli("backup", "restore", rec["id"], "--dry-run", "--no-uploads", "--json")
     pf = r.json()
     assert r.code == 0, pf["problems"]

@@ -419,17 +419,24 @@ def test_s3_bad_credentials_and_access_denied_sentences(make_store, monkeypatch,
     assert key["SecretAccessKey"] not in str(e.value)
 
 
-def test_s3_sweep_aborts_only_stale_multipart_uploads(make_store):
+def test_s3_sweep_aborts_only_uploads_without_a_live_pending_marker(make_store):
+    """Which unfinished upload is dead is decided by our pending markers, never by the
+    server's clock (moto reports every upload as initiated in 2010)."""
+    from datetime import datetime, timezone
+
+    from dumpsafe.pending import Pending
+    from dumpsafe.sweep import sweep
+
     _, store = make_store("s3")
     c = store.client
     stale = c.create_multipart_upload(Bucket=store.bucket, Key="pg/objects/crashed/db.dump")["UploadId"]
+    live = c.create_multipart_upload(Bucket=store.bucket, Key="pg/objects/running/db.dump")["UploadId"]
     outside = c.create_multipart_upload(Bucket=store.bucket, Key="other/x")["UploadId"]
-    # (moto reports every upload as initiated in 2010, so the age filter that spares live
-    # writers cannot be shown against it; the prefix filter and the abort can)
-    assert store.sweep() == 1
-    left = c.list_multipart_uploads(Bucket=store.bucket).get("Uploads", [])
-    assert [(u["Key"], u["UploadId"]) for u in left] == [("other/x", outside)]  # not under our prefix
-    assert stale not in [u["UploadId"] for u in left]
+    with Pending(store, "running", "create"):  # a live writer of this host and pid
+        rep = sweep(store, datetime.now(timezone.utc))
+    assert rep.aborted_uploads == 1
+    left = {u["UploadId"] for u in c.list_multipart_uploads(Bucket=store.bucket).get("Uploads", [])}
+    assert left == {live, outside} and stale not in left
 
 
 # ---- local-only housekeeping ---------------------------------------------------------------

@@ -169,7 +169,7 @@ def test_delete_after_lifecycle_expired_the_objects(kind, env, tmp_path, request
     store = open_store(env.config(), "offsite")
     for o in rec["objects"]:  # what a bucket lifecycle rule does behind our back
         store.delete(o["key"])
-    assert all_keys(store) == [f"records/{rec['id']}.json"]
+    assert all_keys(store) == [f"objects/{rec['id']}/record.json", f"records/{rec['id']}.json"]
 
     r = env.cli("backup", "delete", rec["id"], "--yes")
     assert r.code == 0, r.err

@@ -38,7 +38,9 @@ def test_drill_passes_measures_rto_and_drops_scratch(env, bid):
     v = r.json()["last_verification"]
     assert v["result"] == "passed" and v["kind"] == "drill"
     assert v["rto_s"] > 0 and v["tables"] == 3 and v["server"] == f"127.0.0.1:{env.pg.port}"
-    assert "every row count matches" in v["detail"]
+    assert "equal to the backup: row counts of 3 tables" in v["detail"]
+    for what in ("large objects", "sequence values", "database properties", "schema fingerprint"):
+        assert what in v["detail"] and any(what in c for c in v["compared"])
     assert databases(env.pg) == before
     assert env.service().get(bid).last_verification.result == "passed"
     (line,) = audit_lines(env, "verify")

@@ -47,15 +47,18 @@ def detect(new: BackupRecord, history: Iterable[BackupRecord], drop: float, wind
         findings.append(
             f"size fell {_pct(new.size_bytes, size_base)}: {new.size_bytes} bytes against a median of {size_base:.0f} over the last {len(previous)} backups"
         )
-    tables = set(new.tables) | set(previous[0].tables)
-    for table in sorted(tables):
-        counts = [r.tables[table] for r in previous if table in r.tables]
+    # by (schema, table): records before and after quoted keys name the same table differently
+    cur, prev = new.tables_by_name(), [r.tables_by_name() for r in previous]
+    label = {n: k for r in (previous[0], new) for n, k in zip(r.tables_by_name(), r.tables)}
+    for name in sorted(set(cur) | set(prev[0])):
+        table = label[name]
+        counts = [p[name] for p in prev if name in p]
         if not counts:
             continue
         base = median(counts)
-        rows = new.tables.get(table, 0)
+        rows = cur.get(name, 0)
         if _fell(rows, base, drop):
-            gone = "" if table in new.tables else " (table missing from this backup)"
+            gone = "" if name in cur else " (table missing from this backup)"
             findings.append(
                 f"table {table} fell {_pct(rows, base)}: {rows} rows against a median of {base:.0f}{gone}"
             )

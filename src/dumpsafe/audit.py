@@ -314,8 +314,8 @@ class AuditLog:
 
 
 def _count_failure(state: dict[str, Any], entry: dict[str, Any]) -> None:
-    if entry.get("action") not in BACKUP_ACTIONS or entry.get("refused"):
-        return  # a refused request (scope, tenant, store) is not a failed backup of that tenant
+    if entry.get("action") not in BACKUP_ACTIONS or entry.get("refused") or entry.get("error_kind") == "usage":
+        return  # a refused request (scope, tenant, store) or a mistyped name is not a failed backup of that tenant
     if str(entry.get("outcome", "")).lower() in ("success", "ok", "succeeded", "passed", "denied"):
         return
     key = f"{entry.get('tenant') or ''}\t{entry.get('database') or ''}"

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from dumpsafe import __version__, output
-from dumpsafe.errors import DumpsafeError, RefusedError
+from dumpsafe.errors import DumpsafeError, RefusedError, UsageError
 
 from dumpsafe.cli_help import EXAMPLES, readable_help
 
@@ -143,6 +143,10 @@ def backup_create(
         tenant, databases=database or None, store=store, uploads=not no_uploads, label=label, pin=pin,
         progress=output.progress_for(as_json),
     )
+    for r in records:
+        if getattr(r, "clock_behind_s", None):
+            output.info(f"warning: the clock is {r.clock_behind_s:.0f}s behind the newest earlier backup of "
+                        f"{r.tenant}/{r.database}; ordering and retention follow the backup sequence, not the clock")
     if as_json:
         output.emit_json([r.to_json_dict() for r in records])  # always an array, whatever the count
     else:
@@ -162,7 +166,15 @@ def backup_list(
 
     On a terminal the table fits its width (columns the ID already holds go first); --wide shows all.
     """
-    output.show_records(_state(ctx).service(reading=True).list(tenant, database, store), as_json, wide)
+    records = _state(ctx).service(reading=True).list(tenant, database, store)
+    output.show_records(records, as_json, wide)
+    _warn_damaged(getattr(records, "damaged", ()))
+
+
+def _warn_damaged(damaged) -> None:
+    """One stderr line per damaged record (stdout, and so --json, stays unchanged)."""
+    for d in damaged:
+        output.info(d.warning())
 
 
 @backup_app.command("get")
@@ -243,6 +255,12 @@ def backup_restore(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Check everything and report; change nothing.")] = False,
     with_globals: Annotated[bool, typer.Option(
         "--with-globals", help="First create the roles from the backup's globals that the server lacks (no passwords).")] = False,
+    no_owner: Annotated[bool, typer.Option(
+        "--no-owner", help="The connecting user owns the database and its objects (the backup's owner roles need not exist).")] = False,
+    owner: Annotated[Optional[str], typer.Option(
+        "--owner", help="This role owns the database and its objects instead of the backup's owners.")] = None,
+    no_tablespaces: Annotated[bool, typer.Option(
+        "--no-tablespaces", help="Put the database and its objects in the server's default tablespace.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -259,7 +277,11 @@ def backup_restore(
                     "will be ended)?", yes,
                     f"refusing to {plan.describe()} without confirmation (pass --yes)")
         mode = plan.mode  # what was confirmed is what runs
-    result = svc.restore(backup_id, mode=mode, dry_run=dry_run, identity=identity, progress=output.progress_for(as_json), **opts)
+    props = {k: v for k, v in (("no_owner", no_owner), ("owner", owner), ("no_tablespaces", no_tablespaces)) if v}
+    if props and type(svc).__name__ != "BackupService":
+        raise UsageError("--no-owner, --owner and --no-tablespaces are not available with --server yet (run the restore on the server)")
+    result = svc.restore(backup_id, mode=mode, dry_run=dry_run, identity=identity, progress=output.progress_for(as_json),
+                         **props, **opts)
     if dry_run:
         output.show_preflight(result, as_json)
         if not result.ok:
@@ -296,7 +318,9 @@ def index_rebuild(
     as_json: JsonOpt = False,
 ) -> None:
     """Re-read every backup record from the store(s) into the local cache."""
-    counts = _state(ctx).service().rebuild_index(store)
+    svc = _state(ctx).service()
+    counts = svc.rebuild_index(store)
+    _warn_damaged(getattr(svc, "last_damaged", ()))
     if as_json:
         output.emit_json(counts)
     else:
@@ -355,6 +379,9 @@ def status_cmd(
     from dumpsafe.status import any_breach
 
     rows = _state(ctx).service(reading=True).status(tenant)
+    _warn_damaged(getattr(rows, "damaged", ()))
+    for w in getattr(rows, "warnings", ()):
+        output.info(f"warning: {w}")
     if as_json or fmt is StatusFormat.json:
         output.emit_json([r.to_json_dict() for r in rows])
     elif fmt is StatusFormat.prometheus:
@@ -365,6 +392,45 @@ def status_cmd(
         output.show_status(rows, wide)
     if any_breach(rows):
         raise typer.Exit(1)
+
+
+# --- crash safety (issue 13) ---
+def _local(ctx: typer.Context, command: str) -> State:
+    from dumpsafe.errors import UsageError
+
+    st = _state(ctx)
+    if st.server:
+        raise UsageError(f"'dumpsafe {command}' runs on the host with the config; drop --server/DUMPSAFE_SERVER")
+    return st
+
+
+@backup_app.command("repair")
+def backup_repair(ctx: typer.Context, backup_id: IdArg, as_json: JsonOpt = False) -> None:
+    """Bring back a damaged or missing record: from its copy beside the objects, else rebuilt from them."""
+    validate_backup_id(backup_id)
+    result = _local(ctx, "backup repair").service().repair(backup_id)
+    if as_json:
+        output.emit_json(result.to_json_dict())
+        return
+    rec = result.record
+    if result.source == "sound":
+        output.info(f"the record of {rec.id} is sound; nothing to repair")
+    elif result.source == "copy":
+        output.info(f"restored the record of {rec.id} from its copy; check it with 'dumpsafe backup verify {rec.id}'")
+    else:
+        output.info(f"rebuilt the record of {rec.id} from its objects (unproven: {', '.join(rec.repaired['unproven'])}); "
+                    f"check it with 'dumpsafe backup verify {rec.id}'")
+
+
+@app.command("recover")
+def recover_cmd(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """Finish or undo interrupted operations: sweep what killed backups, copies and deletes left."""
+    report = _local(ctx, "recover").service().recover()
+    if as_json:
+        output.emit_json(report.to_json_dict())
+        return
+    for line in report.lines():
+        output.info(line)
 
 
 # --- serve, tokens, mcp (issue 6) ---

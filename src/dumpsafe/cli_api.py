@@ -94,6 +94,21 @@ def token_revoke(ctx: typer.Context, token_id: Annotated[str, typer.Argument(hel
     output.info(f"revoked token {token_id} (kept in 'dumpsafe token list' as revoked)")
 
 
+def _recover_at_start(service: Any) -> None:
+    """Finish or undo what a killed dumpsafe left (issue 13), before serving; a store that
+    cannot be reached now is swept by the next write to it."""
+    import logging
+
+    from dumpsafe.errors import DumpsafeError
+
+    log = logging.getLogger("dumpsafe.recover")
+    try:
+        for line in service.recover().lines():
+            log.info(line)
+    except DumpsafeError as e:
+        log.warning("recovery at start skipped: %s", e.message)
+
+
 def serve_cmd(
     ctx: typer.Context,
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
@@ -118,6 +133,7 @@ def serve_cmd(
     logging.getLogger("dumpsafe").setLevel(logging.INFO)
     logging.getLogger("dumpsafe").propagate = False
     service = BackupService(config)
+    _recover_at_start(service)
     background: list[Any] = []
     if not no_scheduler:
         try:

@@ -72,6 +72,10 @@ class IntegrityError(DumpsafeError):
     kind = "integrity"
 
 
+class DamagedRecord(IntegrityError):
+    """A backup's record does not parse or does not match its own checksum."""
+
+
 class BackupFailed(DumpsafeError):
     """A backup could not be made (database down, bad password, disk full)."""
 

@@ -146,3 +146,14 @@ def secure_config_roots(config: object) -> int:
     uploads = [getattr(t, "uploads", None) for t in getattr(config, "tenants", {}).values()]
     skip = frozenset(os.path.realpath(p) for p in uploads if p is not None) | frozenset(str(p) for p in uploads if p)
     return secure_roots(private_roots(config), skip)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists here (one we may not signal counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

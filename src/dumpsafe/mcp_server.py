@@ -46,7 +46,7 @@ READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempot
 ADDITIVE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False)
 DESTRUCTIVE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False)
 
-BackupId = Annotated[BackupIdText, Field(description="Backup ID, e.g. acme.app.20260101T023000Z.k3j9x2ab (see list_backups).")]
+BackupId = Annotated[BackupIdText, Field(description="Backup ID, e.g. acme.app.20260101T023000Z.k3j7x2ab (see list_backups).")]
 Confirm = Annotated[Flag, Field(description="Must be true (a JSON boolean): this changes data irreversibly.")]
 
 

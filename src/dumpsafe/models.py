@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_serializer, model_seria
 
 from dumpsafe.errors import UsageError
 
-RECORD_VERSION = 1
+RECORD_VERSION = 2  # 2: records carry record_sha256 (a checksum of their own content)
 
 # tenant . encoded-database . UTC second . random: split on "." is unambiguous because
 # tenant names cannot contain "." and database names are escaped (see encode_db).
@@ -56,6 +56,19 @@ def validate_backup_id(value: str) -> str:
     return value
 
 
+_QUOTED_KEY = re.compile(r'("(?:[^"]|"")*"|[^".]+)\.("(?:[^"]|"")*"|[^".]+)')
+
+
+def split_table_key(key: str, quoted: bool) -> tuple[str, str]:
+    """A record's table key -> (schema, table). Quoted keys (quote_ident style) split exactly;
+    plain keys of older records split at the first dot, as they were written."""
+    m = _QUOTED_KEY.fullmatch(key) if quoted else None
+    if not m:
+        s, _, t = key.partition(".")
+        return s, t
+    return tuple(p[1:-1].replace('""', '"') if p.startswith('"') else p for p in m.groups())  # type: ignore[return-value]
+
+
 class ObjectRef(BaseModel):
     """One stored object of a backup: where it is and what its bytes must hash to."""
 
@@ -95,6 +108,11 @@ class UploadsInfo(BaseModel):
         return data
 
 
+class LargeObjectsInfo(BaseModel):
+    count: int
+    bytes: int
+
+
 class BackupRecord(BaseModel):
     """The contract record. Required keys are never removed or renamed."""
 
@@ -127,10 +145,26 @@ class BackupRecord(BaseModel):
     pinned: bool = False
     duration_s: float | None = None
     copies: list[str] = Field(default_factory=list)
+    # what the backup's snapshot held besides table rows (absent in records written before they were kept)
+    table_keys: Literal["plain", "quoted"] = "plain"  # "quoted": keys are quote_ident(schema).quote_ident(table)
+    partitioned: dict[str, int] | None = None  # partitioned parents: rows through the parent
+    matviews: dict[str, int | None] | None = None  # materialized views: rows, null when not populated
+    large_objects: LargeObjectsInfo | None = None
+    database_properties: dict[str, Any] | None = None  # owner, encoding, locale, tablespace, settings, grants, ...
+    schema_sha256: str | None = None  # SHA-256 of the normalized pg_dump --schema-only of the snapshot
+    # crash safety (issue 13)
+    sequence: int | None = None  # grows per store/tenant/database; orders listing and retention
+    clock_behind_s: float | None = None  # the clock was this far behind the newest earlier backup
+    repaired: dict[str, Any] | None = None  # set by 'backup repair': from what, and what is unproven
+    record_sha256: str | None = None  # SHA-256 of the record's own content (see index.encode_record)
 
     @field_serializer("created_at", "completed_at")
     def _ser_dt(self, v: datetime) -> str:
         return rfc3339(v)
+
+    def tables_by_name(self) -> dict[tuple[str, str], int]:
+        """Row counts keyed by (schema, table), whatever the record's key style."""
+        return {split_table_key(k, self.table_keys == "quoted"): n for k, n in self.tables.items()}
 
     def object(self, role: str) -> ObjectRef | None:
         return next((o for o in self.objects if o.role == role), None)

@@ -12,7 +12,7 @@ from typing import Any
 
 from dumpsafe import fetch
 from dumpsafe.engines import files, postgres
-from dumpsafe.engines import pg_globals
+from dumpsafe.engines import inventory, pg_globals
 from dumpsafe.engines import pg_restore as pgr
 from dumpsafe.engines.sqlsession import open_session
 from dumpsafe.engines.postgres import tool_version
@@ -21,6 +21,19 @@ from dumpsafe.models import BackupRecord, ObjectRef
 from dumpsafe.progress import Progress
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+def known_tables(record: BackupRecord) -> set[tuple[str, str]]:
+    from dumpsafe.compare import known_tables as known
+
+    return known(record)
+
+
+def tables_without_data(record: BackupRecord, toc: pgr.Toc) -> list[str]:
+    """Record keys of tables the archive holds no TABLE DATA for."""
+    have = set(toc.table_data())
+    quoted = record.table_keys == "quoted"
+    return sorted(k for k in record.tables if pgr.split_key(k, quoted) not in have)
 
 
 def inspect_database(store, record: BackupRecord, ref: ObjectRef, tool: str, advance=None, identities=None) -> pgr.Toc:
@@ -38,7 +51,7 @@ def inspect_database(store, record: BackupRecord, ref: ObjectRef, tool: str, adv
                 return head
             return stream.read(n)
 
-        return pgr.read_toc(tool, feed, with_sql=True, known_tables=set(record.tables))
+        return pgr.read_toc(tool, feed, known_tables=known_tables(record))
 
     return fetch.consume(store, record, ref, read, advance, identities)
 
@@ -98,20 +111,47 @@ def preflight(restorer: Any, record: BackupRecord, plan: Any, target: postgres.P
         integrity.append({"key": ref.key, "role": ref.role, "size_bytes": ref.size_bytes, "sha256": ref.sha256, "ok": True})
 
     data_entries = toc.table_data()
-    without_data = sorted(set(record.tables) - set(data_entries))
+    without_data = tables_without_data(record, toc)
     if without_data:
         problems.append(f"the archive has no TABLE DATA for {', '.join(without_data)}")
 
     dump_objs = toc.objects()
+    spec = pgr.parse_spec(toc.database_sql)
+    opts = restorer.opts
     with pgr.admin(target, plan.database) as s:
         roles = pgr.existing_roles(s)
         available = pgr.available_extensions(s)
         server_version, _ = pgr.server_version(s)
         datadir = pgr.data_directory(s)
+        live_props = inventory.database_properties(s, plan.database) if plan.target_exists else None
+        if plan.mode != "clean":
+            coming = set(glob.roles) if glob is not None and restorer.with_globals else set()
+            problems += pgr.unsupported_properties(s, spec, owner=opts.owner, no_owner=opts.no_owner,
+                                                   tablespaces=not opts.no_tablespaces, will_exist=coming)
+    props = record.database_properties or (spec.describe() if spec else None)
+    changes: list[str] = []
+    if live_props is not None and props is not None:
+        if plan.mode == "atomic":
+            skip = {"allow_connections"} | ({"owner"} if opts.no_owner or opts.owner else set()) | \
+                ({"tablespace"} if opts.no_tablespaces else set())
+            changes = inventory.property_diffs(props, live_props, skip=skip)
+        elif plan.mode == "clean":
+            from dumpsafe.compare import clean_fixed_properties
+
+            fixed = clean_fixed_properties(record, spec, live_props, plan.database, tablespaces=not opts.no_tablespaces)
+            problems += fixed
+            if not fixed:  # the property statements run and roll back: a role or grant that fails shows here
+                with pgr.admin(target, plan.database) as s:
+                    try:
+                        pgr.replace_properties(s, plan.database, spec, owner=restorer._clean_owner(spec), probe=True)
+                    except RestoreFailed as e:
+                        problems.append(e.message)
     target_objs: set[tuple[str, str]] = set()
     if plan.target_exists:
         with open_session(target, plan.database) as s:
             target_objs = pgr.target_objects(s)
+            if plan.mode == "clean" and target.exec_prefix:
+                problems += pgr.clean_blockers(s)
 
     def fmt(objs: set[tuple[str, str]]) -> list[str]:
         return [f"{k.lower()} {n}" for k, n in sorted(objs)]
@@ -124,7 +164,12 @@ def preflight(restorer: Any, record: BackupRecord, plan: Any, target: postgres.P
     else:
         create = dump_objs
 
-    roles_missing = sorted(toc.roles - roles)
+    needed = toc.roles - (toc.owners if opts.no_owner or opts.owner else set())
+    if spec is not None and (opts.no_owner or opts.owner) and spec.owner not in spec.roles():
+        needed.discard(spec.owner)
+    if opts.owner:
+        needed.add(opts.owner)
+    roles_missing = sorted(needed - roles)
     globals_missing = pg_globals.missing_roles(glob, roles) if glob is not None else None
     if restorer.with_globals and globals_missing is not None:
         uncovered = [r for r in roles_missing if r not in glob.roles]
@@ -178,9 +223,11 @@ def preflight(restorer: Any, record: BackupRecord, plan: Any, target: postgres.P
         target_exists=plan.target_exists, integrity=integrity, tables=dict(sorted(record.tables.items())),
         table_data_entries=len(data_entries), tables_without_data=without_data,
         would_drop=fmt(drop), would_create=fmt(create), would_replace=fmt(replace), would_keep=fmt(keep),
-        roles_needed=sorted(toc.roles), roles_missing=roles_missing, globals_roles_missing=globals_missing,
+        roles_needed=sorted(needed), roles_missing=roles_missing, globals_roles_missing=globals_missing,
         extensions_needed=ext_needed, extensions_missing=ext_missing,
-        versions=versions, disk=disk, uploads_to=plan.uploads_to, problems=problems, notes=notes,
+        versions=versions, disk=disk, uploads_to=plan.uploads_to, problems=problems,
+        notes=notes + [f"database property changes: {c}" for c in changes],
+        database_properties=props, property_changes=changes,
     )
 
 

@@ -26,8 +26,10 @@ from typing import Any, Iterator
 from dumpsafe import fetch
 from dumpsafe.engines import files, postgres
 from dumpsafe.engines import pg_globals
+from dumpsafe.compare import check_contents, clean_fixed_properties, compare_counts, known_tables  # noqa: F401
+from dumpsafe.engines import inventory
 from dumpsafe.engines import pg_restore as pgr
-from dumpsafe.engines.sqlsession import count_tables, open_session
+from dumpsafe.engines.sqlsession import open_session
 from dumpsafe.errors import ConflictError, RestoreFailed, UsageError
 from dumpsafe.fsutil import private_dir
 from dumpsafe.models import BackupRecord, ObjectRef, encode_db
@@ -111,6 +113,8 @@ class Preflight:
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     dry_run: bool = True
+    database_properties: dict[str, Any] | None = None  # the backup's, as the record (or the archive) says
+    property_changes: list[str] = field(default_factory=list)  # atomic: "<property> (before → after)"
 
     @property
     def ok(self) -> bool:
@@ -124,6 +128,25 @@ def restore_jobs(configured: int) -> int:
     return configured or max(1, min(4, os.cpu_count() or 1))
 
 
+@dataclass(frozen=True)
+class DbOptions:
+    """How the database's own properties are carried over (--no-owner, --owner ROLE, --no-tablespaces)."""
+
+    no_owner: bool = False
+    owner: str | None = None
+    no_tablespaces: bool = False
+
+    def restore_args(self) -> tuple[str, ...]:
+        args: list[str] = []
+        if self.no_owner or self.owner:
+            args.append("--no-owner")
+        if self.owner:
+            args.append(f"--role={self.owner}")
+        if self.no_tablespaces:
+            args.append("--no-tablespaces")
+        return tuple(args)
+
+
 class Restorer:
     """The restore flow; BackupService.restore/restore_plan delegate here."""
 
@@ -133,6 +156,7 @@ class Restorer:
         self.identities: list[Any] | None = None
         self.swept: list[str] = []  # orphaned staging/scratch databases dropped on the way
         self.with_globals = False
+        self.opts = DbOptions()
 
     def load_identities(self, record: BackupRecord, identity: Path | None) -> list[Any] | None:
         """age identities for an encrypted backup (--identity, the tenant's identity_file, $DUMPSAFE_AGE_IDENTITY)."""
@@ -194,11 +218,17 @@ class Restorer:
     # ---- restore ---------------------------------------------------------------------------
     def restore(self, backup_id: str, *, database: str | None = None, mode: str | None = None, uploads: bool = True,
                 uploads_to: Path | None = None, keep_old: bool = False, dry_run: bool = False, identity: Path | None = None,
-                with_globals: bool = False, actor: str = "local", progress: Progress = NULL) -> RestoreResult | Preflight:
+                with_globals: bool = False, actor: str = "local", progress: Progress = NULL, no_owner: bool = False,
+                owner: str | None = None, no_tablespaces: bool = False) -> RestoreResult | Preflight:
+        if no_owner and owner:
+            raise UsageError("--no-owner and --owner are exclusive (--owner ROLE already replaces the backup's owners)")
+        self.opts = DbOptions(no_owner=no_owner, owner=owner, no_tablespaces=no_tablespaces)
         record = self.svc.get(backup_id)
         with self.svc.audit.record("restore", actor, backup_id=record.id, tenant=record.tenant,
                                    database=database or record.database, store=record.store) as ev:
             ev.extra.update(mode=mode, dry_run=dry_run, with_globals=with_globals)
+            if no_owner or owner or no_tablespaces:
+                ev.extra.update(no_owner=no_owner, owner=owner, no_tablespaces=no_tablespaces)
             plan, target, up_ref = self.plan(record, database=database, mode=mode, uploads=uploads,
                                              uploads_to=uploads_to, keep_old=keep_old, with_globals=with_globals)
             ev.extra.update(mode=plan.mode, target=f"{plan.server}/{plan.database}", uploads_to=plan.uploads_to)
@@ -235,7 +265,9 @@ class Restorer:
                 fetch.spool(st, record, db_ref, dump, advance, self.identities)
             _, tool = self._tool(target, plan.database)
             with open(dump, "rb") as fh:
-                toc = pgr.read_toc(self.toc_tool(record), fh, with_sql=True, known_tables=set(record.tables))
+                toc = pgr.read_toc(self.toc_tool(record), fh, known_tables=known_tables(record))
+            spec = pgr.parse_spec(toc.database_sql)
+            self._refuse_unsupported(target, plan, record, spec, set(glob.roles) if glob is not None else set())
             staged: Path | None = None
             stats = None
             with ExitStack() as cleanup:
@@ -254,9 +286,9 @@ class Restorer:
                         roles = self._create_roles(target, plan, record, glob)
                     try:
                         if plan.mode == "clean":
-                            kept, rows, tables = None, *self._clean(record, plan, target, tool, dump)
+                            kept, rows, tables = None, *self._clean(record, plan, target, tool, dump, spec)
                         else:
-                            kept, rows, tables = self._via_staging(record, plan, target, tool, dump, toc)
+                            kept, rows, tables = self._via_staging(record, plan, target, tool, dump, toc, spec)
                     except BaseException:
                         if roles is not None and roles.roles_created:  # nothing owns them: the restore rolled back
                             self._drop_roles(target, plan, roles.roles_created)
@@ -309,34 +341,62 @@ class Restorer:
         except OSError as e:
             raise fetch.LocalFailure(f"cannot write the uploads staging tree {staged} ({e.strerror})") from None
 
+    def _refuse_unsupported(self, target: postgres.PgTarget, plan: RestorePlan, record: BackupRecord,
+                            spec: pgr.DbSpec | None, will_exist: set[str]) -> None:
+        """Before anything is touched: every database property the server cannot take, named with the way out."""
+        if plan.mode == "clean":
+            problems = []
+            if target.exec_prefix:  # the reordered list (see _clean) needs a local pg_restore
+                with open_session(target, plan.database) as s:
+                    problems = pgr.clean_blockers(s)
+            with pgr.admin(target, plan.database) as s:
+                problems += clean_fixed_properties(record, spec, inventory.database_properties(s, plan.database),
+                                                   plan.database, tablespaces=not self.opts.no_tablespaces)
+                if not problems:  # the property statements run (and roll back) now: a failure stops here
+                    try:
+                        pgr.replace_properties(s, plan.database, spec, owner=self._clean_owner(spec), probe=True)
+                    except RestoreFailed as e:
+                        problems.append(e.message)
+            if problems:
+                raise ConflictError(f"cannot restore backup {record.id} into database {plan.database!r} on {plan.server}: "
+                                    + "; ".join(problems) + "; nothing was changed")
+            return
+        with pgr.admin(target, plan.database) as s:
+            problems = pgr.unsupported_properties(s, spec, owner=self.opts.owner, no_owner=self.opts.no_owner,
+                                                  tablespaces=not self.opts.no_tablespaces, will_exist=will_exist)
+        if problems:
+            raise ConflictError(f"cannot restore backup {record.id} into database {plan.database!r} on {plan.server}: "
+                                + "; ".join(problems) + "; nothing was changed")
+
     def _via_staging(self, record: BackupRecord, plan: RestorePlan, target: postgres.PgTarget, tool: str, dump: Path,
-                     toc: pgr.Toc) -> tuple[str | None, int, int]:
-        """atomic and new: restore beside the target, check counts, then rename into place."""
+                     toc: pgr.Toc, spec: pgr.DbSpec | None) -> tuple[str | None, int, int]:
+        """atomic and new: restore beside the target with the backup's own database properties,
+        check its contents, then rename into place (the template flag last)."""
         self.swept = pgr.sweep_orphans(target)
         staging = pgr.side_name(plan.database, "dsstage")
         with pgr.claimed(target, staging):
-            return self._in_staging(record, plan, target, tool, dump, toc, staging)
+            return self._in_staging(record, plan, target, tool, dump, toc, spec, staging)
 
     def _in_staging(self, record: BackupRecord, plan: RestorePlan, target: postgres.PgTarget, tool: str, dump: Path,
-                    toc: pgr.Toc, staging: str | None) -> tuple[str | None, int, int]:
+                    toc: pgr.Toc, spec: pgr.DbSpec | None, staging: str | None) -> tuple[str | None, int, int]:
         with pgr.admin(target, plan.database, staging) as conn:
-            props = pgr.database_props(conn, plan.database) if plan.mode == "atomic" else None
-            pgr.create_database(conn, staging, props, encoding=toc.encoding)
+            pgr.create_database(conn, staging, spec, owner=self.opts.owner, no_owner=self.opts.no_owner,
+                                tablespaces=not self.opts.no_tablespaces, encoding=toc.encoding)
         try:
-            pgr.run_pg_restore(target, tool, staging, dump, jobs=restore_jobs(self.config.restore_jobs))
-            counts = self._counts(target, staging)
-            mismatch = compare_counts(record.tables, counts)
+            pgr.run_pg_restore(target, tool, staging, dump, args=self.opts.restore_args(),
+                               jobs=restore_jobs(self.config.restore_jobs))
+            with open_session(target, staging) as s:
+                counts, mismatch = check_contents(record, s)
             if mismatch:
                 raise RestoreFailed(
                     f"restored data does not match backup {record.id}: {mismatch}; the target was not touched"
                 )
             with pgr.admin(target, plan.database, staging) as conn:
-                if props is not None:
-                    pgr.apply_props(conn, staging, props)
-                    old = pgr.side_name(plan.database, "dsold")
-                    kept = pgr.swap_databases(conn, plan.database, staging, old, keep_old=plan.keep_old)
+                pgr.apply_properties(conn, staging, spec)  # after the data: a read-only default cannot stop pg_restore
+                if plan.mode == "atomic":
+                    kept = pgr.swap_databases(target, conn, plan.database, staging, keep_old=plan.keep_old, spec=spec)
                 else:
-                    pgr.rename_into_place(conn, staging, plan.database)
+                    pgr.rename_into_place(conn, staging, plan.database, spec)
                     kept = None
             staging = None
             return kept, sum(counts.values()), len(counts)
@@ -344,22 +404,35 @@ class Restorer:
             if staging is not None:
                 pgr.drop_database(target, staging)
 
+    def _clean_owner(self, spec: pgr.DbSpec | None) -> str | None:
+        return None if self.opts.no_owner else (self.opts.owner or (spec.owner if spec else None))
+
     def _clean(self, record: BackupRecord, plan: RestorePlan, target: postgres.PgTarget, tool: str,
-               dump: Path) -> tuple[int, int]:
-        """pg_restore --clean in one transaction: a failure rolls back and leaves the target as it was."""
-        pgr.run_pg_restore(target, tool, plan.database, dump,
-                           args=("--clean", "--if-exists", "--single-transaction"))
-        counts = self._counts(target, plan.database)
-        mismatch = compare_counts(record.tables, {k: v for k, v in counts.items() if k in record.tables} |
-                                  {k: None for k in record.tables if k not in counts})
+               dump: Path, spec: pgr.DbSpec | None) -> tuple[int, int]:
+        """pg_restore --clean in one transaction: a failure rolls back and leaves the target as it was.
+
+        A reordered list (engines/toc.clean_list) keeps the target's extensions in place (their
+        functions keep EXECUTE whatever the target's default privileges say) and drops the keys
+        of partitioned tables parent first."""
+        args = ["--clean", "--if-exists", "--single-transaction", *self.opts.restore_args()]
+        if not target.exec_prefix:  # the list file must be readable by pg_restore: local tools only
+            with open_session(target, plan.database) as s:
+                have = {n for k, n in pgr.target_objects(s) if k == "EXTENSION"} | {"plpgsql"}
+            listfile = dump.with_suffix(".list")
+            if pgr.clean_list(self.toc_tool(record), str(dump), have, str(listfile)):
+                args.append(f"--use-list={listfile}")
+        pgr.run_pg_restore(target, tool, plan.database, dump, args=tuple(args))
+        with pgr.admin(target, plan.database) as s:
+            try:
+                pgr.replace_properties(s, plan.database, spec, owner=self._clean_owner(spec))
+            except RestoreFailed as e:
+                raise RestoreFailed(f"database {plan.database!r} was restored in place but {e.message}; "
+                                    "its previous properties are unchanged") from None
+        with open_session(target, plan.database) as s:
+            counts, mismatch = check_contents(record, s, extra_tables_ok=True)
         if mismatch:
             raise RestoreFailed(f"database {plan.database!r} was restored in place but does not match backup {record.id}: {mismatch}")
-        return sum(counts[k] for k in record.tables), len(record.tables)
-
-    @staticmethod
-    def _counts(target: postgres.PgTarget, dbname: str) -> dict[str, int]:
-        with open_session(target, dbname) as s:
-            return count_tables(s)
+        return sum(counts.get(k, 0) for k in record.tables), len(record.tables)
 
     # ---- plumbing --------------------------------------------------------------------------
     def _tool(self, target: postgres.PgTarget, dbname: str) -> tuple[int, str]:
@@ -412,17 +485,3 @@ class Restorer:
         from dumpsafe.preflight import preflight
 
         return preflight(self, record, plan, target, up_ref, progress)
-
-
-def compare_counts(expected: dict[str, int], actual: dict[str, int | None]) -> str:
-    """'' when equal, else a sentence naming every differing table."""
-    diffs = []
-    for name in sorted(set(expected) | set(actual)):
-        want, got = expected.get(name), actual.get(name)
-        if want != got:
-            w = "absent" if want is None else f"{want} rows"
-            g = "absent" if got is None else f"{got} rows"
-            diffs.append(f"{name} (recorded {w}, restored {g})")
-    if not diffs:
-        return ""
-    return f"row counts differ for {len(diffs)} table{'s' if len(diffs) > 1 else ''}: " + ", ".join(diffs)

@@ -7,8 +7,9 @@ backup (days without one do not count). ``weekly`` uses ISO weeks. ``within = "2
 keeps everything created in the 2 days before ``now``. ``keep_verified = N`` keeps the N
 newest records whose last verification is a passed restore drill. Kept = the union of
 the rules. On top of the policy, the newest record of each group and every pinned
-record are always kept. Everything is judged on ``created_at`` in UTC, never on file
-times. A copy of a backup in another store is its own group: each store is pruned on
+record are always kept. Records are ordered by their ``sequence`` (which only grows, so
+a clock set back cannot make an old backup look newest), then ``created_at``; calendar
+buckets and ``within`` use ``created_at`` in UTC, never file times. A copy of a backup in another store is its own group: each store is pruned on
 its own and always keeps its own newest backup.
 """
 
@@ -130,7 +131,7 @@ def plan(records: Iterable[BackupRecord], policy: RetentionPolicy, now: datetime
         groups.setdefault((rec.store, rec.tenant, rec.database), []).append(rec)
     out: list[Decision] = []
     for key in sorted(groups):
-        group = sorted(groups[key], key=lambda r: (_utc(r.created_at), r.id), reverse=True)
+        group = sorted(groups[key], key=lambda r: (r.sequence or 0, _utc(r.created_at), r.id), reverse=True)
         out.extend(_plan_group(group, policy, now))
     return out
 

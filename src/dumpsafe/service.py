@@ -7,20 +7,16 @@ it is the commit marker, so a crash at any point leaves nothing listed.
 from __future__ import annotations
 
 import os
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from dumpsafe import __version__
 from dumpsafe.audit import AuditLog
 from dumpsafe.config import Config, tenant_password
-from dumpsafe.engines import files, postgres
-from dumpsafe.errors import BackupFailed, DumpsafeError, IntegrityError, NotFoundError, StoreError, UsageError
+from dumpsafe.engines import postgres
+from dumpsafe.errors import BackupFailed, DamagedRecord, DumpsafeError, NotFoundError, StoreError, UsageError
+from dumpsafe.failpoints import failpoint
 from dumpsafe.fsutil import secure_config_roots
-from dumpsafe.index import Catalog, filter_records, object_key, objects_prefix
-from dumpsafe.models import BackupRecord, ObjectRef, UploadsInfo, new_backup_id, utcnow, validate_backup_id
-from dumpsafe import crypto
-from dumpsafe.pipeline import HashingReader, pack_stream
+from dumpsafe.index import Catalog, Damaged, filter_records, newest_first
+from dumpsafe.models import BackupRecord, utcnow, validate_backup_id
 from dumpsafe.progress import NULL, Progress
 from dumpsafe.storage import Store, open_store
 from dumpsafe import anomaly, retention, status as status_mod  # issue 5
@@ -29,19 +25,25 @@ from dumpsafe.retention import Decision  # issue 5
 from dumpsafe.status import DatabaseStatus  # issue 5
 from datetime import datetime  # issue 5
 
-DUMP_OBJECT = "database.dump.zst"
-UPLOADS_OBJECT = "uploads.tar.zst"
-GLOBALS_OBJECT = "globals.sql.zst"
-COPY_CHUNK = 1 << 20
+from dumpsafe.backup import DUMP_OBJECT, GLOBALS_OBJECT, UPLOADS_OBJECT, BackupWriter  # noqa: F401  (re-exported)
+from dumpsafe import recovery
+
+
+class RecordList(list):
+    """Records, plus the damaged records met while listing them (never silently dropped)."""
+
+    damaged: list[Damaged]
+    warnings: list[str]
 
 
 class BackupService:
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, *, clock=utcnow):
         self.config = config
         self.state_dir = Path(config.state_dir)
         self.audit = AuditLog(self.state_dir)
         self._stores: dict[str, Store] = {}
         secure_config_roots(config)  # owner-only at rest; older trees tightened once (issue 12)
+        self.clock = clock  # the one time source of the write path (tests inject one)
 
     # ---- plumbing -------------------------------------------------------------------------
     def store(self, name: str) -> Store:
@@ -129,99 +131,8 @@ class BackupService:
             self._after_create(rec, actor=actor, progress=progress)
         return records
 
-    def _create_one(
-        self,
-        tenant: str,
-        db: str,
-        target: postgres.PgTarget,
-        store_name: str,
-        *,
-        with_uploads: bool,
-        label: str | None,
-        pin: bool,
-        actor: str,
-        progress: Progress,
-    ) -> BackupRecord:
-        tcfg = self.config.tenant(tenant)
-        with self.audit.record("create", actor, tenant=tenant, database=db, store=store_name) as ev:
-            st = self.store(store_name)
-            st.sweep()
-            started = utcnow()
-            t0 = time.monotonic()
-            bid = new_backup_id(tenant, db, started)
-            ev.backup_id = bid
-            objects: list[ObjectRef] = []
-            recipients = crypto.parse_recipients(tcfg.encrypt_to) if tcfg.encrypt_to else None
-            try:
-                with postgres.snapshot(target, db) as snap, ThreadPoolExecutor(1) as counter:
-                    pg_dump, client_version = self.pg_tool(target, "pg_dump", snap.server_major)
-                    counts = counter.submit(snap.count_tables)
-                    uploads_info = None
-                    if with_uploads:
-                        ref, stats = self._write_uploads(st, bid, tenant, tcfg.uploads, recipients, progress)
-                        objects.append(ref)
-                        uploads_info = UploadsInfo(files=stats.files, bytes=stats.bytes, skipped=list(stats.skipped))
-                    if tcfg.include_globals:
-                        objects.append(self._write_globals(st, bid, target, snap.server_major, recipients))
-                    key = object_key(bid, DUMP_OBJECT + (".age" if recipients else ""))
-                    with st.open_write(key) as w, progress.task(f"dump {tenant}/{db}") as advance:
-                        with postgres.pg_dump_stream(target, db, snap, pg_dump) as out:
-                            res = pack_stream(out, w, advance, recipients)
-                    objects.insert(0, ObjectRef(role="database", key=key, size_bytes=res.stored_bytes, sha256=res.sha256, raw_bytes=res.raw_bytes))
-                    try:
-                        tables = counts.result()
-                    except Exception as e:
-                        raise BackupFailed(f"tenant {tenant!r}: counting rows of database {db!r} failed: {str(e).splitlines()[0]}") from None
-                record = BackupRecord(
-                    id=bid,
-                    tenant=tenant,
-                    database=db,
-                    server_version=snap.server_version,
-                    created_at=started,
-                    completed_at=utcnow(),
-                    store=store_name,
-                    location=st.url(objects_prefix(bid)),
-                    size_bytes=sum(o.size_bytes for o in objects),
-                    sha256=objects[0].sha256,
-                    compression="zstd",
-                    encryption="age" if recipients else None,
-                    tables=tables,
-                    uploads=uploads_info,
-                    objects=objects,
-                    client_version=client_version,
-                    dumpsafe_version=__version__,
-                    label=label,
-                    pinned=pin,
-                    duration_s=round(time.monotonic() - t0, 3),
-                )
-                self.catalog(store_name).put(record)  # the commit marker, last
-            except BaseException:
-                for o in objects:
-                    try:
-                        st.delete(o.key)
-                    except DumpsafeError:
-                        pass
-                raise
-            ev.size_bytes = record.size_bytes
-            return record
-
-    def _write_uploads(
-        self, st: Store, bid: str, tenant: str, root: Path, recipients: list | None, progress: Progress
-    ) -> tuple[ObjectRef, files.TreeStats]:
-        key = object_key(bid, UPLOADS_OBJECT + (".age" if recipients else ""))
-        with st.open_write(key) as w, progress.task(f"uploads {tenant}") as advance:
-            with files.tar_stream(root, tenant) as tar:
-                res = pack_stream(tar, w, advance, recipients)
-        assert tar.stats is not None
-        return ObjectRef(role="uploads", key=key, size_bytes=res.stored_bytes, sha256=res.sha256, raw_bytes=res.raw_bytes), tar.stats
-
-    def _write_globals(self, st: Store, bid: str, target: postgres.PgTarget, major: int, recipients: list | None) -> ObjectRef:
-        tool, _ = self.pg_tool(target, "pg_dumpall", major)
-        key = object_key(bid, GLOBALS_OBJECT + (".age" if recipients else ""))
-        with st.open_write(key) as w:
-            with postgres.pg_dumpall_globals_stream(target, tool) as out:
-                res = pack_stream(out, w, None, recipients)
-        return ObjectRef(role="globals", key=key, size_bytes=res.stored_bytes, sha256=res.sha256, raw_bytes=res.raw_bytes)
+    def _create_one(self, tenant: str, db: str, target: postgres.PgTarget, store_name: str, **kw) -> BackupRecord:
+        return BackupWriter(self).create_one(tenant, db, target, store_name, **kw)
 
     def _after_create(self, record: BackupRecord, *, actor: str, progress: Progress) -> None:
         """Follow-up work after a committed backup (copies, notifications): see issues 4 and 5."""
@@ -236,17 +147,30 @@ class BackupService:
             self.config.tenant(tenant)  # raises the unknown-tenant error
         names = [store] if store else list(self.config.stores)
         out: list[BackupRecord] = []
+        damaged: list[Damaged] = []
         for name in names:
-            out += filter_records(self.catalog(name).records(), tenant, database)
-        out.sort(key=lambda r: (r.created_at, r.id), reverse=True)
-        return out if store else self._prefer_originals(out)
+            cat = self.catalog(name)
+            out += filter_records(cat.records(), tenant, database)
+            damaged += [d for d in cat.damaged if tenant is None or d.id.split(".", 1)[0] == tenant]
+        result = RecordList(newest_first(out) if store else self._prefer_originals(newest_first(out)))
+        result.damaged = damaged
+        return result
 
     def get(self, backup_id: str, store: str | None = None) -> BackupRecord:
+        """The record (from the first store that holds a sound one); DamagedRecord when the
+        only ones found are damaged, NotFoundError when there is none."""
         validate_backup_id(backup_id)
+        damaged: DamagedRecord | None = None
         for name in self._stores_for(backup_id, store):
-            rec = self.catalog(name).get(backup_id)
+            try:
+                rec = self.catalog(name).get(backup_id)
+            except DamagedRecord as e:
+                damaged = damaged or e
+                continue
             if rec is not None:
                 return rec
+        if damaged is not None:
+            raise damaged
         raise NotFoundError(f"backup {backup_id!r} not found (see 'dumpsafe backup list')")
 
     def _stores_for(self, backup_id: str, store: str | None) -> list[str]:
@@ -274,16 +198,13 @@ class BackupService:
         with self.audit.record("delete", actor, backup_id=backup_id) as ev:
             rec = self.get(backup_id, store)
             ev.tenant, ev.database, ev.store, ev.size_bytes = rec.tenant, rec.database, rec.store, rec.size_bytes
-            st = self.store(rec.store)
-            self.catalog(rec.store).remove(rec.id)
-            errors = []
-            for o in rec.objects:
-                try:
-                    st.delete(o.key)
-                except StoreError as e:
-                    errors.append(e.message)
+            errors, pending = BackupWriter(self).delete_objects(rec, actor)
             if errors:
                 ev.extra["leftover"] = errors
+        if not errors:
+            pending.done()
+        else:  # the marker stays: the next sweep finishes the delete
+            pending.release()
         self._after_delete(rec, store, actor)
         return rec
 
@@ -323,6 +244,9 @@ class BackupService:
         with_globals: bool = False,
         actor: str = "local",
         progress: Progress = NULL,
+        no_owner: bool = False,
+        owner: str | None = None,
+        no_tablespaces: bool = False,
     ):
         """Restore a backup (integrity first, atomic by default); a RestoreResult, or a Preflight for dry_run.
 
@@ -332,6 +256,7 @@ class BackupService:
         return Restorer(self).restore(
             backup_id, database=database, mode=mode, uploads=uploads, uploads_to=uploads_to, keep_old=keep_old,
             dry_run=dry_run, identity=identity, with_globals=with_globals, actor=actor, progress=progress,
+            no_owner=no_owner, owner=owner, no_tablespaces=no_tablespaces,
         )
 
     def verify(
@@ -363,7 +288,7 @@ class BackupService:
         names = [tenant] if tenant is not None else sorted(self.config.tenants)
         if tenant is not None:
             self.config.tenant(tenant)  # raises the unknown-tenant error
-        until = until or utcnow()
+        until = until or self.clock()
         return report.build(self, names, report.parse_since(since, until), until)
 
     def backup_history(self, backup_id: str) -> list:
@@ -394,53 +319,14 @@ class BackupService:
                 raise UsageError(f"backup {rec.id} is already in store {to!r} (pick another store with --to)")
             dst = self.store(to)  # unknown store: one clear error
             copy_rec = self.catalog(to).get(rec.id)
+            pending = None
             if copy_rec is None:
-                copy_rec = self._copy_objects(rec, self.store(rec.store), dst, progress)
+                copy_rec, pending = BackupWriter(self).copy_objects(rec, self.store(rec.store), dst, progress, actor)
             if to not in rec.copies:
                 self.save_record(rec.model_copy(update={"copies": [*rec.copies, to]}))
-            return copy_rec
-
-    def _copy_objects(self, rec: BackupRecord, src: Store, dst: Store, progress: Progress) -> BackupRecord:
-        written: list[str] = []
-        try:
-            for ref in rec.objects:
-                written.append(ref.key)
-                self._copy_object(rec, ref, src, dst, progress)
-            copy_rec = rec.model_copy(
-                update={"store": dst.name, "location": dst.url(objects_prefix(rec.id)), "copies": [], "copy_of": rec.store}
-            )
-            self.catalog(dst.name).put(copy_rec)  # the commit marker, last
-            return copy_rec
-        except BaseException:
-            for key in written:
-                try:
-                    dst.delete(key)
-                except DumpsafeError:
-                    pass
-            raise
-
-    def _copy_object(self, rec: BackupRecord, ref: ObjectRef, src: Store, dst: Store, progress: Progress) -> None:
-        def mismatch(where: str) -> IntegrityError:
-            return IntegrityError(
-                f"integrity check failed: {ref.key} of backup {rec.id} {where} does not match the SHA-256 "
-                f"recorded at backup time; nothing was copied to store {dst.name!r}"
-            )
-
-        with src.open_read(ref.key) as r, dst.open_write(ref.key, size_hint=ref.size_bytes) as w, progress.task(
-            f"copy {rec.id} {ref.role} to {dst.name}", ref.size_bytes
-        ) as advance:
-            hr = HashingReader(r, advance)
-            while chunk := hr.read(COPY_CHUNK):
-                w.write(chunk)
-            if hr.count != ref.size_bytes or hr.hexdigest != ref.sha256:
-                raise mismatch(f"in store {src.name!r}")  # aborts the write: nothing committed
-        # on arrival: read the committed object back from the target
-        with dst.open_read(ref.key) as r:
-            back = HashingReader(r)
-            while back.read(COPY_CHUNK):
-                pass
-        if back.count != ref.size_bytes or back.hexdigest != ref.sha256:
-            raise mismatch(f"as stored in {dst.name!r}")
+        if pending is not None:
+            pending.done()
+        return copy_rec
 
     def _copy_after_create(self, record: BackupRecord, *, actor: str, progress: Progress) -> None:
         """The tenant's ``copy_to`` stores, after every committed backup (3-2-1)."""
@@ -459,10 +345,28 @@ class BackupService:
         """Re-read every record from the store(s) into the local cache; backups per store."""
         names = [store] if store else list(self.config.stores)
         out: dict[str, int] = {}
+        self.last_damaged: list[Damaged] = []
         for name in names:
-            self.store(name)  # unknown store: one clear error
-            out[name] = len(self.catalog(name).records(refresh=True))
+            st = self.store(name)  # unknown store: one clear error
+            swept = recovery.report_sweep(self, recovery.sweep(st, self.clock(), full=True))
+            cat = self.catalog(name)
+            out[name] = len(cat.records(refresh=True))
+            self.last_damaged += cat.damaged
+            self.last_damaged += [Damaged(b, name, "its record is missing; the copy beside its objects is there")
+                                  for b in swept.missing_records]
         return out
+
+    def sweep_store(self, st: Store) -> None:
+        """Finish or undo what dead writers left in one store (before a write to it)."""
+        recovery.report_sweep(self, recovery.sweep(st, self.clock()))
+
+    def recover(self, *, actor: str = "local") -> "recovery.RecoveryReport":
+        """Finish or undo every interrupted operation (``dumpsafe recover``; serve runs it at start)."""
+        return recovery.recover(self, actor=actor)
+
+    def repair(self, backup_id: str, *, actor: str = "local") -> "recovery.RepairResult":
+        """Bring back a damaged (or missing) record: from its copy, else rebuilt from its objects."""
+        return recovery.repair(self, backup_id, actor=actor)
 
     @staticmethod
     def _prefer_originals(records: list[BackupRecord]) -> list[BackupRecord]:
@@ -510,9 +414,12 @@ class BackupService:
         names = [tenant] if tenant is not None else sorted(self.config.tenants)
         if tenant is not None:
             self.config.tenant(tenant)  # raises the unknown-tenant error
-        now = now or utcnow()
+        now = now or self.clock()
         out: list[Decision] = []
         problems: list[str] = []
+        if not dry_run:  # finish deletes a killed prune left half-done
+            for st_name in self.config.stores:
+                self.sweep_store(self.store(st_name))
         for name in names:
             records = self.list(name)
             policy = self.config.retention_for(name)
@@ -530,6 +437,7 @@ class BackupService:
                     try:
                         self.delete(d.id, store=d.store, actor=actor)
                         ev.extra["removed"] += 1
+                        failpoint("prune.after_delete")
                     except NotFoundError:
                         ev.extra["removed"] += 1  # already gone (another prune got there first)
                     except DumpsafeError as e:
@@ -593,9 +501,35 @@ class BackupService:
         next scheduled run, and whether max_age is breached (absence of success)."""
         records = self.list(tenant)
         unique = list({r.id: r for r in reversed(records)}.values())  # a copy in another store is the same backup
+        now = now or self.clock()
         # failures come from the audit log's small state file, never from re-reading the log (issue 12)
-        return status_mod.compute(self.config, unique, self.audit.failure_summary(tenant), now or utcnow(), tenant,
-                                  restorable=self.history.restorable(tenant, unique))  # issue 15
+        rows = RecordList(status_mod.compute(self.config, unique, self.audit.failure_summary(tenant), now, tenant,
+                                             restorable=self.history.restorable(tenant, unique)))  # issue 15
+        rows.damaged = records.damaged
+        rows.warnings = clock_warnings(records, now)
+        return rows
+
+
+def clock_warnings(records: list[BackupRecord], now: datetime) -> list[str]:
+    """A clock that went back more than a minute: behind the newest backup of a
+    tenant/database (by sequence), or behind an earlier backup when that one was made."""
+    from dumpsafe.backup import CLOCK_SLACK
+
+    out: list[str] = []
+    seen: set[tuple[str, str, str]] = set()
+    for r in records:  # newest first within each tenant/database
+        key = (r.store, r.tenant, r.database)
+        if key in seen:
+            continue
+        seen.add(key)
+        if r.created_at - now > CLOCK_SLACK:
+            out.append(f"the clock is {(r.created_at - now).total_seconds():.0f}s behind the newest backup of "
+                       f"{r.tenant}/{r.database} ({r.id}); check the system clock")
+        elif r.clock_behind_s:
+            out.append(f"the clock was {r.clock_behind_s:.0f}s behind when {r.id} of {r.tenant}/{r.database} was made; "
+                       "ordering and retention follow the backup sequence")
+    return out
+
 
 
 def ensure_state_dir(path: Path) -> None:

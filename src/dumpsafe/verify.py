@@ -3,8 +3,10 @@
 Without a drill every object is streamed once through its checks (hash and size, zstd
 decoding, the dump's TOC, the uploads archive's members) and nothing is kept. A drill
 spools the dump like a restore, restores it into a scratch database (on the tenant's
-server or a configured drill server), compares every table's row count with the record,
-measures the time a restore takes (RTO) and always drops the scratch database.
+server or a configured drill server) with the backup's own database properties, compares
+what the record says the database held (per-table rows, partitioned tables, materialized
+views, large objects, database properties, the schema fingerprint) and the archive's
+sequence values, measures the time a restore takes (RTO) and always drops the scratch database.
 The outcome is written into the record's ``last_verification``, pass or fail.
 """
 
@@ -18,13 +20,16 @@ from typing import Any
 
 from dumpsafe import fetch
 from dumpsafe.engines import postgres
+from dumpsafe.engines import inventory
 from dumpsafe.engines import pg_restore as pgr
-from dumpsafe.engines.sqlsession import count_tables, open_session
-from dumpsafe.errors import ConfigError, DumpsafeError, IntegrityError, ObjectMissing, RestoreFailed, UsageError
+from dumpsafe.engines.databases import finish
+from dumpsafe.engines.sqlsession import open_session
+from dumpsafe.errors import ConfigError, ConflictError, DumpsafeError, IntegrityError, ObjectMissing, RestoreFailed, UsageError
 from dumpsafe.models import BackupRecord, Verification, utcnow
-from dumpsafe.preflight import inspect_database, inspect_uploads
+from dumpsafe.preflight import inspect_database, inspect_uploads, tables_without_data
 from dumpsafe.progress import NULL, Progress
-from dumpsafe.restore import Restorer, compare_counts, restore_jobs
+from dumpsafe.compare import check_contents, known_tables
+from dumpsafe.restore import Restorer, restore_jobs
 
 # failures that say something about the backup (recorded as a failed verification);
 # anything else (store unreachable, bad config) is an error of the attempt, not a verdict
@@ -80,7 +85,7 @@ class Verifier:
         tool = Restorer(self.svc).toc_tool(record)  # local: reading a TOC needs no server
         with progress.task(f"verify {record.id}", total=db_ref.size_bytes) as advance:
             toc = inspect_database(st, record, db_ref, tool, advance, self.identities)
-        missing = sorted(set(record.tables) - set(toc.table_data()))
+        missing = tables_without_data(record, toc)
         if missing:
             raise RestoreFailed(f"backup {record.id}: the archive holds no data for {', '.join(missing)}")
         parts = [f"{len(record.objects)} object{'s' if len(record.objects) != 1 else ''} match their SHA-256",
@@ -127,9 +132,19 @@ class Verifier:
             dump = tmp / "database.dump"
             with progress.task(f"fetch {record.id}", total=db_ref.size_bytes) as advance:
                 fetch.spool(st, record, db_ref, dump, advance, self.identities)
-            _, tool = restorer._tool(target, scratch)
+            major, tool = restorer._tool(target, scratch)
+            toc_tool = restorer.toc_tool(record)
             with open(dump, "rb") as fh:
-                toc = pgr.read_toc(restorer.toc_tool(record), fh, with_sql=True, known_tables=set(record.tables))
+                toc = pgr.read_toc(toc_tool, fh, known_tables=known_tables(record))
+            spec = pgr.parse_spec(toc.database_sql)
+            with pgr.admin(target, scratch) as s:
+                unsupported = pgr.unsupported_properties(s, spec, owner=None, no_owner=False, tablespaces=True)
+                missing_ext = sorted(set(toc.extensions()) - pgr.available_extensions(s))
+            if missing_ext:
+                unsupported.append(f"extensions not available there: {', '.join(missing_ext)} (install their packages)")
+            if unsupported:
+                raise ConflictError(f"the drill server {target.where()} cannot hold this backup's database as it was: "
+                                    + "; ".join(unsupported) + " (or configure a drill_server that can)")
             if up_ref is not None:
                 with progress.task(f"verify uploads {record.id}", total=up_ref.size_bytes) as advance:
                     inspect_uploads(st, record, up_ref, advance, self.identities)
@@ -138,21 +153,68 @@ class Verifier:
             t_restore = time.monotonic()
             with pgr.claimed(target, scratch):
                 with pgr.admin(target, scratch) as conn:
-                    pgr.create_database(conn, scratch, encoding=toc.encoding)
+                    pgr.create_database(conn, scratch, spec, encoding=toc.encoding)
                 try:
                     with progress.task(f"drill restore {record.id}"):
                         pgr.run_pg_restore(target, tool, scratch, dump, jobs=restore_jobs(self.config.restore_jobs))
-                        with open_session(target, scratch) as s:
-                            counts = count_tables(s)
+                        with pgr.admin(target, scratch) as conn:
+                            pgr.apply_properties(conn, scratch, spec)
+                            finish(conn, scratch, spec)
+                        restore_s = time.monotonic() - t_restore
+                        self.before_compare(target, scratch)
+                        diffs, compared, counts = self._compare(record, target, scratch, major, toc_tool, dump)
                 finally:
                     drop_error = pgr.drop_database(target, scratch)
             if drop_error:
                 raise RestoreFailed(f"drill restored fine but the scratch database {scratch!r} on {target.where()} "
                                     f"could not be dropped ({drop_error}); drop it by hand")
         rto = time.monotonic() - t0
-        extra.update(rto_s=round(rto, 3), restore_s=round(time.monotonic() - t_restore, 3), tables=len(counts))
-        mismatch = compare_counts(record.tables, counts)
-        if mismatch:
-            raise RestoreFailed(f"drill failed: {mismatch}")
+        extra.update(rto_s=round(rto, 3), restore_s=round(restore_s, 3), tables=len(counts), compared=compared)
+        if diffs:
+            raise RestoreFailed("drill failed: " + "; ".join(diffs) + " (compared " + ", ".join(compared) + ")")
         return (f"restored {len(counts)} tables ({sum(counts.values())} rows) into a scratch database on {target.where()} "
-                f"in {rto:.1f}s (RTO); every row count matches the record")
+                f"in {rto:.1f}s (RTO); equal to the backup: " + ", ".join(compared))
+
+    def before_compare(self, target: postgres.PgTarget, scratch: str) -> None:
+        """Called between the scratch restore and the comparison (tests damage the scratch database here)."""
+
+    def _compare(self, record: BackupRecord, target: postgres.PgTarget, scratch: str, major: int, toc_tool: str,
+                 dump: Path) -> tuple[list[str], list[str], dict[str, int]]:
+        """Everything the record (and the archive) says the database held, against the scratch database."""
+        diffs: list[str] = []
+        compared = [f"row counts of {len(record.tables)} tables"]
+        with open_session(target, scratch) as s:
+            counts, mismatch = check_contents(record, s)
+            if record.partitioned is not None:
+                compared.append(f"{len(record.partitioned)} partitioned tables")
+            if record.matviews is not None:
+                compared.append(f"{len(record.matviews)} materialized views (populated or not)")
+            if record.large_objects is not None:
+                compared.append(f"{record.large_objects.count} large objects ({record.large_objects.bytes} bytes)")
+            if mismatch:
+                diffs.append(mismatch)
+            want_seq = pgr.archive_sequences(toc_tool, str(dump))
+            got_seq = inventory.sequences(s)
+            compared.append(f"{len(want_seq)} sequence values")
+            seq_diffs = [f"{k} (archive {want_seq.get(k)}, restored {got_seq.get(k)})"
+                         for k in sorted(set(want_seq) | set(got_seq)) if want_seq.get(k) != got_seq.get(k)]
+            if seq_diffs:
+                diffs.append("sequence values differ: " + ", ".join(seq_diffs))
+        if record.database_properties is not None:
+            with pgr.admin(target, scratch) as s:
+                got = inventory.database_properties(s, scratch)
+            compared.append("database properties")
+            prop = inventory.property_diffs(record.database_properties, got)  # "(restored → recorded)"
+            if prop:
+                diffs.append("database properties differ (restored → recorded): " + ", ".join(prop))
+        pg_dump, dump_version = self.svc.pg_tool(target, "pg_dump", major) if record.schema_sha256 else (None, None)
+        if record.schema_sha256 and pgr.major_of(dump_version) != pgr.major_of(record.client_version or dump_version):
+            # another major's pg_dump writes the same schema differently: no honest comparison
+            compared.append(f"schema fingerprint not compared (pg_dump {dump_version} here, {record.client_version} at backup)")
+        elif record.schema_sha256:
+            with postgres.pg_dump_schema_stream(target, scratch, pg_dump) as out:
+                got_sha = inventory.schema_fingerprint(out)
+            compared.append("schema fingerprint")
+            if got_sha != record.schema_sha256:
+                diffs.append(f"schema fingerprint differs (recorded {record.schema_sha256[:12]}…, restored {got_sha[:12]}…)")
+        return diffs, compared, counts

@@ -16,7 +16,7 @@ class ErrorBody(BaseModel):
     """Every error: the error kind and one sentence saying what went wrong and what to do."""
 
     error: str = Field(examples=["not_found"])
-    detail: str = Field(examples=["backup 'acme.app.20260101T023000Z.k3j9x2ab' not found"])
+    detail: str = Field(examples=["backup 'acme.app.20260101T023000Z.k3j7x2ab' not found"])
 
 
 class CreateBackup(BaseModel):

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import IO, Callable, Iterator
+from typing import IO, Any, Callable, Iterator
 
 import psycopg
 
@@ -205,18 +205,6 @@ def list_databases(target: PgTarget) -> list[str]:
         raise BackupFailed(f"tenant {target.tenant!r}: cannot list databases at {target.where()}: {e.message}") from None
 
 
-TABLES_SQL = """
-SELECT n.nspname, c.relname
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind = 'r'
-  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-  AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'
-  AND NOT EXISTS (SELECT 1 FROM pg_depend d
-                  WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
-ORDER BY 1, 2
-"""
-
-
 class _StderrTail(threading.Thread):
     """Drain a child's stderr so it never blocks, keeping the last few KiB for error text."""
 
@@ -238,8 +226,12 @@ class _StderrTail(threading.Thread):
         if self._secret:
             t = t.replace(self._secret, "***")
         lines = [ln.removeprefix("pg_dump: ").removeprefix("pg_restore: ") for ln in t.splitlines() if ln.strip()]
-        errors = [ln for ln in lines if ln.lower().startswith("error")] or lines
-        return errors[-1] if errors else ""
+        # the failing step and its cause: "error: ... PQgetResult() failed." is followed by
+        # "detail: ... server closed the connection unexpectedly" (PG 15+) or by a second
+        # "error:" line (older); the statement ("Command was: COPY ...") says nothing new
+        errors = [ln for ln in lines if ln.lower().startswith(("error", "detail"))
+                  and not any(w in ln.lower() for w in ("command was", "query was"))] or lines[-1:]
+        return "; ".join(errors[-2:])
 
 
 @dataclass
@@ -250,13 +242,15 @@ class DumpSnapshot:
     server_version: str
     server_major: int
     count_tables: Callable[[], dict[str, int]]  # exact counts in this same snapshot
+    inventory: Callable[[dict[str, int]], dict[str, Any]]  # given count_tables(): the rest of what it holds, same snapshot
 
 
 @contextmanager
 def snapshot(target: PgTarget, dbname: str) -> Iterator[DumpSnapshot]:
     """Export a snapshot through the tenant's SQL session (psycopg directly, or psql through
     the exec channel); the transaction stays open, and is rolled back, around the block."""
-    from dumpsafe.engines.sqlsession import SqlError, count_tables, open_session
+    from dumpsafe.engines.inventory import count_tables, snapshot_inventory
+    from dumpsafe.engines.sqlsession import SqlError, open_session
 
     with open_session(target, dbname) as s:
         try:
@@ -266,7 +260,8 @@ def snapshot(target: PgTarget, dbname: str) -> Iterator[DumpSnapshot]:
             )[0]
         except SqlError as e:
             raise BackupFailed(f"tenant {target.tenant!r}: cannot export a snapshot of database {dbname!r}: {e.message}") from None
-        yield DumpSnapshot(snap, version.split()[0], int(num) // 10000, lambda: count_tables(s))
+        yield DumpSnapshot(snap, version.split()[0], int(num) // 10000, lambda: count_tables(s),
+                           lambda tables: snapshot_inventory(s, tables))
 
 
 @contextmanager
@@ -307,6 +302,14 @@ def pg_dump_stream(target: PgTarget, dbname: str, snap: DumpSnapshot, pg_dump: s
     argv = [pg_dump, *target.conn_args(), "--format=custom", "--compress=0", f"--snapshot={snap.snapshot_id}",
             "--no-password", f"--dbname={dbname}"]
     return tool_stream(target, argv, f"pg_dump of database {dbname!r}")
+
+
+def pg_dump_schema_stream(target: PgTarget, dbname: str, pg_dump: str, snap: DumpSnapshot | None = None):
+    """pg_dump --schema-only as plain SQL (the schema fingerprint), in the dump's snapshot if given."""
+    argv = [pg_dump, *target.conn_args(), "--schema-only", "--no-password", f"--dbname={dbname}"]
+    if snap is not None:
+        argv.insert(-1, f"--snapshot={snap.snapshot_id}")
+    return tool_stream(target, argv, f"pg_dump --schema-only of database {dbname!r}")
 
 
 def pg_dumpall_globals_stream(target: PgTarget, pg_dumpall: str):

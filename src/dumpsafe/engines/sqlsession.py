@@ -17,7 +17,7 @@ from typing import Any, Iterator, Protocol
 import psycopg
 from psycopg import sql
 
-from dumpsafe.engines.postgres import TABLES_SQL, PgTarget, _StderrTail, connect, explain_connect_error
+from dumpsafe.engines.postgres import PgTarget, _StderrTail, connect, explain_connect_error
 from dumpsafe.errors import BackupFailed, RestoreFailed
 
 Query = str | sql.Composable
@@ -179,15 +179,6 @@ def open_session(target: PgTarget, dbname: str) -> Iterator[Session]:
         yield s
     finally:
         s.close()
-
-
-def count_tables(s: Session) -> dict[str, int]:
-    """Exact row count of every user table."""
-    counts: dict[str, int] = {}
-    for schema, table in s.rows(TABLES_SQL):
-        q = sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(schema), sql.Identifier(table))
-        counts[f"{schema}.{table}"] = int(s.rows(q)[0][0])
-    return counts
 
 
 def _first_line(e: BaseException) -> str:

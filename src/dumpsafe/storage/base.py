@@ -41,6 +41,14 @@ class ObjectInfo:
     etag: str | None = None
 
 
+@dataclass(frozen=True)
+class Unfinished:
+    """An upload the service holds open (an S3 multipart upload): no object yet."""
+
+    key: str
+    handle: str
+
+
 class Writer(Protocol):
     def write(self, data: bytes, /) -> int: ...
 
@@ -102,8 +110,17 @@ class Store(abc.ABC):
         """A human-readable location (file:///..., s3://bucket/prefix/..., gs://...)."""
 
     def sweep(self) -> int:
-        """Remove leftovers of crashed writers; returns how many. Backends without any: 0."""
+        """Remove leftovers of crashed writers that the store itself can tell are dead
+        (local: temp files of gone pids); returns how many. Backends without any: 0."""
         return 0
+
+    def unfinished(self, prefix: str = "") -> Iterator[Unfinished]:
+        """Uploads under ``prefix`` that were started and neither completed nor aborted.
+        Which of them are dead is decided by the caller (pending markers), never by age."""
+        return iter(())
+
+    def abort_unfinished(self, upload: Unfinished) -> None:
+        """Abort an upload listed by ``unfinished`` (idempotent)."""
 
     # ---- small helpers built on the contract --------------------------------------------
     def put_bytes(self, key: str, data: bytes) -> None:
@@ -143,4 +160,4 @@ class BucketStore(Store):
         return f"{self.scheme}://{self.bucket}/{self.prefix}{key}"
 
 
-__all__ = ["Store", "BucketStore", "ObjectInfo", "Writer", "Reader", "check_key", "ObjectMissing", "StoreError"]
+__all__ = ["Store", "BucketStore", "ObjectInfo", "Unfinished", "Writer", "Reader", "check_key", "ObjectMissing", "StoreError"]

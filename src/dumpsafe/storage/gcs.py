@@ -110,7 +110,7 @@ class _Writer:
         try:
             self.resumable.terminate()
         except Exception as e:  # the session expires by itself within a week either way
-            log.warning("store %r: could not cancel the upload of %s: %s", self.store.name, self.key, e)
+            log.debug("store %r: could not cancel the upload of %s: %s", self.store.name, self.key, type(e).__name__)
 
 
 class _Reader:

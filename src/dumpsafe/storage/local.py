@@ -12,20 +12,19 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from dumpsafe.errors import ObjectMissing, StoreError
-from dumpsafe.fsutil import fsync_dir, open_private, private_dir
+from dumpsafe.fsutil import fsync_dir, open_private, pid_alive, private_dir
 from dumpsafe.storage.base import ObjectInfo, Store, check_key
 
 _TMP_MARK = ".tmp-"
 
 
-def _pid_alive(pid: int) -> bool:
+def _discard(fh: BinaryIO) -> None:
+    """Close without raising: bytes still buffered are dropped (the file is deleted anyway;
+    the descriptor is closed even when the final flush fails)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        fh.close()
+    except OSError:
+        pass
 
 
 class _Writer:
@@ -71,10 +70,14 @@ class LocalStore(Store):
         committed = False
         try:
             writer = _Writer(fh)
-            yield writer
-            fh.flush()
-            os.fsync(fh.fileno())
-            fh.close()
+            try:
+                yield writer
+                fh.flush()
+                os.fsync(fh.fileno())
+                fh.close()
+            except BaseException:
+                _discard(fh)  # a failing close must not replace the error that got us here
+                raise
             if tmp.stat().st_size != writer.written:
                 raise StoreError(f"store {self.name!r}: short write for {key} (disk full?)")
             os.replace(tmp, final)
@@ -83,8 +86,6 @@ class LocalStore(Store):
         except OSError as e:
             raise self._oserror(e, key) from None
         finally:
-            if not fh.closed:
-                fh.close()
             if not committed:
                 try:
                     tmp.unlink()
@@ -169,7 +170,7 @@ class LocalStore(Store):
                 except (ValueError, IndexError):
                     pid = -1
                 try:
-                    stale = (pid > 0 and not _pid_alive(pid)) or now - p.stat().st_mtime > older_than_s
+                    stale = (pid > 0 and not pid_alive(pid)) or now - p.stat().st_mtime > older_than_s
                     if stale:
                         p.unlink()
                         removed += 1

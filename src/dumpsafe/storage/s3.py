@@ -13,7 +13,6 @@ import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from typing import Any, Iterator
 
 import boto3
@@ -32,7 +31,8 @@ from botocore.exceptions import (
 
 from dumpsafe.config import S3StoreConfig
 from dumpsafe.errors import ObjectMissing, StoreError
-from dumpsafe.storage.base import BucketStore, ObjectInfo, commit_or_abort
+from dumpsafe.failpoints import failpoint
+from dumpsafe.storage.base import BucketStore, ObjectInfo, Unfinished, commit_or_abort
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +154,7 @@ class _MultipartWriter:
             self.upload_id = r["UploadId"]
             with _LIVE_LOCK:
                 _LIVE_UPLOADS.add(self.upload_id)
+            failpoint("store.after_multipart_start")
             if self.concurrency > 1:
                 self.pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="s3-part")
         number = self.next_number
@@ -212,9 +213,10 @@ class _MultipartWriter:
                 Bucket=self.store.bucket, Key=self.full_key, UploadId=self.upload_id
             )
         except (BotoCoreError, ClientError) as e:
-            # nothing is visible under the key either way; the parts stay billable until
-            # sweep() or a bucket lifecycle rule (AbortIncompleteMultipartUpload) clears them
-            log.warning("store %r: could not abort multipart upload of %s: %s", self.store.name, self.key, e)
+            # nothing is visible under the key either way, and the error that made us abort
+            # is the one the user sees; the parts stay until the next sweep (the pending
+            # marker says this upload is dead) or a bucket lifecycle rule clears them
+            log.debug("store %r: could not abort the upload of %s: %s", self.store.name, self.key, type(e).__name__)
 
 
 class S3Store(BucketStore):
@@ -357,25 +359,24 @@ class S3Store(BucketStore):
         except BotoCoreError as e:
             raise self._error(e, f"deleting {key}") from None
 
-    def sweep(self, older_than_s: float = 86400) -> int:
-        """Abort multipart uploads under the prefix that a crashed writer left behind
-        (initiated more than ``older_than_s`` ago, so live uploads are never touched)."""
-        now = datetime.now(timezone.utc)
-        aborted = 0
+    def unfinished(self, prefix: str = "") -> Iterator[Unfinished]:
+        """Multipart uploads under ``prefix`` not started by a writer of this process."""
         try:
-            pages = self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=self.prefix)
+            pages = self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=self.prefix + prefix)
             for page in pages:
                 for u in page.get("Uploads", ()):
                     with _LIVE_LOCK:
-                        live = u["UploadId"] in _LIVE_UPLOADS
-                    if live or (now - u["Initiated"]).total_seconds() < older_than_s:
-                        continue
-                    try:
-                        self.client.abort_multipart_upload(Bucket=self.bucket, Key=u["Key"], UploadId=u["UploadId"])
-                        aborted += 1
-                    except ClientError as e:
-                        if e.response.get("Error", {}).get("Code") != "NoSuchUpload":
-                            raise
+                        if u["UploadId"] in _LIVE_UPLOADS:
+                            continue
+                    yield Unfinished(u["Key"][len(self.prefix) :], u["UploadId"])
         except (BotoCoreError, ClientError) as e:
-            raise self._error(e, "sweeping unfinished uploads") from None
-        return aborted
+            raise self._error(e, "listing unfinished uploads") from None
+
+    def abort_unfinished(self, upload: Unfinished) -> None:
+        try:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=self._full(upload.key), UploadId=upload.handle)
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") != "NoSuchUpload":
+                raise self._error(e, f"aborting an unfinished upload of {upload.key}") from None
+        except BotoCoreError as e:
+            raise self._error(e, f"aborting an unfinished upload of {upload.key}") from None

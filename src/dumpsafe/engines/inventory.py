@@ -1,0 +1,158 @@
+"""What a database holds, read through one SQL session: the backup records it (inside the
+dump's snapshot) and a drill reads the same from the scratch database to compare.
+
+Keys are identifiers quoted as PostgreSQL quotes them (``quote_ident``), so ``"x.y".z`` and
+``x."y.z"`` never collide and ``public.orders`` stays as it is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import IO, Any, Iterable
+
+from psycopg import sql
+
+from dumpsafe.engines.sqlsession import Session
+
+_USER_RELS = """
+SELECT c.relkind::text AS kind, n.nspname::text AS nsp, c.relname::text AS rel,
+       quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS key, c.relispopulated AS populated, c.oid::int8 AS oid
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ({kinds})
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                  WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+ORDER BY 2, 3
+"""
+
+
+def _rels(s: Session, kinds: str) -> list[tuple[Any, ...]]:
+    return s.rows(_USER_RELS.replace("{kinds}", kinds))
+
+
+def _count(s: Session, schema: str, name: str) -> int:
+    return int(s.rows(sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(schema), sql.Identifier(name)))[0][0])
+
+
+def count_tables(s: Session, *, quoted: bool = True) -> dict[str, int]:
+    """Exact row count of every user table (plain keys "schema.table" for records written before quoting)."""
+    return {(key if quoted else f"{nsp}.{rel}"): _count(s, nsp, rel) for _k, nsp, rel, key, _p, _o in _rels(s, "'r'")}
+
+
+def count_relations(s: Session, tables: dict[str, int] | None = None) -> dict[str, dict[str, int | None]]:
+    """Rows of partitioned parents (through the parent) and materialized views (None: not populated).
+
+    With ``tables`` (quoted keys, counted in the same snapshot) a parent's rows are the sum of its
+    leaf partitions found through pg_partition_tree (so a detached partition still shows), and
+    no partition is counted twice."""
+    out: dict[str, dict[str, int | None]] = {"partitioned": {}, "matviews": {}}
+    for kind, nsp, rel, key, populated, oid in _rels(s, "'p','m'"):
+        if kind == "p":
+            leaves = [r[0] for r in s.rows(sql.SQL(
+                """SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS key
+                   FROM pg_partition_tree({}::oid::regclass) t JOIN pg_class c ON c.oid = t.relid
+                   JOIN pg_namespace n ON n.oid = c.relnamespace WHERE t.isleaf""").format(sql.Literal(oid)))]
+            if tables is not None and all(k in tables for k in leaves):
+                out["partitioned"][key] = sum(tables[k] for k in leaves)
+            else:
+                out["partitioned"][key] = _count(s, nsp, rel)
+        else:
+            out["matviews"][key] = _count(s, nsp, rel) if populated else None
+    return out
+
+
+def large_objects(s: Session) -> dict[str, int]:
+    """Count and total bytes of the database's large objects (pg_largeobject if readable, else lo_get)."""
+    if s.rows("SELECT has_table_privilege('pg_catalog.pg_largeobject', 'SELECT') AS ok")[0][0]:
+        q = ("SELECT (SELECT count(*) FROM pg_largeobject_metadata) AS n, "
+             "coalesce((SELECT sum(octet_length(data)) FROM pg_largeobject), 0)::int8 AS b")
+    else:
+        q = "SELECT count(*) AS n, coalesce(sum(octet_length(lo_get(oid))), 0)::int8 AS b FROM pg_largeobject_metadata"
+    n, b = s.rows(q)[0]
+    return {"count": int(n), "bytes": int(b)}
+
+
+def sequences(s: Session) -> dict[str, list[Any]]:
+    """[last_value, is_called] of every user sequence (what pg_dump's SEQUENCE SET restores)."""
+    out: dict[str, list[Any]] = {}
+    for _k, nsp, rel, key, _p, _o in _rels(s, "'S'"):
+        v, called = s.rows(sql.SQL("SELECT last_value, is_called FROM {}.{}").format(sql.Identifier(nsp), sql.Identifier(rel)))[0]
+        out[key] = [int(v), bool(called)]
+    return out
+
+
+def database_properties(s: Session, name: str | None = None) -> dict[str, Any]:
+    """The database's own properties, normalized for comparison (``name`` None: the session's database)."""
+    where = sql.SQL("d.datname = current_database()") if name is None else sql.SQL("d.datname = {}").format(sql.Literal(name))
+    row = s.rows(sql.SQL(
+        """SELECT pg_get_userbyid(d.datdba)::text AS owner, pg_encoding_to_char(d.encoding)::text AS enc,
+                  CASE d.datlocprovider WHEN 'i' THEN 'icu' ELSE 'libc' END AS provider,
+                  d.datcollate::text AS coll, d.datctype::text AS ctype, d.daticulocale::text AS icu,
+                  t.spcname::text AS ts, d.datconnlimit AS connlimit, d.datistemplate AS tmpl, d.datallowconn AS allowconn,
+                  shobj_description(d.oid, 'pg_database') AS comment, d.oid::int8 AS oid
+           FROM pg_database d JOIN pg_tablespace t ON t.oid = d.dattablespace WHERE """) + where)[0]
+    settings = sorted((
+        [role, cfg]
+        for role, cfgs in s.rows(sql.SQL(
+            """SELECT CASE WHEN r.setrole = 0 THEN NULL ELSE pg_get_userbyid(r.setrole)::text END AS role, r.setconfig AS cfg
+               FROM pg_db_role_setting r WHERE r.setdatabase = {}""").format(sql.Literal(row[11])))
+        for cfg in cfgs or []
+    ), key=lambda rc: (rc[0] is not None, rc[0] or "", rc[1]))
+    acl = sorted(list(a) for a in s.rows(sql.SQL(
+        """SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee)::text END AS grantee,
+                  a.privilege_type::text AS priv, pg_get_userbyid(a.grantor)::text AS grantor, a.is_grantable AS grantable
+           FROM pg_database d, aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a
+           WHERE d.oid = {}""").format(sql.Literal(row[11]))))
+    return {
+        "owner": row[0], "encoding": row[1], "locale_provider": row[2], "collate": row[3], "ctype": row[4],
+        "icu_locale": row[5], "tablespace": row[6], "connection_limit": int(row[7]), "is_template": bool(row[8]),
+        "allow_connections": bool(row[9]), "comment": row[10],
+        "settings": [{"role": r, "setting": c} for r, c in settings],
+        "grants": [{"grantee": g, "privilege": p, "grantor": gr, "grantable": bool(ga)} for g, p, gr, ga in acl],
+    }
+
+
+def snapshot_inventory(s: Session, tables: dict[str, int] | None = None) -> dict[str, Any]:
+    """Everything a backup records about its database besides table rows, read in the dump's snapshot."""
+    rels = count_relations(s, tables)
+    return {"partitioned": rels["partitioned"], "matviews": rels["matviews"], "large_objects": large_objects(s),
+            "database_properties": database_properties(s)}
+
+
+def property_diffs(expected: dict[str, Any], actual: dict[str, Any], *, skip: Iterable[str] = ()) -> list[str]:
+    """'<property> (before → after)' for each property that differs."""
+    out = []
+    for k in expected:
+        if k in skip or expected.get(k) == actual.get(k):
+            continue
+        out.append(f"{k} ({_show(actual.get(k))} → {_show(expected.get(k))})")
+    return out
+
+
+def _show(v: Any) -> str:
+    if isinstance(v, list):
+        return "[" + ", ".join(_show(x) for x in v) + "]"
+    if isinstance(v, dict):
+        if "setting" in v:
+            return f"{v['role'] + ': ' if v['role'] else ''}{v['setting']}"
+        if "privilege" in v:
+            return f"{v['privilege']} to {v['grantee']} by {v['grantor']}{' with grant option' if v['grantable'] else ''}"
+    return repr(v)
+
+
+# ---- schema fingerprint ------------------------------------------------------------------------
+# pg_dump's comments and its \\restrict keys (random per run) say nothing about the schema
+_NOISE = re.compile(r"^(--|\\(un)?restrict )")
+
+
+def schema_fingerprint(stream: IO[bytes]) -> str:
+    """SHA-256 of a ``pg_dump --schema-only`` script with comments, blank lines and \\restrict lines removed."""
+    h = hashlib.sha256()
+    for line in stream:
+        text = line.rstrip(b"\r\n")
+        if not text.strip() or _NOISE.match(text.decode("utf-8", "replace")):
+            continue
+        h.update(text + b"\n")
+    return h.hexdigest()
