@@ -89,3 +89,27 @@ def test_no_passed_drill_within_max_drill_age_alerts_once_and_rearms(env):
 
     r = env.cli("status", "--json")
     assert r.json()[0]["last_restorable_at"] is not None and r.json()[0]["max_drill_age_s"] == 3600
+
+
+def test_scheduled_runs_are_appended_with_their_outcome_and_reported(env, monkeypatch):
+    from dumpsafe.scheduler import Run
+
+    svc = env.service()
+    now = utcnow()
+    ticks = iter(range(1000))
+    sched = Scheduler(svc, check_interval=3600, clock=lambda: now + timedelta(seconds=next(ticks)))  # each read 1s later
+    ok = Run("acme", "backup", now)
+    sched._execute(ok)  # one run, synchronously: no waiting on the scheduler's loop
+    monkeypatch.setenv("ACME_PGPASSWORD", "wrong-password")
+    failed = Run("acme", "backup", now)
+    sched._execute(failed)
+    assert (ok.outcome, failed.outcome) == ("ok", "failed")
+
+    runs = svc.history.events("acme", kinds=["scheduled_backup"])
+    assert [(e.outcome, e.backup_ids, e.actor) for e in runs] == [("ok", ok.backup_ids, "scheduler"), ("failed", [], "scheduler")]
+    assert runs[1].detail == failed.detail and "wrong-password" not in runs[1].model_dump_json()
+    sched.stop()
+
+    t = svc.report("acme", since="1d", until=now + timedelta(hours=1)).tenants[0]
+    assert (t.schedule.scheduled_runs, t.schedule.scheduled_ok, t.schedule.success_rate) == (2, 1, 0.5)
+    assert [f.detail for f in t.scheduled_failures] == [failed.detail]
