@@ -25,21 +25,26 @@ from dumpsafe.report_model import (
 MAX_AUDIT_LINES = 500
 MAX_EXPECTED = 2_000  # fire times counted one by one per schedule; more are extrapolated
 OFF_SITE_KINDS = frozenset({"s3", "gcs"})
+MAX_WINDOW = timedelta(days=3653)
 
 
 def parse_since(text: str | None, until: datetime) -> datetime:
-    """'90d', '12h' (a duration back from ``until``) or an RFC 3339 time."""
+    """'90d', '12h' (a duration back from ``until``) or an RFC 3339 time, within ten years."""
     if not text:
         return until - timedelta(days=90)
+    dt = None
     try:
-        return until - parse_duration(text)
-    except Exception:  # noqa: BLE001 - not a duration: try a time
-        pass
-    try:
-        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise UsageError(f"--since {text!r} is neither a duration (e.g. 90d, 12h) nor a time (e.g. 2026-01-01T00:00:00Z)") from None
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+        dt = until - parse_duration(text)
+    except (ValueError, OverflowError):  # not a duration (or an absurd one): try a time
+        try:
+            dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            dt = dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+        except ValueError:
+            pass
+    if dt is None or not until - MAX_WINDOW <= dt <= until:
+        raise UsageError(f"--since {text!r} is neither a duration (e.g. 90d, 12h) nor a time (e.g. 2026-01-01T00:00:00Z) "
+                         "within the last ten years")
+    return dt
 
 
 def build(service: Any, tenants: Iterable[str], since: datetime, until: datetime | None = None) -> Report:
