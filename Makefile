@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench venv pg clean
+.PHONY: demo test bench venv pg chromium clean
 
 $(BIN)/.installed: pyproject.toml
 	@bash scripts/ensure-python.sh
@@ -17,10 +17,13 @@ venv: $(BIN)/.installed
 pg:
 	@bash scripts/ensure-postgres.sh
 
+chromium:  # the dashboard's browser tests drive Debian's headless chromium (no download from elsewhere)
+	@bash scripts/ensure-chromium.sh
+
 demo: venv pg
 	$(BIN)/dumpsafe demo
 
-test: venv pg
+test: venv pg chromium
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # `make bench [BENCH_SIZE=100MB|1GB|10GB] [BENCH_REPS=3]`: side-by-side with pg_dump -Fc, writes bench/RESULTS.md

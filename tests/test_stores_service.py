@@ -50,7 +50,8 @@ def object_sha(store, key: str) -> str:
 
 
 def all_keys(store) -> list[str]:
-    return sorted(o.key for o in store.list())
+    """Every key but the history's: evidence outlives the backups it is about (issue 15)."""
+    return sorted(o.key for o in store.list() if not o.key.startswith("history/"))
 
 
 @pytest.mark.parametrize("kind", REMOTE)

@@ -100,7 +100,7 @@ def test_prune_status_and_tokens_fit(env, listed, cols):
     code, lines = on_pty(env, cols, "status")
     assert code == 0 and all(len(line) <= cols for line in lines), lines
     assert {"TENANT", "DATABASE", "LAST SUCCESS", "LAST FAILURE"} <= set(headers(lines[0]))
-    assert all(h in {"TENANT", "DATABASE", "LAST SUCCESS", "LAST FAILURE", "LAST DRILL", "NEXT RUN (UTC)", "MAX AGE"}
+    assert all(h in {"TENANT", "DATABASE", "LAST SUCCESS", "LAST FAILURE", "LAST DRILL", "RESTORABLE", "NEXT RUN (UTC)", "MAX AGE"}
                for h in headers(lines[0]))
 
     store = TokenStore(env.state_dir)

@@ -325,6 +325,31 @@ class GuardedService:
         with self._errors():
             return self._show(self.service.copy(rec.id, to=to, actor=self.caller.actor))
 
+    def backup_history(self, backup_id: str) -> list[Any]:
+        """A backup's history (issue 15): also after the backup was deleted, within the caller's tenant."""
+        self.caller.require(READ)
+        validate_backup_id(backup_id)
+        if not self.caller.sees(backup_id.split(".", 1)[0]):
+            raise backup_not_found(backup_id)
+        with self._errors():
+            events = self.service.backup_history(backup_id)
+            if not events:
+                self._record(backup_id)  # no history and no backup: not found
+            return [_scrub(e.model_dump(mode="json"), host_paths(self.service.config)) if not self.caller.admin
+                    else e.model_dump(mode="json") for e in events]
+
+    def report(self, tenant: str | None = None, *, since: str | None = "90d") -> Any:
+        """The evidence report (issue 15): a tenant token gets its own tenant's, audit excerpt included."""
+        self.caller.require(READ)
+        if not self.caller.admin:
+            tenant = self._tenant(tenant)
+        with self._errors():
+            rep = self.service.report(tenant, since=since)
+        if not self.caller.admin:
+            paths = host_paths(self.service.config)
+            rep = type(rep).model_validate(_scrub(rep.model_dump(), paths))
+        return rep
+
     def status(self, tenant: str | None = None) -> list[Any]:
         self.caller.require(READ)
         tenant = self._tenant(tenant)

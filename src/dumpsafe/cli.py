@@ -181,7 +181,12 @@ def _warn_damaged(damaged) -> None:
 def backup_get(ctx: typer.Context, backup_id: IdArg, as_json: JsonOpt = False) -> None:
     """Show one backup's record."""
     validate_backup_id(backup_id)
-    output.show_record(_state(ctx).service(reading=True).get(backup_id), as_json)
+    svc = _state(ctx).service(reading=True)
+    output.show_record(svc.get(backup_id), as_json)
+    if not as_json:  # issue 15: its verification history below the record ('backup history ID --json' for all)
+        events = svc.backup_history(backup_id)
+        if events:
+            output.show_history(events)
 
 
 @backup_app.command("delete")
@@ -438,6 +443,10 @@ app.command("mcp")(mcp_cmd)
 app.command("worker")(worker_cmd)  # issue 16: queued jobs
 app.command("init")(init_cmd)  # issue 14: a newcomer's first steps
 app.add_typer(config_app, name="config")
+from dumpsafe.cli_evidence import backup_history_cmd, report_cmd  # noqa: E402  (issue 15)
+
+app.command("report")(report_cmd)
+backup_app.command("history")(backup_history_cmd)
 
 
 @app.command("keygen")

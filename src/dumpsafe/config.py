@@ -167,6 +167,7 @@ class TenantConfig(PgServerConfig):
     timezone: str | None = None
     retention: RetentionPolicy | None = None
     max_age: str | None = None
+    max_drill_age: str | None = None  # status/alerts: no drill passed within it = overdue (issue 15)
     encrypt_to: list[str] = Field(default_factory=list)
     identity_file: Path | None = None
     include_globals: bool = False
@@ -186,7 +187,7 @@ class TenantConfig(PgServerConfig):
                 )
         return v
 
-    @field_validator("max_age")
+    @field_validator("max_age", "max_drill_age")
     @classmethod
     def _duration(cls, v: str | None) -> str | None:
         if v is not None:
@@ -205,6 +206,10 @@ class TenantConfig(PgServerConfig):
     @property
     def max_age_delta(self) -> timedelta | None:
         return parse_duration(self.max_age) if self.max_age else None
+
+    @property
+    def max_drill_age_delta(self) -> timedelta | None:
+        return parse_duration(self.max_drill_age) if self.max_drill_age else None
 
     # --- schedules and alerts (issue 5) ---
     @field_validator("schedule", "drill_schedule")

@@ -124,6 +124,10 @@ def _cycle(demo: Demo) -> None:
     from dumpsafe.demo_api import api_tour
 
     api_tour(demo)
+    # --- dashboard and evidence report (issue 15): last, it ends with the dashboard's URL ---
+    from dumpsafe.demo_dashboard import dashboard_tour
+
+    dashboard_tour(demo)
 
 
 def _restore_cycle(demo: Demo) -> None:

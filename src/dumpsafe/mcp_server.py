@@ -165,6 +165,23 @@ def build_server(service: Any, *, local: bool, limiter: anyio.CapacityLimiter | 
             svc = guarded(ctx)
             return run(lambda: [row.to_json_dict() for row in svc.status(tenant)])
 
+    # --- evidence (issue 15) ---
+    @mcp.tool(annotations=READ_ONLY)
+    def backup_history(ctx: Context, backup_id: BackupId) -> list[dict[str, Any]]:
+        """Every verification, drill and backup event of a backup, oldest first (also of a deleted backup)."""
+        svc = guarded(ctx)
+        return run(lambda: svc.backup_history(backup_id))
+
+    @mcp.tool(annotations=READ_ONLY)
+    def report(
+        ctx: Context,
+        tenant: Annotated[Name | None, Field(description="Only this tenant.")] = None,
+        since: Annotated[str, Field(min_length=1, max_length=40, description="A duration back from now (90d) or an RFC 3339 time.")] = "90d",
+    ) -> dict[str, Any]:
+        """The evidence report as JSON (docs/report.schema.json): runs vs schedule, gaps, drills and RTO, copies, audit."""
+        svc = guarded(ctx)
+        return run(lambda: svc.report(tenant, since=since).model_dump(mode="json"))
+
     return mcp
 
 

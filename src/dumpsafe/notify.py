@@ -24,6 +24,7 @@ class EventKind(str, Enum):
     BACKUP_FAILED = "backup_failed"
     DRILL_FAILED = "drill_failed"
     MAX_AGE_BREACHED = "max_age_breached"
+    DRILL_OVERDUE = "drill_overdue"  # issue 15: no drill passed within max_drill_age
     ANOMALY = "anomaly"
 
 
@@ -31,6 +32,7 @@ _TITLES = {
     EventKind.BACKUP_FAILED: "backup failed",
     EventKind.DRILL_FAILED: "restore drill failed",
     EventKind.MAX_AGE_BREACHED: "no recent successful backup",
+    EventKind.DRILL_OVERDUE: "no recent passed restore drill",
     EventKind.ANOMALY: "backup anomaly",
 }
 

@@ -360,7 +360,7 @@ def _ago(seconds: float | None) -> str:
 
 STATUS_STEPS = [
     tables.shorten("NEXT RUN (UTC)", _minutes), tables.shorten("LAST DRILL", lambda s: s.split(" ")[0]),
-    tables.drop("LAST DRILL"), tables.drop("NEXT RUN (UTC)"), tables.drop("MAX AGE"),
+    tables.drop("LAST DRILL"), tables.drop("NEXT RUN (UTC)"), tables.drop("MAX AGE"), tables.drop("RESTORABLE"),
 ]
 
 
@@ -372,12 +372,16 @@ def show_status(rows: list, wide: bool = False) -> None:
         _col("LAST FAILURE", (f"{r.last_failure_at:%Y-%m-%d %H:%M} {r.last_failure_error or ''}" if r.last_failure_at else "-"
                               for r in rows), flex=True),
         _col("LAST DRILL", (f"{r.last_drill_result} {r.last_drill_at:%Y-%m-%d %H:%M}" if r.last_drill_at else "-" for r in rows)),
+        _col("RESTORABLE", (_ago(getattr(r, "last_restorable_age_s", None)) + (" OVERDUE" if getattr(r, "drill_overdue", False) else "")
+                            for r in rows)),  # issue 15: last verified restorable (a passed drill)
         _col("NEXT RUN (UTC)", (f"{r.next_run_at:%Y-%m-%d %H:%M:%S}" if r.next_run_at else "-" for r in rows)),
         _col("MAX AGE", ("BREACHED" if r.breached else ("ok" if r.max_age_s is not None else "-") for r in rows)),
     ], STATUS_STEPS, wide)
     for r in rows:
         if r.breach:
             error(r.breach)
+        if getattr(r, "drill_breach", None):
+            error(r.drill_breach)
 
 
 TOKEN_STEPS = [
@@ -411,3 +415,18 @@ def show_checks(checks: list, wide: bool = False) -> None:
     ], CHECK_STEPS, wide)
     failed = sum(not c.ok for c in checks)
     info(f"{len(checks) - failed} of {len(checks)} checks passed" + (f"; {failed} failed" if failed else ""))
+
+
+# ---- history (issue 15) -----------------------------------------------------------------------
+HISTORY_STEPS = [tables.drop("ACTOR")]
+
+
+def show_history(events: list) -> None:
+    print_table([
+        _col("TIME (UTC)", (f"{e.at:%Y-%m-%d %H:%M:%S}" for e in events)),
+        _col("KIND", (e.kind for e in events)),
+        _col("OUTCOME", (e.outcome for e in events)),
+        _col("RTO", (f"{e.rto_s:.1f}s" if e.rto_s is not None else "-" for e in events)),
+        _col("ACTOR", (e.actor for e in events)),
+        _col("DETAIL", (e.detail or "-" for e in events), flex=True),
+    ], HISTORY_STEPS, False)

@@ -174,6 +174,21 @@ class RemoteService:
         path = f"/v1/backups/{validate_backup_id(backup_id)}/copy"
         return BackupRecord.model_validate(self._call("POST", path, json={"to": to}, timeout=LONG))
 
+    # --- evidence (issue 15) ---
+    def report(self, tenant: str | None = None, *, since: str | None = "90d", until: Any = None) -> Any:
+        from dumpsafe.report_model import Report
+
+        if until is not None:
+            raise UsageError("a simulated 'now' is not available with --server")
+        params = {"since": since or "90d", **({"tenant": tenant} if tenant else {})}
+        return Report.model_validate(self._call("GET", "/v1/report", params=params, timeout=LONG))
+
+    def backup_history(self, backup_id: str) -> list[Any]:
+        from dumpsafe.history import HistoryEvent
+
+        data = self._call("GET", f"/v1/backups/{validate_backup_id(backup_id)}/history")
+        return [HistoryEvent.model_validate(e) for e in data]
+
 
 def _load(cls: type, data: Any) -> Any:
     """A service result dataclass rebuilt from its JSON (unknown keys such as derived ones ignored)."""

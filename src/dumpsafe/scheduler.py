@@ -93,7 +93,7 @@ class Scheduler:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._pool = ThreadPoolExecutor(max_workers=self.config.max_parallel, thread_name_prefix="dumpsafe-job")
-        self._alerted: set[tuple[str, str | None]] = set()
+        self._alerted: set[tuple] = set()
         self._lock_dir = Path(self.config.state_dir) / "locks"
         self._rng = random.Random()
         self.queue = None  # issue 16: with a queue configured, each fire is deferred to the workers
@@ -291,9 +291,11 @@ class Scheduler:
             records = self.service.create(run.tenant, actor=ACTOR)
         except DumpsafeError as e:
             run.outcome, run.detail = "failed", e.message
+            self._history(run, ok=False)  # issue 15
             self._send(Event(EventKind.BACKUP_FAILED, run.tenant, None, f"scheduled backup of tenant {run.tenant} failed: {e.message}"))
             return
         run.backup_ids = [r.id for r in records]
+        self._history(run, ok=True)  # issue 15
         run.outcome = "ok"  # (the service already checked each new backup for anomalies)
         if self.config.scheduler.prune_after_backup and self.config.retention_for(run.tenant) is not None:
             try:
@@ -323,6 +325,19 @@ class Scheduler:
         if failed:
             run.detail = "; ".join(f"{db}: {why}" for db, _, why in failed)
 
+    def _history(self, run: Run, *, ok: bool) -> None:
+        """The scheduled run's outcome, appended to the tenant's history (issue 15)."""
+        from dumpsafe import history
+
+        history_of = getattr(self.service, "history", None)
+        if history_of is None:
+            return
+        started = run.started or self.clock()
+        took = (self.clock() - started).total_seconds()
+        self._safe(lambda: history_of.append(history.scheduled_run(
+            run.tenant, run.fire, started, ok=ok, backup_ids=list(run.backup_ids), detail=run.detail,
+            duration_s=round(took, 3))))
+
     def check_max_age(self) -> list:
         """Alert once per breach (absence of success); re-arm when the breach clears."""
         rows = self.service.status(now=self.clock())
@@ -333,6 +348,12 @@ class Scheduler:
                 self._send(Event(EventKind.MAX_AGE_BREACHED, row.tenant, row.database, row.breach or "max_age breached"))
             elif not row.breached:
                 self._alerted.discard(key)
+            dkey = ("drill", row.tenant, row.database)  # issue 15: max_drill_age, alerted once per breach
+            if getattr(row, "drill_overdue", False) and dkey not in self._alerted:
+                self._alerted.add(dkey)
+                self._send(Event(EventKind.DRILL_OVERDUE, row.tenant, row.database, row.drill_breach or "max_drill_age breached"))
+            elif not getattr(row, "drill_overdue", False):
+                self._alerted.discard(dkey)
         return rows
 
     def _send(self, event: Event) -> None:

@@ -139,6 +139,7 @@ class BackupService:
     def _after_create(self, record: BackupRecord, *, actor: str, progress: Progress) -> None:
         """Follow-up work after a committed backup (copies, notifications): see issues 4 and 5."""
         self.check_anomaly(record)  # issue 5
+        self.history.backup(record, actor)  # issue 15
         self._copy_after_create(record, actor=actor, progress=progress)  # issue 4 (may raise)
 
     # ---- read -----------------------------------------------------------------------------
@@ -266,7 +267,38 @@ class BackupService:
         """Check a backup's integrity (and with drill, restore it into a scratch database); record the outcome."""
         from dumpsafe.verify import Verifier
 
-        return Verifier(self).verify(backup_id, drill=drill, identity=identity, actor=actor, progress=progress)
+        started = utcnow()
+        try:
+            rec = Verifier(self).verify(backup_id, drill=drill, identity=identity, actor=actor, progress=progress)
+        except DumpsafeError as e:
+            self.history.verification(backup_id, drill, actor, started, error=e)  # issue 15
+            raise
+        self.history.verification(backup_id, drill, actor, started, record=rec)  # issue 15
+        return rec
+
+    # --- history (issue 15) ---
+    @property
+    def history(self):
+        from dumpsafe.history import History
+
+        return History(self)
+
+    def report(self, tenant: str | None = None, *, since: str | None = "90d", until: datetime | None = None):
+        """The evidence report (report_model.Report) of one tenant or all, over the window."""
+        from dumpsafe import report
+
+        names = [tenant] if tenant is not None else sorted(self.config.tenants)
+        if tenant is not None:
+            self.config.tenant(tenant)  # raises the unknown-tenant error
+        until = until or self.clock()
+        return report.build(self, names, report.parse_since(since, until), until)
+
+    def backup_history(self, backup_id: str) -> list:
+        """Every history event about one backup, oldest first (also after the backup is deleted)."""
+        from dumpsafe.models import ID_RE
+
+        validate_backup_id(backup_id)
+        return self.history.events(ID_RE.fullmatch(backup_id).group("tenant"), backup_id=backup_id)
 
     # --- stores (issue 4) ---
     def copy(
@@ -485,7 +517,8 @@ class BackupService:
         unique = list({r.id: r for r in reversed(records)}.values())  # a copy in another store is the same backup
         now = now or self.clock()
         # failures come from the audit log's small state file, never from re-reading the log (issue 12)
-        rows = RecordList(status_mod.compute(self.config, unique, self.audit.failure_summary(tenant), now, tenant))
+        rows = RecordList(status_mod.compute(self.config, unique, self.audit.failure_summary(tenant), now, tenant,
+                                             restorable=self.history.restorable(tenant, unique)))  # issue 15
         rows.damaged = records.damaged
         rows.warnings = clock_warnings(records, now)
         return rows

@@ -38,6 +38,12 @@ class DatabaseStatus:
     max_age_s: float | None = None
     breached: bool = False
     breach: str | None = None
+    # issue 15: the newest drill that PASSED ("last verified restorable") against max_drill_age
+    last_restorable_at: datetime | None = None
+    last_restorable_age_s: float | None = None
+    max_drill_age_s: float | None = None
+    drill_overdue: bool = False
+    drill_breach: str | None = None
 
     def to_json_dict(self) -> dict[str, Any]:
         return {k: rfc3339(v) if isinstance(v, datetime) else v for k, v in asdict(self).items()}
@@ -68,8 +74,10 @@ def compute(
     events: Iterable[Mapping[str, Any]],
     now: datetime,
     tenant: str | None = None,
+    restorable: Mapping[tuple[str, str], datetime] | None = None,
 ) -> list[DatabaseStatus]:
-    """One row per configured tenant and each database it lists or has backups or failures for."""
+    """One row per configured tenant and each database it lists or has backups or failures for.
+    ``restorable``: (tenant, database) -> the newest passed drill from the history (issue 15)."""
     recs = [r for r in records if tenant is None or r.tenant == tenant]
     failures: dict[tuple[str, str | None], list[Mapping[str, Any]]] = {}
     for ev in events:
@@ -95,8 +103,32 @@ def compute(
                 failures.get((tname, db), []) + (failures.get((tname, None), []) if db else []),
                 key=lambda e: _when(e.get("time")) or datetime.min.replace(tzinfo=timezone.utc),
             )
-            out.append(_row(tname, db, mine, fails, next_run, max_age, now))
+            row = _row(tname, db, mine, fails, next_run, max_age, now)
+            out.append(_restorable(row, mine, (restorable or {}).get((tname, db)), tcfg, now))
     return out
+
+
+def _restorable(row: DatabaseStatus, mine, from_history: datetime | None, tcfg, now: datetime) -> DatabaseStatus:
+    """Fill "last verified restorable" (a passed drill, from history or a record) and max_drill_age."""
+    from dataclasses import replace
+
+    seen = [r.last_verification.at for r in mine
+            if r.last_verification is not None and r.last_verification.kind == "drill" and r.last_verification.result == "passed"]
+    at = max([t for t in [from_history, *seen] if t is not None], default=None)
+    upd: dict[str, Any] = {}
+    if at is not None:
+        upd.update(last_restorable_at=at, last_restorable_age_s=max(0.0, (now - at).total_seconds()))
+    limit = getattr(tcfg, "max_drill_age_delta", None)
+    if limit is not None and row.database is not None:
+        upd["max_drill_age_s"] = limit.total_seconds()
+        where = f"{row.tenant}/{row.database}"
+        if at is None:
+            upd.update(drill_overdue=True, drill_breach=f"{where} has no passed restore drill (max_drill_age {human_duration(limit.total_seconds())})")
+        elif now - at > limit:
+            upd.update(drill_overdue=True, drill_breach=(
+                f"{where}: last passed restore drill is {human_duration((now - at).total_seconds())} old, "
+                f"more than max_drill_age {human_duration(limit.total_seconds())}"))
+    return replace(row, **upd) if upd else row
 
 
 def _row(tname, db, mine, fails, next_run, max_age, now) -> DatabaseStatus:

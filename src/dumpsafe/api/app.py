@@ -16,7 +16,7 @@ from dumpsafe import __version__
 from dumpsafe.access import offers
 from dumpsafe.api.http_metrics import HttpMetrics
 from dumpsafe.api.limits import MAX_BODY, BodyLimit
-from dumpsafe.api.routes import audit, backups, health, jobs, operations
+from dumpsafe.api.routes import audit, backups, evidence, health, jobs, operations
 from dumpsafe.api.work import limiter_for
 from dumpsafe.auth import TokenStore
 from dumpsafe.errors import AuthError, DumpsafeError, RateLimited
@@ -126,6 +126,10 @@ def create_app(
     app.include_router(audit.router)
     if getattr(service.config, "queue", None):  # issue 16: only where jobs exist
         app.include_router(jobs.router)
+    app.include_router(evidence.router)  # issue 15
+    from dumpsafe.web.routes import router as dashboard
+
+    app.include_router(dashboard)  # issue 15: the dashboard at /
     for method, router in operations.OPTIONAL.items():
         if offers(service, method):
             app.include_router(router)
