@@ -101,7 +101,7 @@ def test_scheduled_runs_are_appended_with_their_outcome_and_reported(env, monkey
     ok = Run("acme", "backup", now)
     sched._execute(ok)  # one run, synchronously: no waiting on the scheduler's loop
     monkeypatch.setenv("ACME_PGPASSWORD", "wrong-password")
-    failed = Run("acme", "backup", now)
+    failed = Run("acme", "backup", now + timedelta(minutes=1))  # the next fire (each fire runs once: claims)
     sched._execute(failed)
     assert (ok.outcome, failed.outcome) == ("ok", "failed")
 
