@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Iterator
 
 from dumpsafe.audit import AuditLog
 from dumpsafe.config import Config, tenant_password
@@ -137,6 +138,7 @@ class BackupService:
     def _after_create(self, record: BackupRecord, *, actor: str, progress: Progress) -> None:
         """Follow-up work after a committed backup (copies, notifications): see issues 4 and 5."""
         self.check_anomaly(record)  # issue 5
+        self.compact_catalog(record.store)  # issue 16: a manifest once enough changes are not in one
         self._copy_after_create(record, actor=actor, progress=progress)  # issue 4 (may raise)
 
     # ---- read -----------------------------------------------------------------------------
@@ -318,11 +320,49 @@ class BackupService:
             st = self.store(name)  # unknown store: one clear error
             swept = recovery.report_sweep(self, recovery.sweep(st, self.clock(), full=True))
             cat = self.catalog(name)
-            out[name] = len(cat.records(refresh=True))
+            out[name] = len(cat.rows(refresh=True))
+            cat.compact(force=True, resync=False)  # issue 16: a fresh manifest of everything just read
             self.last_damaged += cat.damaged
             self.last_damaged += [Damaged(b, name, "its record is missing; the copy beside its objects is there")
                                   for b in swept.missing_records]
         return out
+
+    def compact_catalog(self, store: str) -> None:
+        """Write a catalog manifest when enough changes are not in one yet (issue 16); a
+        failure only costs later listings speed, so it is logged, never raised."""
+        try:
+            self.catalog(store).compact()
+        except Exception as e:  # noqa: BLE001 - the backup or prune it follows has committed
+            logging.getLogger(__name__).warning("catalog manifest of store %r not written: %s", store, e)
+
+    def list_json(self, tenant: str | None = None, database: str | None = None,
+                  store: str | None = None) -> tuple[Iterator[bytes], list[Damaged]]:
+        """``list``'s records as one JSON array (newest first), streamed in pieces straight
+        from the cache's normalized JSON: no model per record, memory flat (issue 16)."""
+        if tenant is not None and tenant not in self.config.tenants:
+            self.config.tenant(tenant)  # raises the unknown-tenant error
+        names = [store] if store else list(self.config.stores)
+        rows: list = []
+        damaged: list[Damaged] = []
+        cats = {}
+        for name in names:
+            cat = cats[name] = self.catalog(name)
+            rows += filter_records(cat.rows(), tenant, database)
+            damaged += [d for d in cat.damaged if tenant is None or d.id.split(".", 1)[0] == tenant]
+        rows = newest_first(rows) if store else self._prefer_originals(newest_first(rows))
+
+        def pieces() -> Iterator[bytes]:
+            yield b"["
+            for i in range(0, len(rows), 2000):
+                batch = rows[i : i + 2000]
+                got: dict[tuple[str, str], bytes] = {}
+                for name in {r.store for r in batch}:
+                    mine = [r for r in batch if r.store == name]
+                    got.update(zip(((name, r.id) for r in mine), cats[name].records_json(mine)))
+                yield (b",\n" if i else b"\n") + b",\n".join(got[(r.store, r.id)] for r in batch)
+            yield b"\n]\n"
+
+        return pieces(), damaged
 
     def sweep_store(self, st: Store) -> None:
         """Finish or undo what dead writers left in one store (before a write to it)."""
@@ -412,6 +452,9 @@ class BackupService:
                         problems.append(f"{d.id}: {e.message}")
                 if problems:
                     raise StoreError(f"prune of tenant {name!r} could not delete {len(problems)} backup(s): {'; '.join(problems)}")
+        if not dry_run:
+            for st_name in self.config.stores:
+                self.compact_catalog(st_name)  # issue 16
         return out
 
     def set_pinned(self, backup_id: str, pinned: bool, *, actor: str = "local") -> BackupRecord:
