@@ -164,9 +164,10 @@ class Catalog:
     """Reads records from one store: its newest manifest plus the records changed since
     (see ``manifest``), else one listing of ``records/``; through the SQLite cache."""
 
-    def __init__(self, store: Store, cache_dir: Path | None):
+    def __init__(self, store: Store, cache_dir: Path | None, *, clock: Callable[[], datetime] | None = None):
         self.store = store
         self.cache = CatalogCache(cache_dir)
+        self.clock = clock or (lambda: datetime.now(timezone.utc))  # compared with the store's own times
         self._lock = threading.Lock()
         self.damaged: list[Damaged] = []
         self.uncovered = 0  # changes the newest manifest does not hold (or records, without one)
@@ -243,7 +244,7 @@ class Catalog:
     def sync(self, *, refresh: bool = False, id_prefix: str = "") -> None:
         """Bring the cache up to date with the store (see the module docstrings)."""
         name = self.store.name
-        now = datetime.now(timezone.utc)
+        now = self.clock()
         listing = self._listing = list_catalog(self.store)  # listed BEFORE anything else is read
         with self.cache.db:
             loaded = self.cache.bind(name, self.store.url())
@@ -299,7 +300,7 @@ class Catalog:
                 self.sync()
             if not force and self.uncovered < COMPACT_EVERY:
                 if self._listing.newest is None:  # listing mode: notes say nothing the listing does not
-                    now = datetime.now(timezone.utc)
+                    now = self.clock()
                     for n in self._listing.notes:
                         if now - n.modified > manifest_mod.KEEP:
                             self.store.delete(n.key)
@@ -316,7 +317,7 @@ class Catalog:
                 for bid, reason in damaged:
                     yield Entry({"id": bid, "damaged": reason})
 
-            now = datetime.now(timezone.utc)
+            now = self.clock()
             listing = self._listing
             covers = [n.key for n in listing.notes]
             key = write_manifest(self.store, entries(), covers, now)
