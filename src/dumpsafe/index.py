@@ -223,19 +223,18 @@ class Catalog:
 
             def rows() -> Iterator[tuple[Row, bytes]]:
                 for meta, rec in m.entries:
-                    if rec is None:
+                    if rec is None or not isinstance(meta, list):
                         damaged.append((meta["id"], meta.get("damaged") or "damaged"))
                         continue
-                    yield Row(name, meta["id"], meta["tenant"], meta["database"], meta["created_at"],
-                              meta.get("sequence"), meta.get("copy_of"), meta.get("etag")), rec
+                    yield Row(name, *meta), rec
 
-            self.cache.put_many(rows())
+            self.cache.put_many(rows(), bulk=True)
             for bid, reason in damaged:
                 self.cache.mark_damaged(name, bid, reason, None)
             self.cache.add_notes(name, m.covers)
             self.cache.set_manifest(name, key)
             return True
-        except (ManifestError, KeyError, TypeError) as e:
+        except (ManifestError, KeyError, TypeError, AttributeError) as e:
             log.warning("store %r: catalog manifest %s is not used (%s); listing records/ instead", name, key,
                         e if isinstance(e, ManifestError) else "an entry lacks a field")
             self.cache.db.rollback()
@@ -283,6 +282,16 @@ class Catalog:
             self.sync(refresh=refresh, id_prefix=id_prefix)
             return newest_first(self.cache.rows(self.store.name, id_prefix))
 
+    def stream(self, tenant: str | None = None, database: str | None = None) -> Iterator[tuple] | None:
+        """After a sync: (created_at, id, copy_of, JSON) of each sound record, newest first,
+        streamed from the cache's index; None when a clock set back means time order is not
+        the listing order (then use ``rows``, which orders by sequence)."""
+        with self._lock:
+            self.sync()
+            if not self.cache.time_order_holds(self.store.name, tenant, database):
+                return None
+        return self.cache.newest_first(self.store.name, tenant, database)
+
     def records_json(self, rows: list[Row]) -> Iterator[bytes]:
         """The normalized JSON of each row's record, in order (cached, not re-read)."""
         return self.cache.json_of(self.store.name, [r.id for r in rows])
@@ -311,9 +320,7 @@ class Catalog:
 
             def entries() -> Iterator[Entry]:
                 for r, data in zip(rows, self.cache.json_of(name, [r.id for r in rows])):
-                    meta = {"id": r.id, "tenant": r.tenant, "database": r.database, "created_at": r.created_at,
-                            "sequence": r.sequence, "copy_of": r.copy_of, "etag": r.etag}
-                    yield Entry(meta, data)
+                    yield Entry(list(r[1:]), data)  # [id, tenant, database, created_at, sequence, copy_of, etag]
                 for bid, reason in damaged:
                     yield Entry({"id": bid, "damaged": reason})
 

@@ -13,8 +13,9 @@ manifest does not cover, and of every note younger than ``SETTLE`` (its write ma
 been running while the manifest was made). Two hosts writing manifests at once lose
 nothing: notes are only removed long after a manifest covering them was written.
 
-A manifest line is ``<meta JSON>\\t<record JSON>`` (a damaged record: ``<meta JSON>`` with a
-``damaged`` reason, so it stays reported); the first line is a header, the last a trailer
+A manifest line is ``<meta JSON>\\t<record JSON>``, the meta an array [id, tenant, database,
+created_at, sequence, copy_of, etag] (a damaged record: an object with its ``id`` and
+``damaged`` reason and no record, so it stays reported); the first line is a header, the last a trailer
 holding the SHA-256 of every line before it. A manifest that fails any check is not
 used (the reader falls back to listing ``records/``), never half-trusted.
 """
@@ -98,7 +99,7 @@ def young(note: ObjectInfo, now: datetime) -> bool:
 class Entry:
     """One line: a sound record (its meta and normalized JSON) or a damaged one (its reason)."""
 
-    meta: dict
+    meta: list | dict
     record_json: bytes | None = None
 
 
@@ -142,6 +143,9 @@ def remove_superseded(store: Store, listing: CatalogListing, covered: set[str], 
 
 
 # ---- reading -----------------------------------------------------------------------------
+_decode = json.JSONDecoder().decode
+
+
 class ManifestError(ValueError):
     """The manifest cannot be trusted (damaged, truncated, another format)."""
 
@@ -150,7 +154,7 @@ class ManifestError(ValueError):
 class Manifest:
     key: str
     covers: set[str]
-    entries: Iterator[tuple[dict, bytes | None]]  # consumed once; raises ManifestError at the end if unsound
+    entries: Iterator[tuple[list | dict, bytes | None]]  # consumed once; raises ManifestError at the end if unsound
 
 
 def _lines(store: Store, key: str) -> Iterator[bytes]:
@@ -186,15 +190,15 @@ def read_manifest(store: Store, key: str) -> Manifest:
         raise ManifestError("it is not a version-1 dumpsafe catalog manifest")
     h = hashlib.sha256(first + b"\n")
 
-    def entries() -> Iterator[tuple[dict, bytes | None]]:
+    def entries() -> Iterator[tuple[list | dict, bytes | None]]:
         count = 0
         for ln in lines:
             meta_raw, _, rec = ln.partition(b"\t")
             try:
-                meta = json.loads(meta_raw)
+                meta = _decode(meta_raw.decode())
             except ValueError:
                 raise ManifestError("a line is not JSON") from None
-            if meta.get("end") is True:
+            if isinstance(meta, dict) and meta.get("end") is True:
                 if meta.get("lines") != count or meta.get("sha256") != h.hexdigest():
                     raise ManifestError("its content does not match its trailer's SHA-256")
                 return

@@ -6,6 +6,7 @@ it is the commit marker, so a crash at any point leaves nothing listed.
 
 from __future__ import annotations
 
+import heapq
 import os
 from pathlib import Path
 from typing import Iterator
@@ -342,25 +343,39 @@ class BackupService:
         if tenant is not None and tenant not in self.config.tenants:
             self.config.tenant(tenant)  # raises the unknown-tenant error
         names = [store] if store else list(self.config.stores)
-        rows: list = []
         damaged: list[Damaged] = []
-        cats = {}
+        streams = []
         for name in names:
-            cat = cats[name] = self.catalog(name)
-            rows += filter_records(cat.rows(), tenant, database)
+            cat = self.catalog(name)
+            streams.append(cat.stream(tenant, database))
             damaged += [d for d in cat.damaged if tenant is None or d.id.split(".", 1)[0] == tenant]
-        rows = newest_first(rows) if store else self._prefer_originals(newest_first(rows))
+        if any(s is None for s in streams):  # a clock went back somewhere: order by sequence
+            recs = self.list(tenant, database, store)
+            return iter([b"[" + b",\n".join(r.model_dump_json().encode() for r in recs) + b"]\n"]), damaged
+        merged = heapq.merge(*streams, key=lambda t: (t[0], t[1]), reverse=True)
+
+        def unique() -> Iterator[bytes]:
+            """One entry per backup ID across stores: the original, else its first copy."""
+            held = None
+            for item in merged:
+                if held is not None and item[1] == held[1]:
+                    if held[2] and not item[2]:
+                        held = item
+                    continue
+                if held is not None:
+                    yield held[3]
+                held = item
+            if held is not None:
+                yield held[3]
 
         def pieces() -> Iterator[bytes]:
-            yield b"["
-            for i in range(0, len(rows), 2000):
-                batch = rows[i : i + 2000]
-                got: dict[tuple[str, str], bytes] = {}
-                for name in {r.store for r in batch}:
-                    mine = [r for r in batch if r.store == name]
-                    got.update(zip(((name, r.id) for r in mine), cats[name].records_json(mine)))
-                yield (b",\n" if i else b"\n") + b",\n".join(got[(r.store, r.id)] for r in batch)
-            yield b"\n]\n"
+            sep, batch = b"[\n", []
+            for data in unique():
+                batch.append(data)
+                if len(batch) == 2000:
+                    yield sep + b",\n".join(batch)
+                    sep, batch = b",\n", []
+            yield (sep + b",\n".join(batch) if batch else (b"[" if sep == b"[\n" else b"")) + b"\n]\n"
 
         return pieces(), damaged
 
