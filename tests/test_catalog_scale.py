@@ -213,3 +213,50 @@ def test_a_write_running_while_a_manifest_is_made_is_seen(kind, make_store, host
     a.compact(force=True)  # ... another host's manifest covers the note ...
     store.put_bytes(record_key(slow.id), encode_record(slow))  # ... then the record is written
     assert slow.id in {r.id for r in host(store).records()}
+
+
+def _service(tmp_path, stores):
+    from dumpsafe.config import config_from_dict
+    from dumpsafe.service import BackupService
+
+    cfg = config_from_dict({"state_dir": str(tmp_path / "svc-state"),
+                            "stores": {n: {"kind": "local", "path": str(tmp_path / n)} for n in stores}},
+                           tmp_path / "dumpsafe.toml")
+    return BackupService(cfg)
+
+
+def _listed_json(svc, **kw):
+    pieces, damaged = svc.list_json(**kw)
+    return json.loads(b"".join(pieces)), damaged
+
+
+def test_list_json_is_the_list_of_records(tmp_path):
+    """The streamed JSON listing (what `backup list --json` prints) is list()'s records,
+    in list()'s order: across stores one entry per backup (the original), by tenant/database."""
+    svc = _service(tmp_path, ["main", "offsite"])
+    main, off = svc.catalog("main"), svc.catalog("offsite")
+    recs = fill(main, 40)
+    for r in recs[:10]:  # copies of the first ten, and one backup only the offsite store holds
+        off.put(r.model_copy(update={"store": "offsite", "copy_of": "main"}))
+    only = make_record(T0 + timedelta(days=3), tenant="t1", store="offsite")
+    off.put(only)
+    for kw in ({}, {"store": "offsite"}, {"database": "db1"}, {"store": "main", "database": "db2"}):
+        got, _ = _listed_json(svc, **kw)
+        assert got == [r.to_json_dict() for r in svc.list(**kw)], kw
+    got, _ = _listed_json(svc)
+    assert len(got) == 41 and got[0]["id"] == only.id
+    assert all(r["store"] == "main" for r in got[1:])  # originals, not their copies
+    assert _listed_json(_service(tmp_path / "empty", ["main"]))[0] == []
+
+
+def test_list_json_orders_by_sequence_when_a_clock_went_back(tmp_path):
+    svc = _service(tmp_path, ["main"])
+    cat = svc.catalog("main")
+    first = make_record("2026-03-01T11:00:00Z").model_copy(update={"sequence": 1})
+    second = make_record("2026-03-01T10:00:00Z").model_copy(update={"sequence": 2})  # the clock went back
+    other = make_record("2026-03-01T10:30:00Z", tenant="beta").model_copy(update={"sequence": 1})
+    for r in (first, second, other):
+        cat.put(r)
+    got, _ = _listed_json(svc)
+    assert [r["id"] for r in got] == [r.id for r in svc.list()]
+    assert [r["id"] for r in got if r["tenant"] == "acme"] == [second.id, first.id]

@@ -26,6 +26,7 @@ import hashlib
 import json
 import logging
 import threading
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -184,11 +185,19 @@ class Catalog:
                 return bid, etag, None
 
         if not keys:
-            return iter(())
+            return
         pool = ThreadPoolExecutor(max_workers=min(16, len(keys)))
+        window: deque = deque()  # at most 64 reads ahead of the caller: memory stays flat
         try:
-            yield from pool.map(one, keys)
+            for item in keys:
+                window.append(pool.submit(one, item))
+                if len(window) >= 64:
+                    yield window.popleft().result()
+            while window:
+                yield window.popleft().result()
         finally:
+            for f in window:
+                f.cancel()
             pool.shutdown()
 
     def _ingest(self, bid: str, etag: str | None, data: bytes | None) -> None:
