@@ -67,6 +67,8 @@ class CatalogCache:
         else:
             path = private_dir(Path(cache_dir)) / CACHE_FILE
             if not path.exists():
+                for old in Path(cache_dir).glob("index-*.json"):  # the JSON cache of older versions
+                    old.unlink(missing_ok=True)
                 try:
                     open_private(path).close()  # 0600 before SQLite writes a byte (issue 12)
                 except FileExistsError:

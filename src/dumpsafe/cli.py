@@ -166,8 +166,10 @@ def backup_list(
 
     On a terminal the table fits its width (columns the ID already holds go first); --wide shows all.
     """
+    from dumpsafe.service import BackupService
+
     svc = _state(ctx).service(reading=True)
-    if as_json and hasattr(svc, "list_json"):  # 100,000 records: cached JSON, no model each (issue 16)
+    if as_json and isinstance(svc, BackupService):  # 100,000 records: cached JSON, no model each (issue 16)
         pieces, damaged = svc.list_json(tenant, database, store)
         output.write_pieces(pieces)
         _warn_damaged(damaged)
