@@ -1,5 +1,9 @@
 """Catalogs of many records, made cheaply: valid record JSON files modelled on a real record
-(written straight into a local store's records/ or PUT into moto's S3), not real backups."""
+(written straight into a local store's records/ or PUT into moto's S3), not real backups.
+
+Run alone for the issue-16 table (``backup list`` at 100,000 records, local and S3, cold and
+warm cache, peak RSS): ``.venv/bin/python bench/listing.py --records 100000``.
+"""
 
 from __future__ import annotations
 
@@ -20,27 +24,37 @@ from pathlib import Path
 ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"
 
 
-def fake_records(model: dict, n: int) -> list[tuple[str, bytes]]:
-    """``n`` (key, JSON) pairs: the model record with a new id, times and object keys each."""
+def fake_records(model: dict, n: int, tenants: int = 1) -> list[tuple[str, bytes]]:
+    """``n`` (key, JSON) pairs: the model record with a new id, times, object keys, sequence
+    and record_sha256 each (spread over ``tenants`` tenants of the model's database)."""
+    from dumpsafe.index import _content_sha256
+
     rnd = random.Random(7)
     t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
     out = []
-    for i in range(n):
+    seq: dict[str, int] = {}
+    for i in reversed(range(n)):  # oldest first, so sequences grow with time
         created = t0 - timedelta(minutes=7 * i)
-        bid = f"{model['tenant']}.{model['database']}.{created:%Y%m%dT%H%M%SZ}.{''.join(rnd.choices(ALPHABET, k=8))}"
+        tenant = model["tenant"] if tenants == 1 else f"{model['tenant']}{i % tenants}"
+        bid = f"{tenant}.{model['database']}.{created:%Y%m%dT%H%M%SZ}.{''.join(rnd.choices(ALPHABET, k=8))}"
         rec = dict(model)
         rec["id"] = bid
+        rec["tenant"] = tenant
         rec["created_at"] = created.isoformat().replace("+00:00", "Z")
         rec["completed_at"] = (created + timedelta(seconds=40)).isoformat().replace("+00:00", "Z")
         rec["objects"] = [dict(o, key=f"objects/{bid}/{o['key'].rsplit('/', 1)[-1]}") for o in model.get("objects", [])]
         rec["location"] = model["location"].rsplit("/objects/", 1)[0] + f"/objects/{bid}/"
+        seq[tenant] = seq.get(tenant, 0) + 1
+        rec["sequence"] = seq[tenant]
+        rec.pop("record_sha256", None)
+        rec["record_sha256"] = _content_sha256(rec)
         out.append((f"records/{bid}.json", (json.dumps(rec, indent=2, sort_keys=True) + "\n").encode()))
     return out
 
 
-def fabricate_local(root: Path, model: dict, n: int) -> None:
+def fabricate_local(root: Path, model: dict, n: int, tenants: int = 1) -> None:
     (root / "records").mkdir(parents=True, exist_ok=True)
-    for key, data in fake_records(model, n):
+    for key, data in fake_records(model, n, tenants):
         (root / key).write_bytes(data)
 
 
@@ -106,7 +120,131 @@ class MotoS3:
                 self.proc.kill()
 
 
-def fabricate_s3(s3: MotoS3, bucket: str, model: dict, n: int) -> None:
+def fabricate_s3(s3: MotoS3, bucket: str, model: dict, n: int, tenants: int = 1) -> None:
     client = s3.client()
     with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda kv: client.put_object(Bucket=bucket, Key=kv[0], Body=kv[1]), fake_records(model, n)))
+        list(pool.map(lambda kv: client.put_object(Bucket=bucket, Key=kv[0], Body=kv[1]), fake_records(model, n, tenants)))
+
+
+# ---- the issue-16 listing table (run this file) ------------------------------------------------
+def model_record() -> dict:
+    """A record shaped like a real one: a dozen tables, a dump and an uploads object."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+    from dumpsafe.models import BackupRecord, ObjectRef, UploadsInfo
+
+    when = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    objects = [ObjectRef(role="database", key="objects/x/database.dump.zst", size_bytes=212_300_000, sha256="ab" * 32,
+                         raw_bytes=250_000_000),
+               ObjectRef(role="uploads", key="objects/x/uploads.tar.zst", size_bytes=5_000_000, sha256="cd" * 32)]
+    rec = BackupRecord(
+        id="acme.app.20260101T000000Z.aaaaaaaa", tenant="acme", database="app", server_version="15.18",
+        created_at=when, completed_at=when, store="main", location="file:///srv/backups/objects/x/",
+        size_bytes=217_300_000, sha256="ab" * 32, tables={f"public.table_{i}": i * 1000 for i in range(12)},
+        table_keys="quoted", uploads=UploadsInfo(files=25, bytes=5_000_000), objects=objects,
+        client_version="15.18", dumpsafe_version="0.1.0", duration_s=5.2, sequence=1)
+    return rec.to_json_dict()
+
+
+def seed_manifest(store, model: dict, n: int, tenants: int) -> str:
+    """The manifest ``index rebuild`` would write, built from the records just PUT (a rebuild
+    over moto's 100,000-key listing takes many minutes: moto lists in O(keys) per page)."""
+    import tempfile as _tf
+
+    from dumpsafe.index import Catalog, _row, check_record
+
+    with _tf.TemporaryDirectory() as d:
+        cat = Catalog(store, Path(d))
+        cat.cache.bind(store.name, store.url())
+        recs = (check_record(data) for _, data in fake_records(model, n, tenants))
+        cat.cache.put_many((_row(store.name, r, None), r.model_dump_json().encode()) for r in recs)
+        cat.cache.db.commit()
+        key = cat.compact(force=True, resync=False)
+        cat.cache.close()
+        return key
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import tempfile
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from measure import run
+
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--records", type=int, default=100_000)
+    p.add_argument("--tenants", type=int, default=200)
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--no-s3", action="store_true")
+    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "listing.json")
+    args = p.parse_args(argv)
+    n = args.records
+    work = Path(tempfile.mkdtemp(prefix="dumpsafe-listing-"))
+    log = lambda msg: print(f"[{datetime.now(timezone.utc):%H:%M:%S}] {msg}", file=sys.stderr, flush=True)  # noqa: E731
+    model = model_record()
+    t = time.perf_counter()
+    fabricate_local(work / "store", model, n, args.tenants)
+    log(f"local: {n:,} records written in {time.perf_counter() - t:.1f} s")
+    toml = f'state_dir = "{work / "state"}"\n\n[stores.local]\nkind = "local"\npath = "{work / "store"}"\n'
+    s3 = None
+    env = dict(os.environ)
+    if not args.no_s3 and s3_available():
+        s3 = MotoS3(work / "moto.log")
+        s3.start()
+        env.update(s3.env())
+        os.environ.update(s3.env())
+        t = time.perf_counter()
+        fabricate_s3(s3, "bench-catalog", model, n, args.tenants)
+        log(f"S3: {n:,} records PUT in {time.perf_counter() - t:.1f} s")
+        toml += s3.store_toml("s3", "bench-catalog")
+    (work / "dumpsafe.toml").write_text(toml)
+    env["DUMPSAFE_CONFIG"] = str(work / "dumpsafe.toml")
+    dumpsafe = [str(Path(sys.executable).parent / "dumpsafe")]
+    results: dict[str, dict] = {}
+    try:
+        s = run(dumpsafe + ["index", "rebuild", "--store", "local", "--json"], env=env)
+        assert s.rc == 0, s.stderr
+        results[f"index rebuild (local, {n:,} records: reads every record, writes the manifest)"] = {
+            "wall_s": [s.wall_s], "rss": [s.peak_rss]}
+        log(f"local index rebuild: {s.wall_s:.2f} s")
+        stores = ["local"]
+        if s3:
+            from dumpsafe.config import load_config
+            from dumpsafe.storage import open_store
+
+            t = time.perf_counter()
+            seed_manifest(open_store(load_config(work / "dumpsafe.toml"), "s3"), model, n, args.tenants)
+            log(f"S3 manifest written in {time.perf_counter() - t:.1f} s")
+            stores.append("s3")
+        cache = work / "state" / "cache" / "catalog.sqlite3"
+        for rep in range(args.reps):
+            for store in stores:
+                for warm in (False, True):
+                    if not warm:
+                        cache.unlink(missing_ok=True)
+                    out = work / "list.json"
+                    with open(out, "wb") as fh:
+                        s = run(dumpsafe + ["backup", "list", "--store", store, "--json"], env=env, stdout=fh)
+                    assert s.rc == 0, s.stderr
+                    count = sum(1 for _ in open(out, "rb")) - 2
+                    assert count == n, f"{store}: {count} records listed, expected {n}"
+                    name = f"backup list --json, {n:,} records ({'S3, moto' if store == 's3' else 'local'}, {'warm' if warm else 'cold'} cache)"
+                    r = results.setdefault(name, {"wall_s": [], "rss": []})
+                    r["wall_s"].append(s.wall_s)
+                    r["rss"].append(s.peak_rss)
+                    log(f"rep {rep + 1}: {name}: {s.wall_s:.2f} s, {s.peak_rss / 2**20:.0f} MiB")
+    finally:
+        if s3:
+            s3.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"records": n, "tenants": args.tenants, "results": results,
+                                    "date": f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}"}, indent=2))
+    print("| case | wall s (median) | range | peak RSS MiB |\n|---|---:|---:|---:|")
+    for name, r in results.items():
+        w = sorted(r["wall_s"])
+        print(f"| {name} | {w[len(w) // 2]:.2f} | {w[0]:.2f}-{w[-1]:.2f} | {max(r['rss']) / 2**20:.0f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

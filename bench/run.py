@@ -244,7 +244,7 @@ store = "local"
             for warm in (False, True):
                 def case(store=store, warm=warm) -> tuple[Sample, int]:
                     if not warm:
-                        (cache / f"index-{store}.json").unlink(missing_ok=True)  # this store's cache only
+                        (cache / "catalog.sqlite3").unlink(missing_ok=True)  # the SQLite catalog cache (all stores)
                     out = self.work / "list.json"
                     with open(out, "wb") as fh:
                         s = run(self.dumpsafe("backup", "list", "--store", store, "--json"), env=self.env, stdout=fh)
@@ -267,7 +267,7 @@ store = "local"
                 name = f"BackupService.list() in-process ({label}, {'warm' if warm else 'cold'})"
                 for _ in range(self.args.reps):
                     if not warm:
-                        (cache / f"index-{store}.json").unlink(missing_ok=True)
+                        (cache / "catalog.sqlite3").unlink(missing_ok=True)
                     t0 = time.perf_counter()
                     self.service.list(store=store)
                     self.track(name).add(Sample(time.perf_counter() - t0, 0.0, 0, 0))

@@ -72,7 +72,7 @@ def test_everything_written_is_owner_only(open_root):
         files, dirs = files + f, dirs + d
     names = {p.name for p in files}
     assert {"tokens.json", "audit.jsonl", "database.dump.zst", "uploads.tar.zst", f"{bid}.json"} <= names, names
-    assert any(p.name.startswith("index-") for p in files)  # the index cache
+    assert any(p.name == "catalog.sqlite3" for p in files)  # the catalog cache (SQLite)
     wrong = [f"{p} {oct(stat.S_IMODE(p.lstat().st_mode))}" for p in files if stat.S_IMODE(p.lstat().st_mode) != 0o600]
     wrong += [f"{p} {oct(stat.S_IMODE(p.lstat().st_mode))}" for p in dirs if stat.S_IMODE(p.lstat().st_mode) != 0o700]
     assert not wrong, wrong

@@ -211,8 +211,9 @@ def test_delete_needs_yes_without_tty_then_removes_everything(env):
     assert r.code == 0
     assert env.cli("backup", "list", "--json").json() == []
     left = [p.relative_to(env.store_dir) for p in env.store_dir.rglob("*") if p.is_file()]
-    # only the evidence stays: its history (issue 15) outlives the backup
-    assert left and all(p.parts[0] == "history" for p in left), left
+    # only the evidence (its history, issue 15) and the catalog's change notes (catalog/: see dumpsafe.manifest) stay
+    assert any(p.parts[0] == "history" for p in left), left
+    assert all(p.parts[0] in ("history", "catalog") for p in left), left
     actions = [(a["action"], a["outcome"], a["backup_id"]) for a in _audit(env)]
     assert ("delete", "ok", rec["id"]) in actions and ("create", "ok", rec["id"]) in actions
 

@@ -46,8 +46,9 @@ def run_killed(env: Env, point: str, *args: str) -> subprocess.Popen:
 
 
 def store_keys(env: Env, name: str = "main") -> list[str]:
-    """Every key but the history's (issue 15): evidence belongs to no backup and outlives them."""
-    return sorted(o.key for o in open_store(env.config(), name).list() if not o.key.startswith("history/"))
+    """Every key but the history's (issue 15: evidence outlives backups) and the catalog's change
+    notes and manifests (catalog/: see dumpsafe.manifest)."""
+    return sorted(o.key for o in open_store(env.config(), name).list() if not o.key.startswith(("history/", "catalog/")))
 
 
 def assert_clean(env: Env, name: str = "main") -> list[str]:

@@ -50,8 +50,9 @@ def object_sha(store, key: str) -> str:
 
 
 def all_keys(store) -> list[str]:
-    """Every key but the history's: evidence outlives the backups it is about (issue 15)."""
-    return sorted(o.key for o in store.list() if not o.key.startswith("history/"))
+    """Every key but the history's (evidence outlives the backups it is about, issue 15) and the
+    catalog's change notes and manifests (catalog/: see dumpsafe.manifest)."""
+    return sorted(o.key for o in store.list() if not o.key.startswith(("history/", "catalog/")))
 
 
 @pytest.mark.parametrize("kind", REMOTE)
@@ -72,7 +73,7 @@ def test_backup_to_object_store_seen_from_fresh_host(kind, env, tmp_path, reques
     assert got == rec
     r = host2.cli("index", "rebuild", "--store", "offsite", "--json")
     assert r.code == 0 and r.json() == {"offsite": 1}
-    assert (host2.state_dir / "cache" / "index-offsite.json").exists()
+    assert (host2.state_dir / "cache" / "catalog.sqlite3").exists()
 
     # the fresh host can read the dump back intact and pg_restore understands it
     store = open_store(host2.config(), "offsite")

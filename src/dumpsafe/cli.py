@@ -166,7 +166,15 @@ def backup_list(
 
     On a terminal the table fits its width (columns the ID already holds go first); --wide shows all.
     """
-    records = _state(ctx).service(reading=True).list(tenant, database, store)
+    from dumpsafe.service import BackupService
+
+    svc = _state(ctx).service(reading=True)
+    if as_json and isinstance(svc, BackupService):  # 100,000 records: cached JSON, no model each (issue 16)
+        pieces, damaged = svc.list_json(tenant, database, store)
+        output.write_pieces(pieces)
+        _warn_damaged(damaged)
+        return
+    records = svc.list(tenant, database, store)
     output.show_records(records, as_json, wide)
     _warn_damaged(getattr(records, "damaged", ()))
 

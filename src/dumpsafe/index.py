@@ -12,27 +12,36 @@ not parse, does not match it, or whose ``sha256`` differs from its database obje
 entry is *damaged*: listed by ``damaged`` (never silently dropped) and refused by ``get``
 with a DamagedRecord naming ``dumpsafe backup repair ID``.
 
-Listing is one store listing of ``records/`` plus a read of each record not already in
-the cache (keyed by the listing's etag), so 10,000 records cost one paginated listing
-on a warm cache. A fresh host with an empty state_dir simply reads them all once.
+Listing (see ``manifest`` for the store side, ``catalog_cache`` for the local side): one
+listing of ``catalog/``, the newest catalog manifest (read once per host), and a read of
+each record a change note names since; without a manifest, one listing of ``records/``
+and a read of each record not already cached (keyed by the listing's etag). The cache is
+SQLite, updated row by row. ``Catalog.compact`` writes a manifest when enough changes are
+not in one yet (after a create or prune) and ``index rebuild`` always writes one.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
-from dataclasses import dataclass
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
+from dumpsafe import manifest as manifest_mod
+from dumpsafe.catalog_cache import CatalogCache, Row
 from dumpsafe.errors import DamagedRecord, ObjectMissing
-from dumpsafe.fsutil import write_private
-from dumpsafe.models import ID_RE, BackupRecord
-from dumpsafe.storage.base import ObjectInfo, Store
+from dumpsafe.manifest import (CatalogListing, Entry, ManifestError, list_catalog, note_id, read_manifest,
+                               remove_superseded, write_manifest, write_note)
+from dumpsafe.models import ID_RE, BackupRecord, rfc3339
+from dumpsafe.storage.base import Store
 
 RECORDS_PREFIX = "records/"
 OBJECTS_PREFIX = "objects/"
@@ -142,70 +151,197 @@ def newest_first(records: list[BackupRecord]) -> list[BackupRecord]:
     return [groups[(r.store, r.tenant, r.database)].pop() for r in by_time]
 
 
-class Catalog:
-    """Reads records from one store, through a per-store JSON cache in state_dir."""
+COMPACT_EVERY = 100  # changes not yet in a manifest before a create/prune writes a new one
+_RECORDS = TypeAdapter(list[BackupRecord])
+log = logging.getLogger(__name__)
 
-    def __init__(self, store: Store, cache_dir: Path | None):
+
+def _row(store: str, rec: BackupRecord, etag: str | None) -> Row:
+    return Row(store, rec.id, rec.tenant, rec.database, rfc3339(rec.created_at), rec.sequence,
+               getattr(rec, "copy_of", None), etag)
+
+
+class Catalog:
+    """Reads records from one store: its newest manifest plus the records changed since
+    (see ``manifest``), else one listing of ``records/``; through the SQLite cache."""
+
+    def __init__(self, store: Store, cache_dir: Path | None, *, clock: Callable[[], datetime] | None = None):
         self.store = store
-        self._cache_path = cache_dir / f"index-{store.name}.json" if cache_dir else None
+        self.cache = CatalogCache(cache_dir)
+        self.clock = clock or (lambda: datetime.now(timezone.utc))  # compared with the store's own times
         self._lock = threading.Lock()
         self.damaged: list[Damaged] = []
+        self.uncovered = 0  # changes the newest manifest does not hold (or records, without one)
+        self._listing = CatalogListing()
 
-    # ---- cache ----------------------------------------------------------------------------
-    def _load_cache(self) -> dict[str, dict]:
-        if not self._cache_path:
-            return {}
-        try:
-            return json.loads(self._cache_path.read_text())
-        except (OSError, ValueError):
-            return {}
+    # ---- reading from the store ---------------------------------------------------------------
+    def _fetch(self, keys: list[tuple[str, str | None]]) -> Iterator[tuple[str, str | None, bytes | None]]:
+        """(id, etag, bytes or None when gone) for each (id, etag) in ``keys``, 16 GETs at a time."""
+        def one(item: tuple[str, str | None]) -> tuple[str, str | None, bytes | None]:
+            bid, etag = item
+            try:
+                return bid, etag, self.store.get_bytes(record_key(bid))
+            except ObjectMissing:
+                return bid, etag, None
 
-    def _save_cache(self, cache: dict[str, dict]) -> None:
-        if not self._cache_path:
+        if not keys:
             return
-        write_private(self._cache_path, json.dumps(cache).encode())  # 0600 in 0700 (issue 12)
+        pool = ThreadPoolExecutor(max_workers=min(16, len(keys)))
+        window: deque = deque()  # at most 64 reads ahead of the caller: memory stays flat
+        try:
+            for item in keys:
+                window.append(pool.submit(one, item))
+                if len(window) >= 64:
+                    yield window.popleft().result()
+            while window:
+                yield window.popleft().result()
+        finally:
+            for f in window:
+                f.cancel()
+            pool.shutdown()
+
+    def _ingest(self, bid: str, etag: str | None, data: bytes | None) -> None:
+        if data is None:
+            self.cache.drop(self.store.name, bid)
+            return
+        try:
+            rec = check_record(data, bid)
+        except ValueError as e:
+            self.cache.mark_damaged(self.store.name, bid, str(e), etag)
+            return
+        self.cache.put(_row(self.store.name, rec, etag), rec.model_dump_json().encode())
+
+    def _sync_listing(self, id_prefix: str) -> None:
+        """No manifest: one listing of ``records/`` (under ``id_prefix``), reads of what changed."""
+        listed = {bid: o.etag for o in self.store.list(RECORDS_PREFIX + id_prefix) if (bid := id_from_record_key(o.key))}
+        cached = self.cache.etags(self.store.name, id_prefix)
+        for bid in cached.keys() - listed.keys():
+            self.cache.drop(self.store.name, bid)
+        todo = [(bid, etag) for bid, etag in listed.items() if bid not in cached or cached[bid] != etag or etag is None]
+        for bid, etag, data in self._fetch(todo):
+            self._ingest(bid, etag, data)
+        self.uncovered = len(listed) if not id_prefix else self.uncovered
+
+    def _load_manifest(self, key: str) -> bool:
+        """Replace this store's cached rows with a manifest's (one transaction); False if unsound."""
+        name = self.store.name
+        try:
+            m = read_manifest(self.store, key)
+            self.cache.clear(name)
+            damaged: list[tuple[str, str]] = []
+
+            def rows() -> Iterator[tuple[Row, bytes]]:
+                for meta, rec in m.entries:
+                    if rec is None or not isinstance(meta, list):
+                        damaged.append((meta["id"], meta.get("damaged") or "damaged"))
+                        continue
+                    yield Row(name, *meta), rec
+
+            self.cache.put_many(rows(), bulk=True)
+            for bid, reason in damaged:
+                self.cache.mark_damaged(name, bid, reason, None)
+            self.cache.add_notes(name, m.covers)
+            self.cache.set_manifest(name, key)
+            return True
+        except (ManifestError, KeyError, TypeError, AttributeError) as e:
+            log.warning("store %r: catalog manifest %s is not used (%s); listing records/ instead", name, key,
+                        e if isinstance(e, ManifestError) else "an entry lacks a field")
+            self.cache.db.rollback()
+            return False
+
+    def sync(self, *, refresh: bool = False, id_prefix: str = "") -> None:
+        """Bring the cache up to date with the store (see the module docstrings)."""
+        name = self.store.name
+        now = self.clock()
+        listing = self._listing = list_catalog(self.store)  # listed BEFORE anything else is read
+        with self.cache.db:
+            loaded = self.cache.bind(name, self.store.url())
+        newest = listing.newest
+        use_manifest = newest is not None and not refresh
+        if use_manifest and newest.key != loaded:
+            with self.cache.db:
+                use_manifest = self._load_manifest(newest.key)
+        with self.cache.db:
+            if not use_manifest:
+                if refresh:
+                    self.cache.clear(name)
+                self.cache.set_manifest(name, None)
+                self._sync_listing("" if refresh else id_prefix)
+                if refresh or not id_prefix:
+                    # every change noted so far is in that listing; young ones are re-read below
+                    self.cache.add_notes(name, (n.key for n in listing.notes))
+            seen = self.cache.seen_notes(name)
+            todo: dict[str, None] = {}
+            for n in listing.notes:
+                if n.key not in seen or manifest_mod.young(n, now):
+                    todo[note_id(n.key) or ""] = None
+            todo.pop("", None)
+            for bid, etag, data in self._fetch([(b, None) for b in todo]):
+                self._ingest(bid, etag, data)
+            self.cache.add_notes(name, (n.key for n in listing.notes))
+            if use_manifest:
+                self.cache.forget_notes_except(name, {n.key for n in listing.notes})
+                self.uncovered = sum(1 for n in listing.notes if n.modified >= newest.modified)
+        self.damaged = [Damaged(bid, name, reason) for bid, reason in self.cache.damaged(name, id_prefix)]
 
     # ---- reads ----------------------------------------------------------------------------
+    def rows(self, *, refresh: bool = False, id_prefix: str = "") -> list[Row]:
+        """The listing columns of every sound record (whose ID starts with ``id_prefix``), newest first."""
+        with self._lock:
+            self.sync(refresh=refresh, id_prefix=id_prefix)
+            return newest_first(self.cache.rows(self.store.name, id_prefix))
+
+    def stream(self, tenant: str | None = None, database: str | None = None) -> Iterator[tuple] | None:
+        """After a sync: (created_at, id, copy_of, JSON) of each sound record, newest first,
+        streamed from the cache's index; None when a clock set back means time order is not
+        the listing order (then use ``rows``, which orders by sequence)."""
+        with self._lock:
+            self.sync()
+            if not self.cache.time_order_holds(self.store.name, tenant, database):
+                return None
+        return self.cache.newest_first(self.store.name, tenant, database)
+
+    def records_json(self, rows: list[Row]) -> Iterator[bytes]:
+        """The normalized JSON of each row's record, in order (cached, not re-read)."""
+        return self.cache.json_of(self.store.name, [r.id for r in rows])
+
     def records(self, *, refresh: bool = False, id_prefix: str = "") -> list[BackupRecord]:
         """Every committed record in the store (whose ID starts with ``id_prefix``), newest first."""
+        rows = self.rows(refresh=refresh, id_prefix=id_prefix)
+        return _RECORDS.validate_json(b"[" + b",".join(self.records_json(rows)) + b"]") if rows else []
+
+    def compact(self, *, force: bool = False, resync: bool = True) -> str | None:
+        """Write a new manifest when ``COMPACT_EVERY`` changes are not in one yet (always when
+        ``force``); returns its key. ``resync=False``: the cache was just synced by the caller."""
         with self._lock:
-            under = RECORDS_PREFIX + id_prefix
-            listing = [o for o in self.store.list(under) if id_from_record_key(o.key)]
-            cache = {} if refresh else self._load_cache()
-            others = {k: v for k, v in cache.items() if not k.startswith(under)}
-            cache = {k: v for k, v in cache.items() if k.startswith(under)}
-            fresh: dict[str, dict] = {}
-            missing: list[ObjectInfo] = []
-            for info in listing:
-                hit = cache.get(info.key)
-                if hit and hit.get("etag") == info.etag:
-                    fresh[info.key] = hit
-                else:
-                    missing.append(info)
+            if resync:
+                self.sync()
+            if not force and self.uncovered < COMPACT_EVERY:
+                if self._listing.newest is None:  # listing mode: notes say nothing the listing does not
+                    now = self.clock()
+                    for n in self._listing.notes:
+                        if now - n.modified > manifest_mod.KEEP:
+                            self.store.delete(n.key)
+                return None
+            name = self.store.name
+            rows = self.cache.rows(name)
+            damaged = self.cache.damaged(name)
 
-            def fetch(info: ObjectInfo) -> tuple[ObjectInfo, bytes | None]:
-                try:
-                    return info, self.store.get_bytes(info.key)
-                except ObjectMissing:
-                    return info, None
+            def entries() -> Iterator[Entry]:
+                for r, data in zip(rows, self.cache.json_of(name, [r.id for r in rows])):
+                    yield Entry(list(r[1:]), data)  # [id, tenant, database, created_at, sequence, copy_of, etag]
+                for bid, reason in damaged:
+                    yield Entry({"id": bid, "damaged": reason})
 
-            workers = 16 if len(missing) > 16 else max(1, len(missing))
-            damaged: list[Damaged] = []
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                for info, data in pool.map(fetch, missing):
-                    if data is None:
-                        continue
-                    bid = id_from_record_key(info.key) or info.key
-                    try:
-                        rec = check_record(data, bid)
-                    except ValueError as e:
-                        damaged.append(Damaged(bid, self.store.name, str(e)))
-                        continue
-                    fresh[info.key] = {"etag": info.etag, "record": rec.to_json_dict()}
-            self.damaged = sorted(damaged, key=lambda d: d.id)
-            if fresh != cache:
-                self._save_cache({**others, **fresh})
-        return newest_first([BackupRecord.model_validate(v["record"]) for v in fresh.values()])
+            now = self.clock()
+            listing = self._listing
+            covers = [n.key for n in listing.notes]
+            key = write_manifest(self.store, entries(), covers, now)
+            with self.cache.db:
+                self.cache.set_manifest(name, key)
+            remove_superseded(self.store, listing, set(covers), key, now)
+            self.uncovered = 0
+            return key
 
     def get(self, backup_id: str) -> BackupRecord | None:
         """The record, None when there is none; DamagedRecord when it cannot be trusted."""
@@ -226,10 +362,11 @@ class Catalog:
             return None
 
     def put(self, record: BackupRecord, *, after_copy: Callable[[], None] | None = None) -> BackupRecord:
-        """Write (or rewrite) a record atomically: its copy beside the objects first, then
-        the record itself (the commit marker). Call only after its objects are committed.
-        Returns the record as stored (with its ``record_sha256``)."""
+        """Write (or rewrite) a record atomically: a change note first (so manifests never
+        hide the change), its copy beside the objects, then the record itself (the commit
+        marker). Call only after its objects are committed. Returns the record as stored."""
         data = encode_record(record)
+        write_note(self.store, record.id)
         self.store.put_bytes(record_copy_key(record.id), data)
         if after_copy is not None:
             after_copy()
@@ -237,12 +374,14 @@ class Catalog:
         return BackupRecord.model_validate_json(data)
 
     def remove(self, backup_id: str, *, after_copy: Callable[[], None] | None = None) -> None:
-        """Unlist a backup: the copy first (a crash leaves it listed and whole), then the record."""
+        """Unlist a backup: a change note, the copy (a crash leaves it listed and whole), then the record."""
+        write_note(self.store, backup_id)
         self.store.delete(record_copy_key(backup_id))
         if after_copy is not None:
             after_copy()
         self.store.delete(record_key(backup_id))
-
+        with self._lock, self.cache.db:
+            self.cache.drop(self.store.name, backup_id)
 
 def filter_records(
     records: Iterable[BackupRecord], tenant: str | None = None, database: str | None = None

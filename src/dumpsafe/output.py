@@ -66,6 +66,12 @@ def _write_bytes(data: bytes) -> None:
     binary.flush()
 
 
+def write_pieces(pieces: Any) -> None:
+    """Write an iterable of bytes to stdout as it comes (a big JSON listing, issue 16)."""
+    for piece in pieces:
+        _write_bytes(piece)
+
+
 def emit_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
     sys.stdout.flush()

@@ -6,8 +6,10 @@ it is the commit marker, so a crash at any point leaves nothing listed.
 
 from __future__ import annotations
 
+import heapq
 import os
 from pathlib import Path
+from typing import Iterator
 
 from dumpsafe.audit import AuditLog
 from dumpsafe.config import Config, tenant_password
@@ -140,6 +142,7 @@ class BackupService:
         """Follow-up work after a committed backup (copies, notifications): see issues 4 and 5."""
         self.check_anomaly(record)  # issue 5
         self.history.backup(record, actor)  # issue 15
+        self.compact_catalog(record.store)  # issue 16: a manifest once enough changes are not in one
         self._copy_after_create(record, actor=actor, progress=progress)  # issue 4 (may raise)
 
     # ---- read -----------------------------------------------------------------------------
@@ -352,11 +355,63 @@ class BackupService:
             st = self.store(name)  # unknown store: one clear error
             swept = recovery.report_sweep(self, recovery.sweep(st, self.clock(), full=True))
             cat = self.catalog(name)
-            out[name] = len(cat.records(refresh=True))
+            out[name] = len(cat.rows(refresh=True))
+            cat.compact(force=True, resync=False)  # issue 16: a fresh manifest of everything just read
             self.last_damaged += cat.damaged
             self.last_damaged += [Damaged(b, name, "its record is missing; the copy beside its objects is there")
                                   for b in swept.missing_records]
         return out
+
+    def compact_catalog(self, store: str) -> None:
+        """Write a catalog manifest when enough changes are not in one yet (issue 16); a
+        failure only costs later listings speed, so it is logged, never raised."""
+        try:
+            self.catalog(store).compact()
+        except Exception as e:  # noqa: BLE001 - the backup or prune it follows has committed
+            logging.getLogger(__name__).warning("catalog manifest of store %r not written: %s", store, e)
+
+    def list_json(self, tenant: str | None = None, database: str | None = None,
+                  store: str | None = None) -> tuple[Iterator[bytes], list[Damaged]]:
+        """``list``'s records as one JSON array (newest first), streamed in pieces straight
+        from the cache's normalized JSON: no model per record, memory flat (issue 16)."""
+        if tenant is not None and tenant not in self.config.tenants:
+            self.config.tenant(tenant)  # raises the unknown-tenant error
+        names = [store] if store else list(self.config.stores)
+        damaged: list[Damaged] = []
+        streams = []
+        for name in names:
+            cat = self.catalog(name)
+            streams.append(cat.stream(tenant, database))
+            damaged += [d for d in cat.damaged if tenant is None or d.id.split(".", 1)[0] == tenant]
+        if any(s is None for s in streams):  # a clock went back somewhere: order by sequence
+            recs = self.list(tenant, database, store)
+            return iter([b"[" + b",\n".join(r.model_dump_json().encode() for r in recs) + b"]\n"]), damaged
+        merged = heapq.merge(*streams, key=lambda t: (t[0], t[1]), reverse=True)
+
+        def unique() -> Iterator[bytes]:
+            """One entry per backup ID across stores: the original, else its first copy."""
+            held = None
+            for item in merged:
+                if held is not None and item[1] == held[1]:
+                    if held[2] and not item[2]:
+                        held = item
+                    continue
+                if held is not None:
+                    yield held[3]
+                held = item
+            if held is not None:
+                yield held[3]
+
+        def pieces() -> Iterator[bytes]:
+            sep, batch = b"[\n", []
+            for data in unique():
+                batch.append(data)
+                if len(batch) == 2000:
+                    yield sep + b",\n".join(batch)
+                    sep, batch = b",\n", []
+            yield (sep + b",\n".join(batch) if batch else (b"[" if sep == b"[\n" else b"")) + b"\n]\n"
+
+        return pieces(), damaged
 
     def sweep_store(self, st: Store) -> None:
         """Finish or undo what dead writers left in one store (before a write to it)."""
@@ -446,6 +501,9 @@ class BackupService:
                         problems.append(f"{d.id}: {e.message}")
                 if problems:
                     raise StoreError(f"prune of tenant {name!r} could not delete {len(problems)} backup(s): {'; '.join(problems)}")
+        if not dry_run:
+            for st_name in self.config.stores:
+                self.compact_catalog(st_name)  # issue 16
         return out
 
     def _prune_lease(self, tenant: str):

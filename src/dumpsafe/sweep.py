@@ -23,6 +23,7 @@ from datetime import datetime
 
 from dumpsafe.errors import DumpsafeError
 from dumpsafe.index import OBJECTS_PREFIX, RECORDS_PREFIX, id_from_record_key, objects_prefix, record_copy_key, record_key
+from dumpsafe.manifest import write_note
 from dumpsafe.pending import PENDING_PREFIX, Marker, marker_key, read_marker
 from dumpsafe.storage.base import Store
 
@@ -80,6 +81,7 @@ def sweep(store: Store, now: datetime, *, full: bool = False) -> SweepReport:
         if m.backup_id in live:
             continue
         if m.op == "delete":
+            write_note(store, m.backup_id)  # so a catalog manifest never keeps listing it
             store.delete(record_copy_key(m.backup_id))
             store.delete(record_key(m.backup_id))
             remove_backup_objects(store, m.backup_id)

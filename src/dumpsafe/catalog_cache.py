@@ -1,0 +1,192 @@
+"""The local catalog cache: one SQLite file (0600 in the 0700 state dir) for every store.
+
+It only saves reads: the truth is the store (records, manifests, change notes; see
+``index`` and ``manifest``). Rows are updated one by one as they change, never rewritten
+whole, and indexed by store, tenant, database and created_at. Each row keeps the
+record's normalized JSON (validated once, when it was read from the store), so listing
+100,000 records never re-parses them unless a caller asks for models.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from pathlib import Path
+from typing import Iterable, Iterator, NamedTuple
+
+from dumpsafe.fsutil import open_private, private_dir
+
+log = logging.getLogger(__name__)
+
+CACHE_FILE = "catalog.sqlite3"
+SCHEMA_VERSION = 3
+
+_INDEXES = """
+CREATE UNIQUE INDEX IF NOT EXISTS records_id ON records (store, id);
+CREATE INDEX IF NOT EXISTS records_tenant ON records (store, tenant, database, created_at, id, sequence);
+CREATE INDEX IF NOT EXISTS records_time ON records (store, created_at, id);
+"""
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    store TEXT NOT NULL, id TEXT NOT NULL, tenant TEXT NOT NULL, database TEXT NOT NULL,
+    created_at TEXT NOT NULL, sequence INTEGER, copy_of TEXT, etag TEXT, json BLOB NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS records_id ON records (store, id);
+CREATE INDEX IF NOT EXISTS records_tenant ON records (store, tenant, database, created_at, id, sequence);
+CREATE INDEX IF NOT EXISTS records_time ON records (store, created_at, id);
+CREATE TABLE IF NOT EXISTS damaged (
+    store TEXT NOT NULL, id TEXT NOT NULL, reason TEXT NOT NULL, etag TEXT, PRIMARY KEY (store, id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS notes (store TEXT NOT NULL, key TEXT NOT NULL, PRIMARY KEY (store, key)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS stores (name TEXT PRIMARY KEY, url TEXT NOT NULL, manifest TEXT);
+"""
+
+
+class Row(NamedTuple):
+    """The columns listing needs (the same names as BackupRecord's, so ordering helpers fit both)."""
+
+    store: str
+    id: str
+    tenant: str
+    database: str
+    created_at: str  # RFC 3339 with microseconds, UTC: sorts as text
+    sequence: int | None
+    copy_of: str | None
+    etag: str | None
+
+
+ROW_COLS = "store, id, tenant, database, created_at, sequence, copy_of, etag"
+
+
+class CatalogCache:
+    """One connection to the cache file; every method is a short transaction."""
+
+    def __init__(self, cache_dir: Path | None):
+        if cache_dir is None:
+            self.db = sqlite3.connect(":memory:", check_same_thread=False)
+        else:
+            path = private_dir(Path(cache_dir)) / CACHE_FILE
+            if not path.exists():
+                for old in Path(cache_dir).glob("index-*.json"):  # the JSON cache of older versions
+                    old.unlink(missing_ok=True)
+                try:
+                    open_private(path).close()  # 0600 before SQLite writes a byte (issue 12)
+                except FileExistsError:
+                    pass
+            self.db = sqlite3.connect(path, timeout=60, check_same_thread=False)
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA cache_size=-65536")  # 64 MiB of pages: a 100,000-record load stays in memory
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version != SCHEMA_VERSION:  # a cache is disposable: rebuild it rather than migrate
+            with self.db:
+                for t in ("records", "damaged", "notes", "stores"):
+                    self.db.execute(f"DROP TABLE IF EXISTS {t}")
+                self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        self.db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # ---- per store --------------------------------------------------------------------------
+    def bind(self, store: str, url: str) -> str | None:
+        """The manifest last loaded for ``store``; a store whose location changed starts empty."""
+        row = self.db.execute("SELECT url, manifest FROM stores WHERE name=?", (store,)).fetchone()
+        if row is not None and row[0] == url:
+            return row[1]
+        with self.db:
+            self.clear(store)
+            self.db.execute("INSERT OR REPLACE INTO stores (name, url, manifest) VALUES (?, ?, NULL)", (store, url))
+        return None
+
+    def clear(self, store: str) -> None:
+        for t in ("records", "damaged", "notes"):
+            self.db.execute(f"DELETE FROM {t} WHERE store=?", (store,))
+
+    def set_manifest(self, store: str, manifest: str | None) -> None:
+        self.db.execute("UPDATE stores SET manifest=? WHERE name=?", (manifest, store))
+
+    # ---- records ----------------------------------------------------------------------------
+    def put(self, row: Row, data: bytes) -> None:
+        self.db.execute(f"INSERT OR REPLACE INTO records ({ROW_COLS}, json) VALUES (?,?,?,?,?,?,?,?,?)", (*row, data))
+        self.db.execute("DELETE FROM damaged WHERE store=? AND id=?", (row.store, row.id))
+
+    def put_many(self, rows: Iterable[tuple[Row, bytes]], *, bulk: bool = False) -> None:
+        """Insert many rows; ``bulk`` (a whole manifest): the indexes are built once at the
+        end, which is several times faster than keeping them up to date row by row."""
+        if bulk:
+            for ix in ("records_id", "records_tenant", "records_time"):
+                self.db.execute(f"DROP INDEX IF EXISTS {ix}")
+        self.db.executemany(f"INSERT OR REPLACE INTO records ({ROW_COLS}, json) VALUES (?,?,?,?,?,?,?,?,?)",
+                            ((*r, d) for r, d in rows))
+        if bulk:
+            for stmt in filter(None, (x.strip() for x in _INDEXES.split(";"))):
+                self.db.execute(stmt)
+
+    def drop(self, store: str, backup_id: str) -> None:
+        self.db.execute("DELETE FROM records WHERE store=? AND id=?", (store, backup_id))
+        self.db.execute("DELETE FROM damaged WHERE store=? AND id=?", (store, backup_id))
+
+    def mark_damaged(self, store: str, backup_id: str, reason: str, etag: str | None) -> None:
+        self.db.execute("DELETE FROM records WHERE store=? AND id=?", (store, backup_id))
+        self.db.execute("INSERT OR REPLACE INTO damaged (store, id, reason, etag) VALUES (?,?,?,?)",
+                        (store, backup_id, reason, etag))
+
+    def rows(self, store: str, id_prefix: str = "") -> list[Row]:
+        q = f"SELECT {ROW_COLS} FROM records WHERE store=? AND id >= ? AND id < ? ORDER BY id"
+        return [Row(*r) for r in self.db.execute(q, (store, id_prefix, id_prefix + "\uffff"))]
+
+    def etags(self, store: str, id_prefix: str = "") -> dict[str, str | None]:
+        """id -> etag of every cached record and damaged entry under ``id_prefix``."""
+        out: dict[str, str | None] = {}
+        for table in ("records", "damaged"):
+            q = f"SELECT id, etag FROM {table} WHERE store=? AND id >= ? AND id < ?"
+            out.update(self.db.execute(q, (store, id_prefix, id_prefix + "\uffff")))
+        return out
+
+    def json_of(self, store: str, ids: list[str]) -> Iterator[bytes]:
+        """The records' JSON in the order of ``ids`` (in batches; memory stays one batch)."""
+        for i in range(0, len(ids), 500):
+            batch = ids[i : i + 500]
+            marks = ",".join("?" * len(batch))
+            got = dict(self.db.execute(f"SELECT id, json FROM records WHERE store=? AND id IN ({marks})", (store, *batch)))
+            for bid in batch:
+                yield got[bid]
+
+    def _where(self, store: str, tenant: str | None, database: str | None) -> tuple[str, tuple]:
+        where, args = "store=?", [store]
+        if tenant is not None:
+            where, args = where + " AND tenant=?", args + [tenant]
+        if database is not None:
+            where, args = where + " AND database=?", args + [database]
+        return where, tuple(args)
+
+    def time_order_holds(self, store: str, tenant: str | None = None, database: str | None = None) -> bool:
+        """Whether, in every tenant/database, ``sequence`` grows with (created_at, id): then
+        newest-first by time IS the listing order (a clock set back breaks it; see index)."""
+        where, args = self._where(store, tenant, database)
+        q = (f"SELECT 1 FROM (SELECT COALESCE(sequence, 0) AS s, LAG(COALESCE(sequence, 0)) OVER "
+             f"(PARTITION BY tenant, database ORDER BY created_at, id) AS p FROM records WHERE {where}) WHERE s < p LIMIT 1")
+        return self.db.execute(q, args).fetchone() is None
+
+    def newest_first(self, store: str, tenant: str | None = None,
+                     database: str | None = None) -> Iterator[tuple[str, str, str | None, bytes]]:
+        """(created_at, id, copy_of, json) newest first by time, streamed from the index."""
+        where, args = self._where(store, tenant, database)
+        q = f"SELECT created_at, id, copy_of, json FROM records WHERE {where} ORDER BY created_at DESC, id DESC"
+        yield from self.db.execute(q, args)
+
+    def damaged(self, store: str, id_prefix: str = "") -> list[tuple[str, str]]:
+        q = "SELECT id, reason FROM damaged WHERE store=? AND id >= ? AND id < ? ORDER BY id"
+        return list(self.db.execute(q, (store, id_prefix, id_prefix + "\uffff")))
+
+    # ---- change notes already applied --------------------------------------------------------
+    def seen_notes(self, store: str) -> set[str]:
+        return {k for (k,) in self.db.execute("SELECT key FROM notes WHERE store=?", (store,))}
+
+    def add_notes(self, store: str, keys: Iterable[str]) -> None:
+        self.db.executemany("INSERT OR IGNORE INTO notes (store, key) VALUES (?, ?)", ((store, k) for k in keys))
+
+    def forget_notes_except(self, store: str, keep: set[str]) -> None:
+        """Drop applied notes the store no longer has (compacted away), so the table stays small."""
+        gone = self.seen_notes(store) - keep
+        self.db.executemany("DELETE FROM notes WHERE store=? AND key=?", ((store, k) for k in gone))
