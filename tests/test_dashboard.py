@@ -27,7 +27,9 @@ def wait(drv, timeout: float = 60) -> WebDriverWait:
 
 
 def sign_in(drv, served, who: str) -> None:
-    drv.get(served.url + "/")
+    # clear the token on a page that is not the app, then load the app afresh: loading "/" with
+    # the previous test's token would start signing that one in while this one is typed
+    drv.get(served.url + "/healthz")
     drv.execute_script("sessionStorage.clear()")
     drv.get(served.url + "/#/overview")
     box = wait(drv).until(EC.visibility_of_element_located((By.ID, "token")))
