@@ -32,13 +32,15 @@ class Demo:
     def step(self, title: str) -> None:
         self.console.print(Rule(f"[bold]{title}"))
 
-    def run(self, *args: str, expect: int = 0, capture_json: bool = False, show: bool = True, config: Path | None = None):
-        """Run the real CLI as a user would, showing the command and its output."""
+    def run(self, *args: str, expect: int = 0, capture_json: bool = False, show: bool = True, config: Path | None = None,
+            env: dict[str, str] | None = None):
+        """Run the real CLI as a user would, showing the command (and any extra environment) and its output."""
         if show:
             shown = f"--config {config.relative_to(self.workdir)} " if config else ""
-            self.console.print(f"[bold cyan]$ dumpsafe {shown}{' '.join(args)}[/]", highlight=False)
+            extra = "".join(f"{k}={v} " for k, v in (env or {}).items())
+            self.console.print(f"[bold cyan]$ {extra}dumpsafe {shown}{' '.join(args)}[/]", highlight=False)
         argv = [sys.executable, "-m", "dumpsafe", "--config", str(config or self.config), *args]
-        proc = subprocess.run(argv, env=self.env, cwd=self.workdir, text=True, capture_output=True)
+        proc = subprocess.run(argv, env={**self.env, **(env or {})}, cwd=self.workdir, text=True, capture_output=True)
         if show:
             if proc.stdout:
                 sys.stdout.write(proc.stdout)
@@ -109,6 +111,7 @@ def _cycle(demo: Demo) -> None:
     demo.run("backup", "get", bid)
     demo.step("5. The audit log: one JSON line per action")
     sys.stdout.write((demo.workdir / ".dumpsafe" / "audit.jsonl").read_text())
+    demo.run("audit", "verify")  # the lines are hash-chained: an edited line is named
     # --- stores (issue 4) ---
     from dumpsafe.demo_offsite import offsite_steps
 
@@ -153,3 +156,9 @@ def _restore_cycle(demo: Demo) -> None:
         inv = c.execute("SELECT count(*) FROM billing.invoices").fetchone()[0]
     readme = (demo.workdir / "uploads" / "invoices" / "README.txt").read_text().strip()
     demo.console.print(f"app.orders has {n} rows again, billing.invoices {inv}; README.txt: {readme!r}", highlight=False)
+    demo.step("A restore killed (kill -9) right after the database swap, before the uploads swap; recover finishes it")
+    demo.run("backup", "restore", bid, "--yes", expect=-9, env={"DUMPSAFE_FAILPOINTS": "restore.after_rename=kill"})
+    demo.run("recover")
+    with demo.cluster.connect("app") as c:  # accepts connections again, and holds the backup
+        n = c.execute("SELECT count(*) FROM orders").fetchone()[0]
+    demo.console.print(f"app accepts connections; app.orders has {n} rows; nothing left half-done", highlight=False)

@@ -243,12 +243,14 @@ def _read(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def replay(svc: "BackupService", tenant: str | None = None, *, held: tuple[str, str] | None = None) -> list[str]:
+def replay(svc: "BackupService", tenant: str | None = None, *, held: tuple[str, str] | None = None,
+           log_notes: bool = True) -> list[str]:
     """Resolve every journal left by a dead restore (of ``tenant``, or all); report lines.
 
     A journal whose restore lock is taken belongs to a live restore and is left alone;
     ``held`` names the tenant/database whose lock the caller already holds. A journal that
-    cannot be resolved now (server down) stays for the next command, with a warning."""
+    cannot be resolved now (server down) stays for the next command, with a warning. The lines
+    are logged too unless ``log_notes`` is off (``recover`` prints them itself)."""
     notes: list[str] = []
     for path in _pending(svc.state_dir, tenant):
         e = _read(path)
@@ -275,7 +277,7 @@ def replay(svc: "BackupService", tenant: str | None = None, *, held: tuple[str, 
     spool = sweep_spool(spool_root(svc.config))  # a dead restore's spool (cheap: one directory listing)
     if spool:
         notes.append(f"{len(spool)} spool director{'y' if len(spool) == 1 else 'ies'} of dead restores removed")
-    for n in notes:
+    for n in notes if log_notes else ():
         log.warning("%s", n)
     return notes
 
@@ -353,7 +355,7 @@ def sweep_spool(root: Path) -> list[Path]:
 # ---- dumpsafe recover ------------------------------------------------------------------------
 def recover_step(svc: "BackupService") -> list[str]:
     """``recovery.STEPS`` entry: replay journals, then sweep spool, staging trees and orphan databases."""
-    notes = replay(svc)
+    notes = replay(svc, log_notes=False)  # recover prints its report's lines itself
     for name, t in svc.config.tenants.items():
         if t.uploads is not None and Path(t.uploads).parent.is_dir():
             staged = files.sweep_staging(Path(os.path.realpath(t.uploads)))
