@@ -29,33 +29,18 @@ def report_cmd(
     from dumpsafe.cli import _state
     from dumpsafe.errors import UsageError
     from dumpsafe.report_render import render
+    from dumpsafe.fsutil import replace_private
 
     text = render(_state(ctx).service(reading=True).report(tenant, since=since), fmt.value)
     if out is None:
         sys.stdout.write(text)
         return
     try:
-        _write_owner_only(out, text.encode())
+        replace_private(out, text.encode())  # the report names tenants and backups: 0600
     except OSError as e:
         raise UsageError(f"cannot write the report to {out}: {e.strerror} (choose another --output)") from None
     output.info(f"report written to {out}")
 
-
-def _write_owner_only(path: Path, data: bytes) -> None:
-    """The report names tenants, backups and audit lines: 0600, written whole (temp file, rename)."""
-    import os
-    import secrets
-
-    from dumpsafe.fsutil import open_private
-
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open_private(tmp) as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def backup_history_cmd(

@@ -59,9 +59,17 @@ def open_private(path: Path, flags: int = os.O_WRONLY | os.O_CREAT | os.O_EXCL) 
 
 
 def write_private(path: Path, data: bytes) -> None:
-    """Replace ``path`` atomically with ``data`` (temp file 0600 beside it, then rename)."""
+    """Replace ``path`` atomically with ``data`` (temp file 0600 beside it, then rename),
+    creating its missing parent directories 0700."""
     path = Path(path)
     private_dir(path.parent)
+    replace_private(path, data)
+
+
+def replace_private(path: Path, data: bytes) -> None:
+    """Replace ``path`` atomically with ``data`` (temp file 0600 beside it, then rename); its
+    directory must exist (a user's output directory is never created or changed)."""
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
         with open_private(tmp) as fh:
