@@ -253,8 +253,9 @@ def test_kill_9_mid_backup_leaves_nothing_listed_and_next_run_cleans(env, pg):
     try:
         proc = subprocess.Popen(env.cli_argv("backup", "create", "acme"), env=env.subprocess_env(),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        # the dump's temp object exists once pg_dump is running (blocked on the lock)
-        _wait_for(lambda: [p for p in env.store_dir.rglob("*.tmp-*")] if env.store_dir.exists() else None)
+        # the dump's temp object exists once pg_dump is running (blocked on the lock); wait for that one,
+        # not the pending marker's or the uploads object's, which are renamed into place right after
+        _wait_for(lambda: list(env.store_dir.rglob(".database.dump.zst.tmp-*")) if env.store_dir.exists() else None)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
     finally:
