@@ -1,5 +1,5 @@
 """Verify, restore, prune and status through REST, MCP and the remote CLI, under the same
-token rules. Each runs once its service method exists (they land from other issues)."""
+token rules."""
 
 from __future__ import annotations
 
@@ -9,16 +9,8 @@ import anyio
 import httpx
 import pytest
 
-from dumpsafe.access import offers
-from dumpsafe.service import BackupService
-
 from test_api_rest import WHO, backup, call
 from test_mcp import error_text, over_http, payload
-
-
-def needs(*methods: str):
-    missing = [m for m in methods if not offers(BackupService, m)]
-    return pytest.mark.skipif(bool(missing), reason=f"BackupService has no {', '.join(missing)} yet")
 
 
 EXPECT = {
@@ -33,9 +25,6 @@ EXPECT = {
 @pytest.mark.parametrize("who", WHO)
 @pytest.mark.parametrize("route", list(EXPECT))
 def test_operation_matrix(served, route, who):
-    method = {"dry-run": "restore"}.get(route, route)
-    if not offers(served.service, method):
-        pytest.skip(f"BackupService has no {method} yet")
     expected = EXPECT[route][WHO.index(who)]
     acme_id = backup(served) if route in ("verify", "dry-run") else None
     if route == "verify":
@@ -61,7 +50,6 @@ def test_operation_matrix(served, route, who):
         assert tenants == ({"acme", "beta"} if who == "admin" else {"beta"} if who == "other" else {"acme"})
 
 
-@needs("restore", "restore_plan")
 def test_restore_over_rest_into_a_new_database(served):
     acme_id = backup(served)
     target = "r_" + secrets.token_hex(4)
@@ -82,7 +70,6 @@ def test_restore_over_rest_into_a_new_database(served):
         served.env.pg.drop_database(target)
 
 
-@needs("restore", "verify", "status")
 def test_mcp_restore_needs_confirm_and_follows_the_token(served):
     acme_id = backup(served)
     beta_id = backup(served, "beta")
@@ -111,7 +98,6 @@ def test_mcp_restore_needs_confirm_and_follows_the_token(served):
     assert "lacks the backups:create scope" in out["denied"]
 
 
-@needs("verify", "status", "prune")
 def test_remote_cli_verify_status_prune(served, monkeypatch):
     monkeypatch.setenv("DUMPSAFE_SERVER", served.url)
     monkeypatch.setenv("DUMPSAFE_TOKEN", served.tokens["write"])
@@ -121,7 +107,7 @@ def test_remote_cli_verify_status_prune(served, monkeypatch):
     assert verified.code == 0, verified.err
     assert verified.json()["last_verification"]["result"] == "passed"
     status = env.cli("status", "--json")
-    assert status.code in (0, 1) and {row["tenant"] for row in status.json()} == {"acme"}
+    assert status.code == 0 and {row["tenant"] for row in status.json()} == {"acme"}, status.err
     pruned = env.cli("prune", "--dry-run", "--json")
     assert pruned.code == 0 and {d["tenant"] for d in pruned.json()} == {"acme"}
     # the same command run locally renders the same status rows
@@ -131,7 +117,6 @@ def test_remote_cli_verify_status_prune(served, monkeypatch):
     assert strip(local) == strip(status.json())
 
 
-@needs("restore", "restore_plan")
 def test_remote_cli_restore_refuses_server_paths(served, monkeypatch, tmp_path):
     monkeypatch.setenv("DUMPSAFE_SERVER", served.url)
     monkeypatch.setenv("DUMPSAFE_TOKEN", served.tokens["admin"])
@@ -141,18 +126,15 @@ def test_remote_cli_restore_refuses_server_paths(served, monkeypatch, tmp_path):
     r = served.env.cli("backup", "restore", acme_id, "--identity", str(tmp_path / "key"), "--dry-run", "--no-uploads")
     assert r.code == 2 and "--identity is a file on this machine" in r.err
     r = served.env.cli("backup", "restore", acme_id, "--dry-run", "--no-uploads", "--json")
-    assert r.code in (0, 1) and r.json()["backup_id"] == acme_id
+    assert r.code == 0 and r.json()["backup_id"] == acme_id, r.err
 
 
-@needs("status")
 def test_metrics_carry_backup_status(served):
-    pytest.importorskip("dumpsafe.metrics")
     backup(served)
     text = call(served, "admin", "GET", "/metrics").text
     assert 'dumpsafe_last_success_timestamp_seconds{database="' in text and 'tenant="acme"' in text
 
 
-@needs("pin", "unpin")
 def test_pin_over_rest_and_the_remote_cli(served, monkeypatch):
     acme_id = backup(served)
     assert call(served, "read", "POST", f"/v1/backups/{acme_id}/pin").status_code == 403
@@ -166,7 +148,6 @@ def test_pin_over_rest_and_the_remote_cli(served, monkeypatch):
     assert served.service.get(acme_id).pinned is False
 
 
-@needs("copy")
 def test_copy_over_rest_and_the_remote_cli(served, monkeypatch):
     acme_id = backup(served)
     assert call(served, "read", "POST", f"/v1/backups/{acme_id}/copy", json={"to": "offsite"}).status_code == 403
@@ -184,7 +165,6 @@ def test_copy_over_rest_and_the_remote_cli(served, monkeypatch):
     assert line["actor"] == served.token_ids["admin"]
 
 
-@needs("restore", "restore_plan")
 def test_with_globals_reaches_the_service_over_rest_mcp_and_the_remote_cli(served, monkeypatch):
     """The served tenant keeps no globals object, so asking for its roles is refused the same way everywhere."""
     acme_id = backup(served)

@@ -1,7 +1,8 @@
 """What a caller may do: the scope and tenant rules shared by the REST and MCP fronts.
 
 ``GuardedService`` wraps the one BackupService for one caller. Every method checks the
-scope, keeps a tenant token inside its tenant and passes the caller as the audit actor.
+scope its operation declares (dumpsafe.operations), keeps a tenant token inside its tenant
+(an operation's backup ID or ``tenant`` argument names it) and passes the caller as the audit actor.
 Another tenant's backup answers exactly like a backup that does not exist, and another
 tenant's name exactly like a tenant that does not exist, so nothing can be probed.
 
@@ -27,9 +28,10 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, Iterator
 
-from dumpsafe.auth import CREATE, DELETE, READ, RESTORE, Caller
+from dumpsafe.auth import Caller
 from dumpsafe.errors import DumpsafeError, ForbiddenError, NotFoundError, RefusedError, UnknownNameError
 from dumpsafe.models import ID_RE, BackupRecord, validate_backup_id
+from dumpsafe.operations import scope_of
 
 HIDDEN = "<host path>"
 _CONFIGURED = re.compile(r" \(configured (?:stores|tenants): [^)]*\)")
@@ -188,11 +190,16 @@ class GuardedService:
                 ev.extra["refused"] = True
                 raise
 
-    def refuse_unconfirmed(self, action: str, backup_id: str, message: str) -> None:
-        """Refuse an unconfirmed destructive call with an audit line; an unseen backup still
-        answers 'not found' first, so the refusal cannot be used as a probe."""
-        with self._guard(action, backup_id=backup_id):
-            self._record(backup_id)
+    def refuse_unconfirmed(self, action: str, message: str, *, backup_id: str | None = None,
+                           tenant: str | None = None) -> None:
+        """Refuse an unconfirmed destructive call with an audit line; a missing scope, an unseen
+        backup or tenant still answer first, so the refusal cannot be used as a probe."""
+        with self._guard(action, backup_id=backup_id, tenant=tenant):
+            self.caller.require(scope_of(action))
+            if backup_id is not None:
+                self._record(backup_id)
+            else:
+                self._tenant(tenant)
             raise RefusedError(message)
 
     # ---- what a tenant token is shown -----------------------------------------------------
@@ -226,13 +233,13 @@ class GuardedService:
 
     # ---- reads ----------------------------------------------------------------------------
     def list(self, tenant: str | None = None, database: str | None = None, store: str | None = None) -> list[BackupRecord]:
-        self.caller.require(READ)
+        self.caller.require(scope_of("list"))
         tenant = self._tenant(tenant)
         with self._errors():
             return self._show(self.service.list(tenant, database, store))
 
     def get(self, backup_id: str) -> BackupRecord:
-        self.caller.require(READ)
+        self.caller.require(scope_of("get"))
         with self._errors():
             return self._show(self._record(backup_id))
 
@@ -248,7 +255,7 @@ class GuardedService:
         pin: bool = False,
     ) -> list[BackupRecord]:
         with self._guard("create", tenant=tenant, store=store):
-            self.caller.require(CREATE)
+            self.caller.require(scope_of("create"))
             self._tenant(tenant)
             self._store(tenant, store)
         with self._errors():
@@ -259,20 +266,20 @@ class GuardedService:
     def authorize_create(self, tenant: str, store: str | None = None) -> None:
         """The checks of create() alone (scope, tenant, store), audited on refusal: before a job is queued (issue 16)."""
         with self._guard("create", tenant=tenant, store=store):
-            self.caller.require(CREATE)
+            self.caller.require(scope_of("create"))
             self._tenant(tenant)
             self._store(tenant, store)
 
     def delete(self, backup_id: str) -> BackupRecord:
         with self._guard("delete", backup_id=backup_id):
-            self.caller.require(DELETE)
+            self.caller.require(scope_of("delete"))
             rec = self._record(backup_id)
         with self._errors():
             return self._show(self.service.delete(rec.id, store=rec.store, actor=self.caller.actor))
 
     def verify(self, backup_id: str, *, drill: bool = False) -> BackupRecord:
         with self._guard("verify", backup_id=backup_id):
-            self.caller.require(CREATE)
+            self.caller.require(scope_of("verify"))
             rec = self._record(backup_id)
         with self._errors():
             return self._show(self.service.verify(rec.id, drill=drill, actor=self.caller.actor))
@@ -280,7 +287,7 @@ class GuardedService:
     def restore_plan(self, backup_id: str, **opts: Any) -> Any:
         """What a restore would do: the same target rules as restore(); every call is audited."""
         with self._guard("restore-plan", always=True, backup_id=backup_id, database=opts.get("database")) as ev:
-            self.caller.require(RESTORE)
+            self.caller.require(scope_of("restore_plan"))
             rec = self._record(backup_id)
             ev.database = opts.get("database") or rec.database
             self._restore_target(rec, {**opts, "dry_run": True})
@@ -290,7 +297,7 @@ class GuardedService:
     def restore(self, backup_id: str, **opts: Any) -> Any:
         """Restore into the backup's own tenant (a database NAME; uploads only to the configured tree)."""
         with self._guard("restore", backup_id=backup_id, database=opts.get("database")):
-            self.caller.require(RESTORE)
+            self.caller.require(scope_of("restore"))
             rec = self._record(backup_id)
             self._restore_target(rec, opts)
         with self._errors():
@@ -298,7 +305,7 @@ class GuardedService:
 
     def prune(self, tenant: str | None = None, *, dry_run: bool = False) -> list[Any]:
         with self._guard("prune", tenant=tenant):
-            self.caller.require(DELETE)
+            self.caller.require(scope_of("prune"))
             tenant = self._tenant(tenant)
         with self._errors():
             return self._show(self.service.prune(tenant, dry_run=dry_run, actor=self.caller.actor))
@@ -311,7 +318,7 @@ class GuardedService:
 
     def _set_pinned(self, action: str, backup_id: str) -> BackupRecord:
         with self._guard(action, backup_id=backup_id):
-            self.caller.require(CREATE)
+            self.caller.require(scope_of(action))
             rec = self._record(backup_id)
         with self._errors():
             return self._show(getattr(self.service, action)(rec.id, actor=self.caller.actor))
@@ -319,7 +326,7 @@ class GuardedService:
     def copy(self, backup_id: str, *, to: str) -> BackupRecord:
         """Copy to another configured store (a NAME); a tenant token only to its tenant's stores."""
         with self._guard("copy", backup_id=backup_id, store=to):
-            self.caller.require(CREATE)
+            self.caller.require(scope_of("copy"))
             rec = self._record(backup_id)
             self._store(rec.tenant, to)
         with self._errors():
@@ -327,7 +334,7 @@ class GuardedService:
 
     def backup_history(self, backup_id: str) -> list[Any]:
         """A backup's history (issue 15): also after the backup was deleted, within the caller's tenant."""
-        self.caller.require(READ)
+        self.caller.require(scope_of("backup_history"))
         validate_backup_id(backup_id)
         if not self.caller.sees(backup_id.split(".", 1)[0]):
             raise backup_not_found(backup_id)
@@ -340,7 +347,7 @@ class GuardedService:
 
     def report(self, tenant: str | None = None, *, since: str | None = "90d") -> Any:
         """The evidence report (issue 15): a tenant token gets its own tenant's, audit excerpt included."""
-        self.caller.require(READ)
+        self.caller.require(scope_of("report"))
         if not self.caller.admin:
             tenant = self._tenant(tenant)
         with self._errors():
@@ -351,12 +358,7 @@ class GuardedService:
         return rep
 
     def status(self, tenant: str | None = None) -> list[Any]:
-        self.caller.require(READ)
+        self.caller.require(scope_of("status"))
         tenant = self._tenant(tenant)
         with self._errors():
             return self._show(self.service.status(tenant))
-
-
-def offers(service: object, method: str) -> bool:
-    """Whether the service has an operation; fronts register routes and tools by this."""
-    return callable(getattr(service, method, None))

@@ -1,9 +1,9 @@
-"""The MCP front (official ``mcp`` SDK): the same operations as REST, as typed tools.
+"""The MCP front (official ``mcp`` SDK): the operations registry (dumpsafe.operations) as typed tools.
 
 Over stdio (``dumpsafe mcp``) the caller is the local operator, an admin. Over streamable
 HTTP (``/mcp`` in ``dumpsafe serve``) every request carries a bearer token, checked by the
 same TokenStore and held to the same scope and tenant rules (access.GuardedService).
-Destructive tools (restore, delete) say so in their annotations and need ``confirm: true``
+Destructive tools (restore, delete, prune) say so in their annotations and need ``confirm: true``
 (a JSON boolean: "yes", 1 or "true" are refused); an unconfirmed call is audited as refused.
 Every string argument is bounded and every flag strict, exactly as in REST (dumpsafe.inputs).
 """
@@ -11,8 +11,9 @@ Every string argument is bounded and every flag strict, exactly as in REST (dump
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
-from typing import Annotated, Any, AsyncIterator, Callable, Literal, TypeVar
+from typing import Annotated, Any, AsyncIterator, Callable, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -26,12 +27,12 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from dumpsafe import __version__
-from dumpsafe.access import GuardedService, offers
+from dumpsafe.access import GuardedService
 from dumpsafe.auth import LOCAL, Caller
 from dumpsafe.errors import AuthError, DumpsafeError, RateLimited
 from dumpsafe.gate import Gate, client_address
-from dumpsafe.inputs import BackupIdText, DbName, DbNames, Flag, Label, Name
-from dumpsafe.models import BackupRecord
+from dumpsafe.inputs import BackupIdText, Flag
+from dumpsafe.operations import OPERATIONS, Operation
 
 CALLER_KEY = "dumpsafe.caller"
 T = TypeVar("T")
@@ -39,20 +40,39 @@ T = TypeVar("T")
 INSTRUCTIONS = (
     "dumpsafe backs up tenant PostgreSQL databases and their uploads to off-host stores. "
     "Backup IDs come from list_backups. Stores are named in the server's config; never pass paths. "
-    "restore_backup and delete_backup change data irreversibly and need confirm=true."
+    "restore_backup, delete_backup and prune_backups change data irreversibly and need confirm=true "
+    "(restore and prune not with dry_run=true)."
 )
 
-READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
-ADDITIVE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False)
-DESTRUCTIVE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False)
+HINTS = {  # what each kind of operation tells the agent (operations.Operation.kind)
+    "read": ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False),
+    "additive": ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False),
+    "idempotent": ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False),
+    "destructive": ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False),
+}
 
 BackupId = Annotated[BackupIdText, Field(description="Backup ID, e.g. acme.app.20260101T023000Z.k3j7x2ab (see list_backups).")]
 Confirm = Annotated[Flag, Field(description="Must be true (a JSON boolean): this changes data irreversibly.")]
+_KW = inspect.Parameter.KEYWORD_ONLY
+
+
+def _signature(op: Operation) -> inspect.Signature:
+    """The tool's arguments: the backup ID, the operation's parameters, and confirm if it destroys."""
+    params = [inspect.Parameter("ctx", _KW, annotation=Context)]
+    if op.by_backup:
+        params.append(inspect.Parameter("backup_id", _KW, annotation=BackupId))
+    for name, f in op.fields().items():
+        hint = Annotated[(f.annotation, *f.metadata, Field(description=f.description))]  # type: ignore[misc]
+        default = inspect.Parameter.empty if f.is_required() else f.get_default(call_default_factory=True)
+        params.append(inspect.Parameter(name, _KW, annotation=hint, default=default))
+    if op.confirm:
+        params.append(inspect.Parameter("confirm", _KW, annotation=Confirm, default=False))
+    return inspect.Signature(params, return_annotation=op.result.wire)
 
 
 def build_server(service: Any, *, local: bool, limiter: anyio.CapacityLimiter | None = None) -> MCPServer:
-    """An MCP server on the service. ``local``: no token, the caller is the local admin (stdio).
-    Long tools (create, verify, restore) run in threads under ``limiter``, shared with REST."""
+    """An MCP server on the service: one tool per operation of the registry. ``local``: no token,
+    the caller is the local admin (stdio). Long tools run in threads under ``limiter``, shared with REST."""
     mcp = MCPServer("dumpsafe", version=__version__, instructions=INSTRUCTIONS, log_level="WARNING")
 
     def guarded(ctx: Context) -> GuardedService:
@@ -70,119 +90,29 @@ def build_server(service: Any, *, local: bool, limiter: anyio.CapacityLimiter | 
         except DumpsafeError as e:
             raise ToolError(f"{e.kind}: {e.message}") from None
 
-    async def run_long(fn: Callable[[], T]) -> T:
-        return await anyio.to_thread.run_sync(run, fn, limiter=limiter)
-
-    @mcp.tool(annotations=ADDITIVE)
-    async def create_backup(
-        ctx: Context,
-        tenant: Annotated[Name, Field(description="Tenant name from the server's config.")],
-        databases: Annotated[DbNames | None, Field(description="Only these databases (default: the tenant's).")] = None,
-        store: Annotated[Name | None, Field(description="Store NAME from the config (default: the tenant's).")] = None,
-        uploads: Annotated[Flag, Field(description="Include the tenant's uploads tree.")] = True,
-        label: Annotated[Label | None, Field(description="Free text kept in the record.")] = None,
-    ) -> list[BackupRecord]:
-        """Back up a tenant's databases (one backup each, uploads with the first); returns the records."""
-        svc = guarded(ctx)
-        return await run_long(lambda: svc.create(tenant, databases=databases, store=store, uploads=uploads, label=label))
-
-    @mcp.tool(annotations=READ_ONLY)
-    def list_backups(
-        ctx: Context,
-        tenant: Annotated[Name | None, Field(description="Only this tenant.")] = None,
-        database: Annotated[DbName | None, Field(description="Only this database.")] = None,
-        store: Annotated[Name | None, Field(description="Only this store (a NAME from the config).")] = None,
-    ) -> list[BackupRecord]:
-        """List backups, newest first."""
-        svc = guarded(ctx)
-        return run(lambda: svc.list(tenant, database, store))
-
-    @mcp.tool(annotations=READ_ONLY)
-    def get_backup(ctx: Context, backup_id: BackupId) -> BackupRecord:
-        """One backup's record: size, checksum, table row counts, last verification."""
-        svc = guarded(ctx)
-        return run(lambda: svc.get(backup_id))
-
-    @mcp.tool(annotations=DESTRUCTIVE)
-    def delete_backup(ctx: Context, backup_id: BackupId, confirm: Confirm = False) -> BackupRecord:
-        """Delete a backup for good (its record first, then its objects); returns the deleted record."""
-        svc = guarded(ctx)
-
-        def go() -> BackupRecord:
-            if confirm is not True:
-                svc.refuse_unconfirmed("delete", backup_id, f"refusing to delete {backup_id} without confirm: true")
-            return svc.delete(backup_id)
-
-        return run(go)
-
-    if offers(service, "verify"):
-
-        @mcp.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True,
-                                              open_world_hint=False))
-        async def verify_backup(
-            ctx: Context,
-            backup_id: BackupId,
-            drill: Annotated[Flag, Field(description="Also restore into a scratch database and compare row counts.")] = False,
-        ) -> BackupRecord:
-            """Check a backup's checksums (and with drill, prove it restores); returns the updated record."""
-            svc = guarded(ctx)
-            return await run_long(lambda: svc.verify(backup_id, drill=drill))
-
-    if offers(service, "restore"):
-
-        @mcp.tool(annotations=DESTRUCTIVE)
-        async def restore_backup(
-            ctx: Context,
-            backup_id: BackupId,
-            database: Annotated[DbName | None, Field(description="Target database NAME (default: the backup's own).")] = None,
-            mode: Annotated[Literal["atomic", "clean", "new"] | None, Field(description="atomic (default if the target exists), clean or new.")] = None,
-            uploads: Annotated[Flag, Field(description="Also restore the uploads tree to the tenant's configured path.")] = True,
-            dry_run: Annotated[Flag, Field(description="Check everything and report; change nothing (no confirm needed).")] = False,
-            with_globals: Annotated[Flag, Field(description="First create the roles from the backup's globals object that the "
-                                                            "server lacks (existing roles untouched; no passwords).")] = False,
-            confirm: Confirm = False,
-        ) -> dict[str, Any]:
-            """Restore a backup: integrity checked first, then atomically; dry_run reports without changing anything."""
-            svc = guarded(ctx)
-
-            def go() -> dict[str, Any]:
-                if not dry_run and confirm is not True:
-                    svc.refuse_unconfirmed("restore", backup_id,
-                                           f"refusing to restore {backup_id} without confirm: true (or use dry_run: true)")
-                result = svc.restore(backup_id, database=database, mode=mode, uploads=uploads, dry_run=dry_run,
-                                     with_globals=with_globals)
-                return result.to_json_dict()
-
-            return await run_long(go)
-
-    if offers(service, "status"):
-
-        @mcp.tool(annotations=READ_ONLY)
-        def backup_status(
-            ctx: Context, tenant: Annotated[Name | None, Field(description="Only this tenant.")] = None
-        ) -> list[dict[str, Any]]:
-            """Per tenant/database: last success and its age, last failure, last drill, max_age breach."""
-            svc = guarded(ctx)
-            return run(lambda: [row.to_json_dict() for row in svc.status(tenant)])
-
-    # --- evidence (issue 15) ---
-    @mcp.tool(annotations=READ_ONLY)
-    def backup_history(ctx: Context, backup_id: BackupId) -> list[dict[str, Any]]:
-        """Every verification, drill and backup event of a backup, oldest first (also of a deleted backup)."""
-        svc = guarded(ctx)
-        return run(lambda: svc.backup_history(backup_id))
-
-    @mcp.tool(annotations=READ_ONLY)
-    def report(
-        ctx: Context,
-        tenant: Annotated[Name | None, Field(description="Only this tenant.")] = None,
-        since: Annotated[str, Field(min_length=1, max_length=40, description="A duration back from now (90d) or an RFC 3339 time.")] = "90d",
-    ) -> dict[str, Any]:
-        """The evidence report as JSON (docs/report.schema.json): runs vs schedule, gaps, drills and RTO, copies, audit."""
-        svc = guarded(ctx)
-        return run(lambda: svc.report(tenant, since=since).model_dump(mode="json"))
-
+    for op in OPERATIONS:
+        mcp.add_tool(_tool(op, guarded, run, limiter), name=op.tool, description=op.doc, annotations=HINTS[op.kind])
     return mcp
+
+
+def _tool(op: Operation, guarded: Callable[[Context], GuardedService], run: Callable[[Callable[[], Any]], Any],
+          limiter: anyio.CapacityLimiter | None) -> Callable[..., Any]:
+    def call(svc: GuardedService, kw: dict[str, Any]) -> Any:
+        confirmed = kw.pop("confirm", False)
+        if op.confirm and confirmed is not True and not (op.unless and kw.get(op.unless)):
+            svc.refuse_unconfirmed(op.name, op.confirm.format(**kw), backup_id=kw.get("backup_id"), tenant=kw.get("tenant"))
+        return op.result.dump(getattr(svc, op.name)(**kw))
+
+    async def tool(ctx: Context, **kw: Any) -> Any:
+        svc = guarded(ctx)
+        if op.long:
+            return await anyio.to_thread.run_sync(run, lambda: call(svc, kw), limiter=limiter)
+        return await anyio.to_thread.run_sync(run, lambda: call(svc, kw))
+
+    tool.__signature__ = _signature(op)  # type: ignore[attr-defined]
+    tool.__annotations__ = {"ctx": Context, "return": op.result.wire}
+    tool.__name__ = tool.__qualname__ = op.tool
+    return tool
 
 
 class HttpMcp:

@@ -1,22 +1,25 @@
 """RemoteService: BackupService's methods over REST, for ``--server URL`` (token from $DUMPSAFE_TOKEN).
 
-Same signatures, same models, same error classes and messages: the CLI renders a remote
-answer exactly like a local one. Server-side arguments (actor, progress) are accepted and
-ignored: the server knows the caller from the token and shows no progress bar.
+Every operation of the registry (dumpsafe.operations) is a method with the service's own
+arguments, answered with the service's own result (the registry rebuilds it from the wire),
+and the same error classes and messages: the CLI renders a remote answer exactly like a local
+one. Server-side arguments (actor, progress) are accepted and ignored: the server knows the
+caller from the token and shows no progress bar; paths on this machine are refused.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import functools
+import time
 from typing import Any
 
 import httpx
-from pydantic import TypeAdapter
 
 from dumpsafe import errors
 from dumpsafe.errors import DumpsafeError, UsageError
-from dumpsafe.models import BackupRecord, validate_backup_id
-from dumpsafe.progress import NULL, Progress
+from dumpsafe.models import validate_backup_id
+from dumpsafe.operations import BY_NAME, Operation
+from dumpsafe.service import BackupService
 
 # long work (a dump, a restore) answers when it is done: no read timeout
 LONG = httpx.Timeout(30.0, read=None)
@@ -63,10 +66,12 @@ class RemoteService:
         self._http.close()
 
     def __getattr__(self, name: str) -> Any:
-        """A service feature without a REST route: one clear sentence, not a traceback."""
+        """An operation of the registry as a method; a service feature without one: one clear sentence."""
         if name.startswith("_"):
             raise AttributeError(name)
-        from dumpsafe.service import BackupService
+        op = BY_NAME.get(name)
+        if op is not None:
+            return functools.partial(self._operation, op)
 
         def unavailable(*args: Any, **kwargs: Any) -> Any:
             raise UsageError(f"this command is not available with --server ({name} has no REST route); run it on the server host")
@@ -75,29 +80,25 @@ class RemoteService:
             return unavailable
         unavailable()
 
-    # ---- the service surface --------------------------------------------------------------
-    def create(
-        self,
-        tenant: str,
-        *,
-        databases: list[str] | None = None,
-        store: str | None = None,
-        uploads: bool = True,
-        label: str | None = None,
-        pin: bool = False,
-        actor: str = "local",
-        progress: Progress = NULL,
-    ) -> list[BackupRecord]:
-        body = {"tenant": tenant, "databases": databases, "store": store, "uploads": uploads, "label": label, "pin": pin}
-        got = self._call("POST", "/v1/backups", json=body, timeout=LONG)
-        if isinstance(got, dict):  # 202: a queue is configured; follow the job to its end (issue 16)
+    # ---- the service surface: every operation of the registry -------------------------------
+    def _operation(self, op: Operation, *args: Any, **kwargs: Any) -> Any:
+        """Call ``op`` with the service method's own arguments; answer the service's own result."""
+        backup_id, values = _bind(op, args, kwargs)
+        path = op.path.replace("{backup_id}", validate_backup_id(backup_id)) if op.by_backup else op.path
+        params = op.params.model_construct(**values) if op.params else None
+        kw: dict[str, Any] = {"timeout": LONG if op.long or op.wait else SHORT}
+        if params is not None and op.method == "GET":
+            kw["params"] = {k: str(v).lower() if isinstance(v, bool) else v
+                            for k, v in params.model_dump().items() if v is not None}
+        elif params is not None:
+            kw["json"] = params.model_dump()
+        got = self._call(op.method, path, **kw)
+        if op.queued and isinstance(got, dict):  # 202: a queue is configured; follow the job to its end (issue 16)
             got = [self._call("GET", f"/v1/backups/{bid}") for bid in self.wait_job(got["id"])]
-        return [BackupRecord.model_validate(r) for r in got]
+        return op.result.load(got, params)
 
     def wait_job(self, job_id: int, poll_s: float = 0.5) -> list[str]:
         """Follow a queued job until it ends; its backup IDs, or its error as a BackupFailed."""
-        import time
-
         while True:
             job = self._call("GET", f"/v1/jobs/{int(job_id)}")
             if job["status"] == "succeeded":
@@ -106,103 +107,38 @@ class RemoteService:
                 raise errors.BackupFailed(f"job {job_id} {job['status']}: {job.get('error') or 'no detail'}")
             time.sleep(poll_s)
 
-    def list(self, tenant: str | None = None, database: str | None = None, store: str | None = None) -> list[BackupRecord]:
-        params = {k: v for k, v in (("tenant", tenant), ("database", database), ("store", store)) if v is not None}
-        return [BackupRecord.model_validate(r) for r in self._call("GET", "/v1/backups", params=params)]
 
-    def get(self, backup_id: str, store: str | None = None) -> BackupRecord:
-        return BackupRecord.model_validate(self._call("GET", f"/v1/backups/{validate_backup_id(backup_id)}"))
-
-    def delete(self, backup_id: str, *, store: str | None = None, actor: str = "local") -> BackupRecord:
-        return BackupRecord.model_validate(self._call("DELETE", f"/v1/backups/{validate_backup_id(backup_id)}", timeout=LONG))
-
-    def verify(self, backup_id: str, *, drill: bool = False, identity: Path | None = None, actor: str = "local",
-               progress: Progress = NULL) -> BackupRecord:
-        _no_client_identity(identity)
-        path = f"/v1/backups/{validate_backup_id(backup_id)}/verify"
-        return BackupRecord.model_validate(self._call("POST", path, json={"drill": drill}, timeout=LONG))
-
-    def restore_plan(self, backup_id: str, *, database: str | None = None, mode: str | None = None,
-                     uploads: bool = True, uploads_to: Path | None = None, keep_old: bool = False,
-                     with_globals: bool = False) -> Any:
-        from dumpsafe.restore import RestorePlan
-
-        _no_server_paths(uploads_to)
-        params = {k: v for k, v in (("database", database), ("mode", mode)) if v is not None}
-        params |= {"uploads": str(uploads).lower(), "keep_old": str(keep_old).lower(), "with_globals": str(with_globals).lower()}
-        data = self._call("GET", f"/v1/backups/{validate_backup_id(backup_id)}/restore-plan", params=params)
-        return _load(RestorePlan, data)
-
-    def restore(self, backup_id: str, *, database: str | None = None, mode: str | None = None, uploads: bool = True,
-                uploads_to: Path | None = None, keep_old: bool = False, dry_run: bool = False,
-                identity: Path | None = None, with_globals: bool = False, actor: str = "local",
-                progress: Progress = NULL) -> Any:
-        from dumpsafe.restore import Preflight, RestoreResult
-
-        _no_server_paths(uploads_to)
-        _no_client_identity(identity)
-        body = {"database": database, "mode": mode, "uploads": uploads, "keep_old": keep_old, "dry_run": dry_run,
-                "with_globals": with_globals}
-        data = self._call("POST", f"/v1/backups/{validate_backup_id(backup_id)}/restore", json=body, timeout=LONG)
-        return _load(Preflight if dry_run else RestoreResult, data)
-
-    def prune(self, tenant: str | None = None, *, dry_run: bool = False, actor: str = "local", now: Any = None) -> list[Any]:
-        from dumpsafe.retention import Decision
-
-        if now is not None:
-            raise UsageError("a simulated 'now' is not available with --server")
-        data = self._call("POST", "/v1/prune", json={"tenant": tenant, "dry_run": dry_run}, timeout=LONG)
-        return [_load(Decision, d) for d in data]
-
-    def status(self, tenant: str | None = None, *, now: Any = None) -> list[Any]:
-        from dumpsafe.status import DatabaseStatus
-
-        if now is not None:
-            raise UsageError("a simulated 'now' is not available with --server")
-        data = self._call("GET", "/v1/status", params={"tenant": tenant} if tenant else {})
-        return [_load(DatabaseStatus, row) for row in data]
+# the service's own arguments that stay on this side: ignored (the server knows the caller and
+# shows no progress; it finds a backup's store itself), or refused when given
+IGNORED = frozenset({"actor", "progress", "store"})
+REFUSED = {
+    "identity": "--identity is a file on this machine and is not sent with --server; "
+                "the server decrypts with the tenant's identity_file or its $DUMPSAFE_AGE_IDENTITY",
+    "uploads_to": "--uploads-to names a path on the server and is not available with --server",
+    "now": "a simulated 'now' is not available with --server",
+    "until": "a simulated 'now' is not available with --server",
+}
 
 
-    def pin(self, backup_id: str, *, actor: str = "local") -> BackupRecord:
-        return BackupRecord.model_validate(self._call("POST", f"/v1/backups/{validate_backup_id(backup_id)}/pin"))
+def _bind(op: Operation, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
+    """The backup ID and the parameter values of a call written as the service method's call."""
+    names = (("backup_id",) if op.by_backup else ()) + op.positional
+    if len(args) > len(names):
+        raise TypeError(f"{op.name}() takes at most {len(names)} positional arguments")
+    values = dict(zip(names, args))
+    fields = op.fields()
+    for k, v in kwargs.items():
+        if k in values:
+            raise TypeError(f"{op.name}() got multiple values for {k!r}")
+        if k in fields or k == "backup_id":
+            values[k] = v
+        elif k in REFUSED:
+            if v is not None:
+                raise UsageError(REFUSED[k])
+        elif k not in IGNORED:
+            raise TypeError(f"{op.name}() got an unexpected argument {k!r}")
+    backup_id = values.pop("backup_id", None)
+    if op.by_backup and backup_id is None:
+        raise TypeError(f"{op.name}() needs a backup ID")
+    return backup_id, {k: v for k, v in values.items() if v is not None or fields[k].default is None}
 
-    def unpin(self, backup_id: str, *, actor: str = "local") -> BackupRecord:
-        return BackupRecord.model_validate(self._call("POST", f"/v1/backups/{validate_backup_id(backup_id)}/unpin"))
-
-    def copy(self, backup_id: str, *, to: str, store: str | None = None, actor: str = "local",
-             progress: Progress = NULL) -> BackupRecord:
-        path = f"/v1/backups/{validate_backup_id(backup_id)}/copy"
-        return BackupRecord.model_validate(self._call("POST", path, json={"to": to}, timeout=LONG))
-
-    # --- evidence (issue 15) ---
-    def report(self, tenant: str | None = None, *, since: str | None = "90d", until: Any = None) -> Any:
-        from dumpsafe.report_model import Report
-
-        if until is not None:
-            raise UsageError("a simulated 'now' is not available with --server")
-        params = {"since": since or "90d", **({"tenant": tenant} if tenant else {})}
-        return Report.model_validate(self._call("GET", "/v1/report", params=params, timeout=LONG))
-
-    def backup_history(self, backup_id: str) -> list[Any]:
-        from dumpsafe.history import HistoryEvent
-
-        data = self._call("GET", f"/v1/backups/{validate_backup_id(backup_id)}/history")
-        return [HistoryEvent.model_validate(e) for e in data]
-
-
-def _load(cls: type, data: Any) -> Any:
-    """A service result dataclass rebuilt from its JSON (unknown keys such as derived ones ignored)."""
-    return TypeAdapter(cls).validate_python(data)
-
-
-def _no_client_identity(identity: Path | None) -> None:
-    if identity is not None:
-        raise UsageError(
-            "--identity is a file on this machine and is not sent with --server; "
-            "the server decrypts with the tenant's identity_file or its $DUMPSAFE_AGE_IDENTITY"
-        )
-
-
-def _no_server_paths(uploads_to: Path | None) -> None:
-    if uploads_to is not None:
-        raise UsageError("--uploads-to names a path on the server and is not available with --server")

@@ -13,10 +13,9 @@ from prometheus_client import CollectorRegistry
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dumpsafe import __version__
-from dumpsafe.access import offers
 from dumpsafe.api.http_metrics import HttpMetrics
 from dumpsafe.api.limits import MAX_BODY, BodyLimit
-from dumpsafe.api.routes import audit, backups, evidence, health, jobs, operations
+from dumpsafe.api.routes import audit, evidence, health, jobs, operations
 from dumpsafe.api.work import limiter_for
 from dumpsafe.auth import TokenStore
 from dumpsafe.errors import AuthError, DumpsafeError, RateLimited
@@ -122,7 +121,7 @@ def create_app(
         return JSONResponse({"error": "internal", "detail": "internal error (see the server log)"}, status_code=500)
 
     app.include_router(health.router)
-    app.include_router(backups.router)
+    app.include_router(operations.router)  # every operation of the registry
     app.include_router(audit.router)
     if getattr(service.config, "queue", None):  # issue 16: only where jobs exist
         app.include_router(jobs.router)
@@ -130,9 +129,6 @@ def create_app(
     from dumpsafe.web.routes import router as dashboard
 
     app.include_router(dashboard)  # issue 15: the dashboard at /
-    for method, router in operations.OPTIONAL.items():
-        if offers(service, method):
-            app.include_router(router)
     if mcp_http is not None:
         app.router.routes.append(mcp_http.route("/mcp"))
     app.add_middleware(HttpMetrics, registry=app.state.registry)

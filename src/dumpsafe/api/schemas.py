@@ -1,15 +1,11 @@
-"""Request and response bodies of the REST API (backup records are models.BackupRecord).
-
-Every string is bounded and every flag is a JSON boolean (dumpsafe.inputs), as in MCP.
-"""
+"""REST-only bodies (the operations' parameters and results are declared in dumpsafe.operations)
+and the errors each route documents."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from dumpsafe.inputs import DbNames, Flag, Label, Name
+from pydantic import BaseModel, Field
 
 
 class ErrorBody(BaseModel):
@@ -17,17 +13,6 @@ class ErrorBody(BaseModel):
 
     error: str = Field(examples=["not_found"])
     detail: str = Field(examples=["backup 'acme.app.20260101T023000Z.k3j7x2ab' not found"])
-
-
-class CreateBackup(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    tenant: Name = Field(description="Tenant name from the server's config.")
-    databases: DbNames | None = Field(default=None, description="Only these databases (default: the tenant's).")
-    store: Name | None = Field(default=None, description="Store NAME from the config (never a path).")
-    uploads: Flag = Field(default=True, description="Include the tenant's uploads tree.")
-    label: Label | None = None
-    pin: Flag = False
 
 
 class AuditPage(BaseModel):
@@ -60,5 +45,3 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
         out[code] = spec
     return out
 
-
-ERRORS = errors(403, 404)

@@ -14,7 +14,7 @@ from fastapi.security.utils import get_authorization_scheme_param
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from dumpsafe import __version__
-from dumpsafe.access import GuardedService, offers
+from dumpsafe.access import GuardedService
 from dumpsafe.api.schemas import errors
 from dumpsafe.auth import READ
 from dumpsafe.errors import DumpsafeError
@@ -48,9 +48,6 @@ def metrics(request: Request) -> Response:
 def register_status(registry: CollectorRegistry, source: Any) -> None:
     """Per tenant/database gauges from ``source.status()`` (a service or a guarded one)."""
     from dumpsafe.metrics import StatusCollector
-
-    if not offers(source, "status"):
-        return
 
     def rows() -> list[Any]:
         try:

@@ -14,9 +14,10 @@ from pydantic import BaseModel
 
 from dumpsafe.access import host_paths
 from dumpsafe.api.deps import Guarded
-from dumpsafe.api.schemas import CreateBackup, errors
+from dumpsafe.api.schemas import errors
 from dumpsafe.auth import READ
 from dumpsafe.errors import NotFoundError
+from dumpsafe.operations import CreateBackup
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 JobId = Annotated[int, Path(ge=1, le=2**63 - 1, description="A job ID (from a 202 answer).")]

@@ -1,132 +1,120 @@
-"""Routes that join as the service offers them: verify, restore, prune, status.
+"""The REST routes of the operations registry (dumpsafe.operations): one route per operation.
 
-``OPTIONAL`` maps a service method to the router exposing it; app.py includes a router only
-when its method exists, so the API never advertises what the service cannot do.
+Each route's path, method, status, parameters (a GET's query, a POST's JSON body), response
+model and documented errors come from its Operation; the handler calls the GuardedService
+method of the same name (scope and tenant rules) and answers the registry's wire form of the
+result. Long work runs through work.long_work; quick reads run in FastAPI's thread pool.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Annotated, Any, Literal
+import inspect
+from typing import Annotated, Any, Callable, Literal
 
-from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+import anyio.to_thread
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Strict
+from pydantic.fields import FieldInfo
 
+from dumpsafe.access import GuardedService
 from dumpsafe.api.deps import Guarded
-from dumpsafe.api.routes.backups import BackupId
+from dumpsafe.api.routes.jobs import submit_backup
 from dumpsafe.api.schemas import errors
 from dumpsafe.api.work import long_work
-from dumpsafe.inputs import DbName, Flag, Name, QueryFlag
-from dumpsafe.models import BackupRecord
+from dumpsafe.inputs import MAX_ID, QueryFlag
+from dumpsafe.operations import OPERATIONS, Operation
+from dumpsafe.queue import queue_for
+from dumpsafe.report_render import to_json
 
-Mode = Literal["atomic", "clean", "new"]
+BackupId = Annotated[str, Path(min_length=1, max_length=MAX_ID, description="A backup ID (see list).")]
+JSON_FORMAT = ("application/json", to_json)
 
-
-def plain(obj: Any) -> Any:
-    """A service result as JSON: its to_json_dict() (what `--json` prints) over all of its
-    fields, so the remote CLI can rebuild the very same object."""
-    fields = dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else {}
-    return {**fields, **obj.to_json_dict()} if hasattr(obj, "to_json_dict") else obj
+_KW = inspect.Parameter.KEYWORD_ONLY
 
 
-class VerifyBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    drill: Flag = Field(default=False, description="Also restore into a scratch database and compare row counts.")
+def _query(field: FieldInfo) -> Any:
+    """A parameter model's field as a query parameter (a strict flag reads ``true``/``false``)."""
+    if field.annotation is bool and any(isinstance(m, Strict) for m in field.metadata):
+        return Annotated[QueryFlag, Query(description=field.description)]
+    if field.metadata:
+        return Annotated[(field.annotation, *field.metadata, Query(description=field.description))]  # type: ignore[misc]
+    return Annotated[field.annotation, Query(description=field.description)]
 
 
-class RestoreBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    database: DbName | None = Field(default=None, description="Target database NAME (default: the backup's own); "
-                                                              "a tenant token only its tenant's databases or restore_names.")
-    mode: Mode | None = Field(default=None, description="atomic (default if the target exists), clean or new.")
-    uploads: Flag = Field(default=True, description="Also restore the uploads tree into the tenant's configured path.")
-    keep_old: Flag = Field(default=False, description="atomic: keep the replaced database under a new name.")
-    dry_run: Flag = Field(default=False, description="Check everything, change nothing; returns the preflight report.")
-    with_globals: Flag = Field(default=False, description="First create the roles from the backup's globals object that "
-                                                          "the server lacks (never altering existing ones; no passwords).")
+def _signature(op: Operation) -> inspect.Signature:
+    params = [inspect.Parameter("request", _KW, annotation=Request)]
+    if op.by_backup:
+        params.append(inspect.Parameter("backup_id", _KW, annotation=BackupId))
+    if op.params is not None and op.method == "GET":
+        for name, f in op.fields().items():
+            params.append(inspect.Parameter(name, _KW, annotation=_query(f), default=f.get_default(call_default_factory=True)))
+    elif op.params is not None:
+        if op.body_optional:
+            params.append(inspect.Parameter("body", _KW, annotation=op.params | None, default=None))
+        else:
+            params.append(inspect.Parameter("body", _KW, annotation=op.params))
+    params.append(inspect.Parameter("svc", _KW, annotation=Guarded))
+    if op.formats:
+        names = ["json", *op.formats]
+        doc = f"{names[0]} (default), {', '.join(names[1:-1])}{' or ' if len(names) > 2 else ''}{names[-1]}."
+        params.append(inspect.Parameter("format", _KW, default="json",
+                                        annotation=Annotated[Literal[tuple(names)], Query(description=doc)]))  # type: ignore[misc]
+    return inspect.Signature(params)
 
 
-class PruneBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    tenant: Name | None = Field(default=None, description="Only this tenant (default: every visible one).")
-    dry_run: Flag = False
+def _arguments(op: Operation, kw: dict[str, Any]) -> tuple[dict[str, Any], BaseModel | None]:
+    """The service call's keyword arguments, and the parameters as their model."""
+    args = {"backup_id": kw["backup_id"]} if op.by_backup else {}
+    if op.params is None:
+        return args, None
+    if op.method == "GET":
+        params: BaseModel = op.params.model_construct(**{k: kw[k] for k in op.fields()})
+    else:
+        params = kw.get("body") or op.params()
+    return {**args, **params.model_dump()}, params
 
 
-class CopyBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    to: Name = Field(description="Store NAME from the config to copy into (a tenant token: its tenant's stores).")
+def _answer(op: Operation, value: Any, fmt: str) -> Any:
+    if op.formats:
+        media_type, render = op.formats.get(fmt, JSON_FORMAT)
+        return Response(render(value), media_type=media_type)
+    return op.result.dump(value)
 
 
-verify = APIRouter(prefix="/v1/backups", tags=["backups"])
-restore = APIRouter(prefix="/v1/backups", tags=["backups"])
-prune = APIRouter(prefix="/v1", tags=["retention"])
-status = APIRouter(prefix="/v1", tags=["retention"])
+def _endpoint(op: Operation) -> Callable[..., Any]:
+    def call(svc: GuardedService, args: dict[str, Any]) -> Any:
+        return getattr(svc, op.name)(**args)
+
+    if op.long:
+        async def endpoint(**kw: Any) -> Any:
+            svc, request = kw["svc"], kw["request"]
+            args, params = _arguments(op, kw)
+            if op.queued and svc.service.config.queue:  # the workers run it (issue 16)
+                job = await anyio.to_thread.run_sync(submit_backup, svc, queue_for(svc.service.config), params)
+                return JSONResponse(job, status_code=202, headers={"Location": f"/v1/jobs/{job['id']}"})
+            return _answer(op, await long_work(request, call, svc, args), kw.get("format", "json"))
+    else:
+        def endpoint(**kw: Any) -> Any:  # type: ignore[misc]
+            args, _ = _arguments(op, kw)
+            return _answer(op, call(kw["svc"], args), kw.get("format", "json"))
+
+    endpoint.__signature__ = _signature(op)  # type: ignore[attr-defined]
+    endpoint.__name__ = endpoint.__qualname__ = op.tool
+    endpoint.__doc__ = None
+    return endpoint
 
 
-@verify.post("/{backup_id}/verify", response_model=BackupRecord, summary="Check integrity (and with drill, restore-test)",
-             responses=errors(403, 404, 409, 422, 502))
-async def verify_backup(request: Request, backup_id: BackupId, svc: Guarded, body: VerifyBody | None = None) -> BackupRecord:
-    return await long_work(request, svc.verify, backup_id, drill=(body or VerifyBody()).drill)
+def _responses(op: Operation) -> dict[int | str, dict[str, Any]]:
+    out = {**errors(*op.errors), **op.responses}
+    if op.formats:
+        out[200] = {"content": {media_type: {} for media_type, _ in op.formats.values()}}
+    return out
 
 
-@restore.get("/{backup_id}/restore-plan", response_model=dict[str, Any], summary="What a restore would do (cheap)",
-             responses=errors(403, 404, 409, 502))
-def restore_plan(
-    backup_id: BackupId,
-    svc: Guarded,
-    database: Annotated[DbName | None, Query()] = None,
-    mode: Annotated[Mode | None, Query()] = None,
-    uploads: Annotated[QueryFlag, Query()] = True,
-    keep_old: Annotated[QueryFlag, Query()] = False,
-    with_globals: Annotated[QueryFlag, Query()] = False,
-) -> dict[str, Any]:
-    plan = svc.restore_plan(backup_id, database=database, mode=mode, uploads=uploads, keep_old=keep_old,
-                            with_globals=with_globals)
-    return {**dataclasses.asdict(plan), "destructive": plan.destructive, "description": plan.describe()}
-
-
-@restore.post("/{backup_id}/restore", response_model=dict[str, Any], summary="Restore a backup (integrity first, atomic)",
-              responses=errors(403, 404, 409, 422, 502))
-async def restore_backup(request: Request, backup_id: BackupId, svc: Guarded, body: RestoreBody | None = None) -> dict[str, Any]:
-    b = body or RestoreBody()
-    return plain(await long_work(
-        request, svc.restore, backup_id,
-        database=b.database, mode=b.mode, uploads=b.uploads, keep_old=b.keep_old, dry_run=b.dry_run,
-        with_globals=b.with_globals,
-    ))
-
-
-@prune.post("/prune", response_model=list[dict[str, Any]], summary="Apply retention policies (one decision per backup)",
-            responses=errors(403, 404, 502))
-async def prune_backups(request: Request, svc: Guarded, body: PruneBody | None = None) -> list[dict[str, Any]]:
-    b = body or PruneBody()
-    return [plain(d) for d in await long_work(request, svc.prune, b.tenant, dry_run=b.dry_run)]
-
-
-@status.get("/status", response_model=list[dict[str, Any]], summary="Per tenant/database: last success, age, breach",
-            responses=errors(403, 404, 502))
-def backup_status(svc: Guarded, tenant: Annotated[Name | None, Query()] = None) -> list[dict[str, Any]]:
-    return [plain(row) for row in svc.status(tenant)]
-
-
-pin = APIRouter(prefix="/v1/backups", tags=["backups"], responses=errors(403, 404, 502))
-copy = APIRouter(prefix="/v1/backups", tags=["backups"])
-
-
-@pin.post("/{backup_id}/pin", response_model=BackupRecord, summary="Pin: prune never removes it")
-def pin_backup(backup_id: BackupId, svc: Guarded) -> BackupRecord:
-    return svc.pin(backup_id)
-
-
-@pin.post("/{backup_id}/unpin", response_model=BackupRecord, summary="Unpin: the retention policy decides again")
-def unpin_backup(backup_id: BackupId, svc: Guarded) -> BackupRecord:
-    return svc.unpin(backup_id)
-
-
-@copy.post("/{backup_id}/copy", response_model=BackupRecord, summary="Copy to another store, checksums checked",
-           responses=errors(403, 404, 409, 422, 502))
-async def copy_backup(request: Request, backup_id: BackupId, body: CopyBody, svc: Guarded) -> BackupRecord:
-    return await long_work(request, svc.copy, backup_id, to=body.to)
-
-
-OPTIONAL = {"verify": verify, "restore": restore, "prune": prune, "status": status, "pin": pin, "copy": copy}
+router = APIRouter()
+for _op in OPERATIONS:
+    router.add_api_route(
+        _op.path, _endpoint(_op), methods=[_op.method], status_code=_op.status, response_model=_op.result.wire,
+        summary=_op.summary, responses=_responses(_op), tags=[_op.tag], name=_op.tool,
+    )
