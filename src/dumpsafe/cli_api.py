@@ -140,12 +140,9 @@ def serve_cmd(
         queue_for(config).ensure_schema()
     background: list[Any] = []
     if not no_scheduler:
-        try:
-            from dumpsafe.scheduler import Scheduler
-        except ImportError:
-            Scheduler = None  # the scheduler has not landed in this build
-        if Scheduler is not None:
-            background.append(Scheduler(service, config))
+        from dumpsafe.scheduler import Scheduler
+
+        background.append(Scheduler(service, config))
     from dumpsafe.api.accesslog import log_config
 
     uvicorn.run(create_app(service, host=host, on_startup=background), host=host, port=port, log_level="info",

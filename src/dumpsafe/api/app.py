@@ -20,6 +20,8 @@ from dumpsafe.api.work import limiter_for
 from dumpsafe.auth import TokenStore
 from dumpsafe.errors import AuthError, DumpsafeError, RateLimited
 from dumpsafe.gate import Gate
+from dumpsafe.mcp_server import HttpMcp
+from dumpsafe.web.routes import router as dashboard
 
 log = logging.getLogger("dumpsafe.api")
 ERROR_CLASS_HEADER = "X-Dumpsafe-Error"
@@ -66,11 +68,7 @@ def create_app(
     tokens = tokens or TokenStore(service.state_dir)
     gate = gate or Gate(tokens, service.audit)
     long_work = limiter_for(service)
-    mcp_http = None
-    if mcp:
-        from dumpsafe.mcp_server import HttpMcp
-
-        mcp_http = HttpMcp(service, gate, host=host, limiter=long_work)
+    mcp_http = HttpMcp(service, gate, host=host, limiter=long_work) if mcp else None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -126,8 +124,6 @@ def create_app(
     if getattr(service.config, "queue", None):  # issue 16: only where jobs exist
         app.include_router(jobs.router)
     app.include_router(evidence.router)  # issue 15
-    from dumpsafe.web.routes import router as dashboard
-
     app.include_router(dashboard)  # issue 15: the dashboard at /
     if mcp_http is not None:
         app.router.routes.append(mcp_http.route("/mcp"))
