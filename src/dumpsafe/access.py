@@ -244,24 +244,14 @@ class GuardedService:
             return self._show(self._record(backup_id))
 
     # ---- writes ---------------------------------------------------------------------------
-    def create(
-        self,
-        tenant: str,
-        *,
-        databases: list[str] | None = None,
-        store: str | None = None,
-        uploads: bool = True,
-        label: str | None = None,
-        pin: bool = False,
-    ) -> list[BackupRecord]:
+    # An operation's other parameters (operations.py declares them) pass through as ``params``.
+    def create(self, tenant: str, *, store: str | None = None, **params: Any) -> list[BackupRecord]:
         with self._guard("create", tenant=tenant, store=store):
             self.caller.require(scope_of("create"))
             self._tenant(tenant)
             self._store(tenant, store)
         with self._errors():
-            return self._show(self.service.create(
-                tenant, databases=databases, store=store, uploads=uploads, label=label, pin=pin, actor=self.caller.actor
-            ))
+            return self._show(self.service.create(tenant, store=store, actor=self.caller.actor, **params))
 
     def authorize_create(self, tenant: str, store: str | None = None) -> None:
         """The checks of create() alone (scope, tenant, store), audited on refusal: before a job is queued (issue 16)."""
@@ -277,12 +267,12 @@ class GuardedService:
         with self._errors():
             return self._show(self.service.delete(rec.id, store=rec.store, actor=self.caller.actor))
 
-    def verify(self, backup_id: str, *, drill: bool = False) -> BackupRecord:
+    def verify(self, backup_id: str, **params: Any) -> BackupRecord:
         with self._guard("verify", backup_id=backup_id):
             self.caller.require(scope_of("verify"))
             rec = self._record(backup_id)
         with self._errors():
-            return self._show(self.service.verify(rec.id, drill=drill, actor=self.caller.actor))
+            return self._show(self.service.verify(rec.id, actor=self.caller.actor, **params))
 
     def restore_plan(self, backup_id: str, **opts: Any) -> Any:
         """What a restore would do: the same target rules as restore(); every call is audited."""
@@ -303,12 +293,12 @@ class GuardedService:
         with self._errors():
             return self._show(self.service.restore(rec.id, actor=self.caller.actor, **opts))
 
-    def prune(self, tenant: str | None = None, *, dry_run: bool = False) -> list[Any]:
+    def prune(self, tenant: str | None = None, **params: Any) -> list[Any]:
         with self._guard("prune", tenant=tenant):
             self.caller.require(scope_of("prune"))
             tenant = self._tenant(tenant)
         with self._errors():
-            return self._show(self.service.prune(tenant, dry_run=dry_run, actor=self.caller.actor))
+            return self._show(self.service.prune(tenant, actor=self.caller.actor, **params))
 
     def pin(self, backup_id: str) -> BackupRecord:
         return self._set_pinned("pin", backup_id)
@@ -323,14 +313,14 @@ class GuardedService:
         with self._errors():
             return self._show(getattr(self.service, action)(rec.id, actor=self.caller.actor))
 
-    def copy(self, backup_id: str, *, to: str) -> BackupRecord:
+    def copy(self, backup_id: str, *, to: str, **params: Any) -> BackupRecord:
         """Copy to another configured store (a NAME); a tenant token only to its tenant's stores."""
         with self._guard("copy", backup_id=backup_id, store=to):
             self.caller.require(scope_of("copy"))
             rec = self._record(backup_id)
             self._store(rec.tenant, to)
         with self._errors():
-            return self._show(self.service.copy(rec.id, to=to, actor=self.caller.actor))
+            return self._show(self.service.copy(rec.id, to=to, actor=self.caller.actor, **params))
 
     def backup_history(self, backup_id: str) -> list[Any]:
         """A backup's history (issue 15): also after the backup was deleted, within the caller's tenant."""
@@ -345,13 +335,13 @@ class GuardedService:
             return [_scrub(e.model_dump(mode="json"), host_paths(self.service.config)) if not self.caller.admin
                     else e.model_dump(mode="json") for e in events]
 
-    def report(self, tenant: str | None = None, *, since: str | None = "90d") -> Any:
+    def report(self, tenant: str | None = None, **params: Any) -> Any:
         """The evidence report (issue 15): a tenant token gets its own tenant's, audit excerpt included."""
         self.caller.require(scope_of("report"))
         if not self.caller.admin:
             tenant = self._tenant(tenant)
         with self._errors():
-            rep = self.service.report(tenant, since=since)
+            rep = self.service.report(tenant, **params)
         if not self.caller.admin:
             paths = host_paths(self.service.config)
             rep = type(rep).model_validate(_scrub(rep.model_dump(), paths))
