@@ -119,3 +119,37 @@ def test_a_token_without_the_scope_is_refused_on_every_front(served, world, name
     who = "noread" if op.scope == READ else "read"
     detail = same_refusal_everywhere(served, who, op, arguments(op, "acme", world), 403)
     assert f"lacks the {op.scope} scope" in detail
+
+
+def test_mcp_pins_copies_and_prunes_under_the_rest_rules(served, world):
+    """The tools MCP gained from the registry do the real thing, within the token's reach."""
+    from test_mcp import error_text, payload
+
+    acme_id = world["acme"]
+
+    async def go():
+        out = {}
+        async with over_http(served, "write") as c:
+            out["pinned"] = payload(await c.call_tool("pin_backup", {"backup_id": acme_id}))
+            out["was_pinned"] = served.service.get(acme_id).pinned
+            out["unpinned"] = payload(await c.call_tool("unpin_backup", {"backup_id": acme_id}))
+            out["foreign_store"] = error_text(await c.call_tool("copy_backup", {"backup_id": acme_id, "to": "offsite"}))
+            out["unconfirmed"] = error_text(await c.call_tool("prune_backups", {}))
+            out["dry"] = payload(await c.call_tool("prune_backups", {"dry_run": True}))
+        async with over_http(served, "admin") as c:
+            out["copied"] = payload(await c.call_tool("copy_backup", {"backup_id": acme_id, "to": "offsite"}))
+        return out
+
+    before = {b.id for b in served.service.list()}
+    out = anyio.run(go)
+    assert out["pinned"]["pinned"] is True and out["was_pinned"] is True
+    assert out["unpinned"]["pinned"] is False and served.service.get(acme_id).pinned is False
+    assert "store 'offsite' is not a store of tenant 'acme'" in out["foreign_store"]
+    assert out["unconfirmed"].endswith("refused: refusing to prune without confirm: true (or use dry_run: true)")
+    line = [e for e in served.service.audit.entries() if e["action"] == "prune"][-1]
+    assert (line["actor"], line["tenant"], line["actor_tenant"], line["outcome"], line["refused"]) == (
+        served.token_ids["write"], "acme", "acme", "failed", True)
+    assert {d["tenant"] for d in out["dry"]} == {"acme"} and {d["id"] for d in out["dry"]} <= before
+    assert {b.id for b in served.service.list()} == before  # a dry run removes nothing
+    assert out["copied"]["id"] == acme_id and out["copied"]["store"] == "offsite"
+    assert acme_id in {b.id for b in served.service.list("acme", store="offsite")}
