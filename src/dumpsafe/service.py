@@ -264,6 +264,26 @@ class BackupService:
             no_owner=no_owner, owner=owner, no_tablespaces=no_tablespaces,
         )
 
+    def restore_selective(self, backup_id: str, *, tables: list[str] | None = None, schemas: list[str] | None = None,
+                          mode: str | None = None, into_schema: str | None = None, database: str | None = None,
+                          dry_run: bool = False, identity: Path | None = None, actor: str = "local",
+                          progress: Progress = NULL):
+        """Restore some tables (issue 19): --mode new (a new database) or into_schema (a new schema of the live one)."""
+        from dumpsafe.restore_selective import SelectiveRestorer
+
+        return SelectiveRestorer(self).run(backup_id, tables=list(tables or []), schemas=list(schemas or []), mode=mode,
+                                           into_schema=into_schema, database=database, dry_run=dry_run,
+                                           identity=identity, actor=actor, progress=progress)
+
+    def export(self, backup_id: str, out, *, uploads: bool = False, identity: Path | None = None,
+               actor: str = "local") -> dict:
+        """Write a backup's plain pg_dump archive (or uploads tar) to ``out`` (a Path: written whole or not at all;
+        else a binary stream), SHA-256 checked on the way (issue 19)."""
+        from dumpsafe.export import export, export_to_file
+
+        fn = export_to_file if isinstance(out, Path) else export
+        return fn(self, backup_id, out, uploads=uploads, identity=identity, actor=actor)
+
     def verify(
         self, backup_id: str, *, drill: bool = False, identity: Path | None = None, actor: str = "local", progress: Progress = NULL
     ) -> BackupRecord:
