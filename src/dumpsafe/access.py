@@ -296,6 +296,15 @@ class GuardedService:
         with self._errors():
             return self._show(self.service.restore(rec.id, actor=self.caller.actor, **opts))
 
+    def restore_selective(self, backup_id: str, **opts: Any) -> Any:
+        """Some tables into a new database or a new schema (issue 19): the same target rules as restore()."""
+        with self._guard("restore", backup_id=backup_id, database=opts.get("database")):
+            self.caller.require(RESTORE)
+            rec = self._record(backup_id)
+            self._restore_target(rec, opts)
+        with self._errors():
+            return self._show(self.service.restore_selective(rec.id, actor=self.caller.actor, **opts))
+
     def prune(self, tenant: str | None = None, *, dry_run: bool = False) -> list[Any]:
         with self._guard("prune", tenant=tenant):
             self.caller.require(DELETE)

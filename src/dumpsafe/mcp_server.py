@@ -141,14 +141,24 @@ def build_server(service: Any, *, local: bool, limiter: anyio.CapacityLimiter | 
             with_globals: Annotated[Flag, Field(description="First create the roles from the backup's globals object that the "
                                                             "server lacks (existing roles untouched; no passwords).")] = False,
             confirm: Confirm = False,
+            tables: Annotated[list[str] | None, Field(description=(
+                "Restore only these tables (SCHEMA.TABLE), with mode new or into_schema (issue 19).")),] = None,
+            schemas: Annotated[list[str] | None, Field(description="Restore only the tables of these schemas.")] = None,
+            into_schema: Annotated[str | None, Field(description=(
+                "Put the selected tables into this NEW schema of the live database, beside the live data "
+                "(never touches existing objects).")), ] = None,
         ) -> dict[str, Any]:
-            """Restore a backup: integrity checked first, then atomically; dry_run reports without changing anything."""
+            """Restore a backup: integrity checked first, then atomically; dry_run reports without changing anything.
+            With tables/schemas: only those tables, into a new database (mode new) or a new schema (into_schema)."""
             svc = guarded(ctx)
 
             def go() -> dict[str, Any]:
                 if not dry_run and confirm is not True:
                     svc.refuse_unconfirmed("restore", backup_id,
                                            f"refusing to restore {backup_id} without confirm: true (or use dry_run: true)")
+                if tables or schemas or into_schema is not None:  # issue 19: a selective restore
+                    return svc.restore_selective(backup_id, tables=tables or [], schemas=schemas or [], mode=mode,
+                                                 into_schema=into_schema, database=database, dry_run=dry_run).to_json_dict()
                 result = svc.restore(backup_id, database=database, mode=mode, uploads=uploads, dry_run=dry_run,
                                      with_globals=with_globals)
                 return result.to_json_dict()

@@ -146,6 +146,19 @@ class RemoteService:
         data = self._call("POST", f"/v1/backups/{validate_backup_id(backup_id)}/restore", json=body, timeout=LONG)
         return _load(Preflight if dry_run else RestoreResult, data)
 
+    def restore_selective(self, backup_id: str, *, tables: list[str] | None = None, schemas: list[str] | None = None,
+                          mode: str | None = None, into_schema: str | None = None, database: str | None = None,
+                          dry_run: bool = False, identity: Path | None = None, actor: str = "local",
+                          progress: Progress = NULL) -> Any:
+        """Some tables into a new database or a new schema (issue 19), over POST .../restore."""
+        from dumpsafe.restore_selective import SelectiveResult
+
+        _no_client_identity(identity)
+        body = {"database": database, "mode": mode, "dry_run": dry_run, "tables": tables or None,
+                "schemas": schemas or None, "into_schema": into_schema}
+        data = self._call("POST", f"/v1/backups/{validate_backup_id(backup_id)}/restore", json=body, timeout=LONG)
+        return _load(SelectiveResult, data)
+
     def prune(self, tenant: str | None = None, *, dry_run: bool = False, actor: str = "local", now: Any = None) -> list[Any]:
         from dumpsafe.retention import Decision
 

@@ -20,6 +20,8 @@ from dumpsafe.inputs import DbName, Flag, Name, QueryFlag
 from dumpsafe.models import BackupRecord
 
 Mode = Literal["atomic", "clean", "new"]
+TableName = Annotated[str, Field(min_length=1, max_length=300)]
+SchemaName = Annotated[str, Field(min_length=1, max_length=63)]
 
 
 def plain(obj: Any) -> Any:
@@ -44,6 +46,24 @@ class RestoreBody(BaseModel):
     dry_run: Flag = Field(default=False, description="Check everything, change nothing; returns the preflight report.")
     with_globals: Flag = Field(default=False, description="First create the roles from the backup's globals object that "
                                                           "the server lacks (never altering existing ones; no passwords).")
+    # issue 19: a selective restore (tables only; uploads are left alone)
+    tables: list[TableName] | None = Field(default=None, max_length=1000, description=(
+        "Restore only these tables (SCHEMA.TABLE or the record's key), with mode new or into_schema."))
+    schemas: list[SchemaName] | None = Field(default=None, max_length=1000, description="Restore only the tables of these schemas.")
+    into_schema: SchemaName | None = Field(default=None, description=(
+        "Put the selected tables into this NEW schema of the live database (never touches existing objects)."))
+
+
+def _selective(b: RestoreBody | None = None, **q: Any) -> dict[str, Any] | None:
+    """The selective restore's arguments, when the request names tables, schemas or into_schema."""
+    tables, schemas, into = (b.tables, b.schemas, b.into_schema) if b else (q["tables"], q["schemas"], q["into_schema"])
+    if not (tables or schemas or into is not None):
+        return None
+    if b is not None and (b.keep_old or b.with_globals):
+        from dumpsafe.errors import UsageError
+
+        raise UsageError("a selective restore (tables, schemas, into_schema) restores tables only: leave out keep_old and with_globals")
+    return dict(tables=tables or [], schemas=schemas or [], into_schema=into)
 
 
 class PruneBody(BaseModel):
@@ -79,7 +99,16 @@ def restore_plan(
     uploads: Annotated[QueryFlag, Query()] = True,
     keep_old: Annotated[QueryFlag, Query()] = False,
     with_globals: Annotated[QueryFlag, Query()] = False,
+    tables: Annotated[list[TableName] | None, Query(max_length=1000)] = None,
+    schemas: Annotated[list[SchemaName] | None, Query(max_length=1000)] = None,
+    into_schema: Annotated[SchemaName | None, Query()] = None,
 ) -> dict[str, Any]:
+    sel = _selective(tables=tables, schemas=schemas, into_schema=into_schema)
+    if sel is not None:  # issue 19: the selective dry run lists exactly what would be created
+        res = svc.restore_selective(backup_id, database=database, mode=mode, dry_run=True, **sel)
+        where = f"schema {res.into_schema!r} of database" if res.into_schema else "new database"
+        return {**plain(res), "destructive": False,
+                "description": f"restore {len(res.tables)} table(s) from backup {res.backup_id} into {where} {res.database!r}"}
     plan = svc.restore_plan(backup_id, database=database, mode=mode, uploads=uploads, keep_old=keep_old,
                             with_globals=with_globals)
     return {**dataclasses.asdict(plan), "destructive": plan.destructive, "description": plan.describe()}
@@ -89,6 +118,10 @@ def restore_plan(
               responses=errors(403, 404, 409, 422, 502))
 async def restore_backup(request: Request, backup_id: BackupId, svc: Guarded, body: RestoreBody | None = None) -> dict[str, Any]:
     b = body or RestoreBody()
+    sel = _selective(b)
+    if sel is not None:  # issue 19
+        return plain(await long_work(request, svc.restore_selective, backup_id, database=b.database, mode=b.mode,
+                                     dry_run=b.dry_run, **sel))
     return plain(await long_work(
         request, svc.restore, backup_id,
         database=b.database, mode=b.mode, uploads=b.uploads, keep_old=b.keep_old, dry_run=b.dry_run,
