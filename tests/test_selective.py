@@ -194,3 +194,44 @@ def test_selective_refuses_whole_restore_options(env, flag):
     bid = _backup(env)
     r = env.cli("backup", "restore", bid, "--table", "public.orders", "--into-schema", "r", flag)
     assert r.code == 2 and "restore tables only" in r.err
+
+
+def _staging_left(env) -> list[str]:
+    return [d for d in databases(env.pg) if "_dsstage_" in d]
+
+
+def test_a_failure_inside_the_copy_rolls_the_whole_schema_back(env):
+    """pg_restore fails half-way through the copy into the live database (an event trigger
+    refuses the indexes, after the schema, tables and rows were created): one transaction,
+    so no schema is left behind, and the staging database is dropped."""
+    bid = _backup(env)
+    with env.pg.connect(env.db) as c:
+        c.execute("CREATE FUNCTION no_index() RETURNS event_trigger LANGUAGE plpgsql AS "
+                  "$$ BEGIN RAISE EXCEPTION 'no indexes today'; END $$")
+        c.execute("CREATE EVENT TRIGGER no_index ON ddl_command_end WHEN TAG IN ('CREATE INDEX') EXECUTE FUNCTION no_index()")
+    before, schemas = table_digest(env.pg, env.db), _schemas(env.pg, env.db)
+    r = env.cli("backup", "restore", bid, "--table", "public.orders", "--into-schema", "restored_f")
+    assert r.code == 1 and "was rolled back" in r.err and "no indexes today" in r.err, r.err
+    assert _schemas(env.pg, env.db) == schemas and table_digest(env.pg, env.db) == before
+    assert _staging_left(env) == []
+
+
+@pytest.mark.parametrize("point", ["restore_selective.after_staged", "restore_selective.after_copy"])
+def test_kill_then_recover_leaves_all_or_nothing(env, point):
+    from dumpsafe.failpoints import points
+    from test_failpoints_backup import run_killed
+
+    assert set(points("restore_selective")) == {"restore_selective.after_staged", "restore_selective.after_copy"}
+    at_backup = table_digest(env.pg, env.db)["public.orders"]
+    bid = _backup(env)
+    before = table_digest(env.pg, env.db)
+    run_killed(env, point, "backup", "restore", bid, "--table", "public.orders", "--into-schema", "restored_k")
+    r = env.cli("recover", "--json")
+    assert r.code == 0, r.err
+    assert _staging_left(env) == []
+    after = table_digest(env.pg, env.db)
+    if point.endswith("after_copy"):  # committed: the whole schema
+        assert after.pop("restored_k.orders") == at_backup
+    else:
+        assert "restored_k" not in _schemas(env.pg, env.db)
+    assert after == before

@@ -33,6 +33,7 @@ from dumpsafe.engines import postgres, selection
 from dumpsafe.engines.postgres import _StderrTail
 from dumpsafe.engines.sqlsession import open_session
 from dumpsafe.errors import ConflictError, RestoreFailed, UsageError
+from dumpsafe.failpoints import failpoint
 from dumpsafe.models import BackupRecord
 from dumpsafe.progress import NULL, Progress
 from dumpsafe.restore_models import restore_jobs
@@ -182,6 +183,7 @@ class SelectiveRestorer:
                     for schema, table in sel.tables:
                         s.execute(sql.SQL("ALTER TABLE {}.{} SET SCHEMA {}").format(
                             sql.Identifier(schema), sql.Identifier(table), sql.Identifier(into_schema)))
+            failpoint("restore_selective.after_staged")
             if into_schema is None:
                 with pgr.admin(target, target_db, staging) as conn:
                     pgr.apply_properties(conn, staging, spec)
@@ -190,6 +192,7 @@ class SelectiveRestorer:
                 where = None
             else:
                 self._copy_schema(target, staging, target_db, into_schema)
+                failpoint("restore_selective.after_copy")
                 where = into_schema
             with open_session(target, target_db) as s:
                 return self._check_counts(record, sel, s, where,
