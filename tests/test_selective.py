@@ -125,11 +125,19 @@ def test_one_table_into_schema_while_the_app_keeps_writing(env):
 
 
 def test_mode_new_brings_related_tables_with_fk_and_sequence(env):
+    import secrets
+
+    reader = "sel_reader_" + secrets.token_hex(3)
     with env.pg.connect(env.db) as c:
         c.execute("SELECT setval('orders_id_seq', 987654)")
         c.execute("COMMENT ON TABLE customers IS 'who buys'")
+        c.execute(f"CREATE ROLE {reader}; GRANT SELECT ON orders TO {reader}")
     at_backup = table_digest(env.pg, env.db)
-    bid = _backup(env)
+    try:
+        bid = _backup(env)
+    finally:
+        with env.pg.connect(env.db) as c:
+            c.execute(f"REVOKE SELECT ON orders FROM {reader}")
     target = env.db + "_two"
     dbs = databases(env.pg)
     r = env.cli("backup", "restore", bid, "--mode", "new", "--database", target,
@@ -145,9 +153,12 @@ def test_mode_new_brings_related_tables_with_fk_and_sequence(env):
             assert c.execute("SELECT last_value FROM orders_id_seq").fetchone()[0] == 987654
             assert c.execute("SELECT obj_description('customers'::regclass)").fetchone()[0] == "who buys"
             assert c.execute("SELECT count(*) FROM pg_views WHERE schemaname = 'public'").fetchone()[0] == 0
+            assert c.execute(f"SELECT has_table_privilege('{reader}', 'orders', 'SELECT')").fetchone()[0] is True
         assert databases(env.pg) == dbs | {target}  # no staging database left behind
     finally:
         env.pg.drop_database(target)
+        with env.pg.connect() as c:
+            c.execute(f"DROP ROLE {reader}")
 
 
 def test_odd_names_select_exactly(env):
@@ -174,6 +185,10 @@ def test_unknown_table_is_one_error_and_nothing_changes(env):
         assert len(r.err.strip().splitlines()) == 1
     r = env.cli("backup", "restore", bid, "--table", "public.orders")
     assert r.code == 2 and "needs --mode new" in r.err
+    r = env.cli("backup", "restore", bid, "--schema", "nope", "--into-schema", "restored_x")
+    assert r.code == 2 and "schema 'nope' holds no table of backup" in r.err
+    r = env.cli("backup", "restore", bid, "--table", "public.orders", "--mode", "new")  # the live database exists
+    assert r.code != 0 and "--mode new needs a new name (--database NAME)" in r.err
     assert table_digest(env.pg, env.db) == before and databases(env.pg) == dbs and _schemas(env.pg, env.db) == schemas
 
 

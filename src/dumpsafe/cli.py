@@ -305,7 +305,8 @@ def backup_restore(
         "--into-schema", help="Put the selected tables into this NEW schema of the live database (never touches "
                               "existing objects).")] = None,
 ) -> None:
-    """Restore a backup: integrity first, then atomically (nothing half-done is ever visible)."""
+    """Restore a backup: integrity first, then atomically (nothing half-done is ever visible).
+    With --table/--schema: only those tables, into a new database (--mode new) or a new schema (--into-schema)."""
     validate_backup_id(backup_id)
     mode = mode.value if isinstance(mode, RestoreMode) else mode
     svc = _state(ctx).service()

@@ -124,8 +124,13 @@ class SelectiveRestorer:
         if mode != "new":
             raise UsageError("a selective restore (--table/--schema) needs --mode new (a new database) or "
                              "--into-schema NAME (a new schema in the live database)")
-        plan, target, _ = self.base.plan(record, database=database, mode="new", uploads=False, uploads_to=None,
-                                         keep_old=False)
+        try:
+            plan, target, _ = self.base.plan(record, database=database, mode="new", uploads=False, uploads_to=None,
+                                             keep_old=False)
+        except ConflictError:
+            raise ConflictError(f"database {pgr.check_db_name(database or record.database)!r} already exists: --mode new "
+                                "needs a new name (--database NAME), or use --into-schema NAME to restore beside the "
+                                "live data; nothing was changed") from None
         return target, plan.database, "new"
 
     # ---- work ------------------------------------------------------------------------------
