@@ -92,3 +92,35 @@ def test_remote_cli_selective_restore_into_a_new_database(served, monkeypatch):
             assert c.execute("SELECT count(*) FROM pg_constraint WHERE contype = 'f'").fetchone()[0] == 1
     finally:
         served.env.pg.drop_database(target)
+
+
+def test_rest_export_streams_the_verified_archive(served, tmp_path):
+    import httpx
+
+    acme_id = backup(served)
+    local = tmp_path / "local.dump"
+    served.service.export(acme_id, local)
+    with httpx.stream("GET", served.url + f"/v1/backups/{acme_id}/export", headers=served.headers("write"), timeout=60) as r:
+        assert r.status_code == 200 and r.headers["content-type"] == "application/octet-stream"
+        body = b"".join(r.iter_bytes())
+    assert body == local.read_bytes() and body.startswith(b"PGDMP")  # pg_restore's custom format
+    assert call(served, "read", "GET", f"/v1/backups/{acme_id}/export").status_code == 403
+    assert call(served, "other", "GET", f"/v1/backups/{acme_id}/export").status_code == 404
+    assert call(served, "write", "GET", f"/v1/backups/{acme_id}/export", params={"uploads": "true"}).status_code == 400
+    # tampered stored bytes: the transfer is cut, never a complete-looking file
+    stored = served.env.store_dir / served.service.get(acme_id).object("database").key
+    data = bytearray(stored.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    stored.write_bytes(bytes(data))
+    got = bytearray()
+    try:
+        with httpx.stream("GET", served.url + f"/v1/backups/{acme_id}/export", headers=served.headers("admin"),
+                          timeout=60) as r:
+            for chunk in r.iter_bytes():
+                got += chunk
+        broken = False
+    except httpx.HTTPError:
+        broken = True
+    assert broken, f"a tampered export arrived whole ({len(got)} bytes)"
+    line = [e for e in served.service.audit.entries() if e["action"] == "export"][-1]
+    assert line["outcome"] == "failed" and "integrity check failed" in line["error"]

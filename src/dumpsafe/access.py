@@ -305,6 +305,14 @@ class GuardedService:
         with self._errors():
             return self._show(self.service.restore_selective(rec.id, actor=self.caller.actor, **opts))
 
+    def export(self, backup_id: str, out: Any, *, uploads: bool = False) -> Any:
+        """A backup's plain archive (issue 19): all of its data, so the restore scope, and only the caller's tenant."""
+        with self._guard("export", backup_id=backup_id):
+            self.caller.require(RESTORE)
+            rec = self._record(backup_id)
+        with self._errors():
+            return self.service.export(rec.id, out, uploads=uploads, actor=self.caller.actor)
+
     def prune(self, tenant: str | None = None, *, dry_run: bool = False) -> list[Any]:
         with self._guard("prune", tenant=tenant):
             self.caller.require(DELETE)

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from dumpsafe.api.deps import Guarded
+from dumpsafe.api.routes import export as export_routes
 from dumpsafe.api.routes.backups import BackupId
 from dumpsafe.api.schemas import errors
 from dumpsafe.api.work import long_work
@@ -163,3 +164,4 @@ async def copy_backup(request: Request, backup_id: BackupId, body: CopyBody, svc
 
 
 OPTIONAL = {"verify": verify, "restore": restore, "prune": prune, "status": status, "pin": pin, "copy": copy}
+OPTIONAL["export"] = export_routes.router  # issue 19
