@@ -132,6 +132,8 @@ def test_mode_new_brings_related_tables_with_fk_and_sequence(env):
         c.execute("SELECT setval('orders_id_seq', 987654)")
         c.execute("COMMENT ON TABLE customers IS 'who buys'")
         c.execute(f"CREATE ROLE {reader}; GRANT SELECT ON orders TO {reader}")
+        c.execute("SELECT setval('ticket_seq', 4242)")  # a sequence the tables do not own, drawn by a default
+        c.execute("ALTER TABLE customers ADD COLUMN ticket bigint DEFAULT nextval('ticket_seq')")
     at_backup = table_digest(env.pg, env.db)
     try:
         bid = _backup(env)
@@ -151,6 +153,7 @@ def test_mode_new_brings_related_tables_with_fk_and_sequence(env):
                            "WHERE contype = 'f'").fetchall()
             assert fk == [("orders", "customers")]
             assert c.execute("SELECT last_value FROM orders_id_seq").fetchone()[0] == 987654
+            assert c.execute("SELECT last_value FROM ticket_seq").fetchone()[0] == 4242 + 200  # one per customer row
             assert c.execute("SELECT obj_description('customers'::regclass)").fetchone()[0] == "who buys"
             assert c.execute("SELECT count(*) FROM pg_views WHERE schemaname = 'public'").fetchone()[0] == 0
             assert c.execute(f"SELECT has_table_privilege('{reader}', 'orders', 'SELECT')").fetchone()[0] is True

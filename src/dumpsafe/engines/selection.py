@@ -139,8 +139,9 @@ def select(entries: list[Entry], tables: list[tuple[str, str]], keys: list[str])
     if missing:
         s, t = sorted(missing)[0]
         raise UsageError(f"table {s}.{t} is counted in the record but has no definition in the archive; nothing was changed")
-    for e in entries:  # the sequences the selected tables own
-        if e.desc == "SEQUENCE OWNED BY" and any(d in chosen for d in e.deps):
+    for e in entries:  # the sequences the selected tables own, or draw their defaults from
+        if (e.desc in ("SEQUENCE OWNED BY", "DEFAULT") and any(d in chosen for d in e.deps)) or (
+                e.desc == "TABLE" and e.id in chosen):
             chosen.update(d for d in e.deps if by_id.get(d) and by_id[d].desc == "SEQUENCE")
     left_out: list[str] = []
     changed = True
@@ -154,9 +155,12 @@ def select(entries: list[Entry], tables: list[tuple[str, str]], keys: list[str])
                 continue
             chosen.add(e.id)
             changed = True
-    for e in entries:
-        if e.desc == "FK CONSTRAINT" and e.id not in chosen and any(d in chosen for d in e.deps):
-            left_out.append(f"foreign key {e.name} on {e.schema} (references a table outside the selection)")
+    for e in entries:  # what hangs off the selection but needs a relation outside it
+        if e.desc in _ATTACHED and e.id not in chosen and any(d in chosen for d in e.deps):
+            outside = sorted({by_id[d].describe() for d in e.deps if d not in chosen and d in by_id
+                              and by_id[d].desc in _RELATIONAL})
+            what = f"foreign key {e.name} on {e.schema}" if e.desc == "FK CONSTRAINT" else e.describe()
+            left_out.append(f"{what} (needs {', '.join(outside)}, outside the selection)")
     # what the chosen entries need that is no relation: schemas, types, functions, extensions
     stack = list(chosen)
     while stack:
