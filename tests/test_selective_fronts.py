@@ -124,3 +124,40 @@ def test_rest_export_streams_the_verified_archive(served, tmp_path):
     assert broken, f"a tampered export arrived whole ({len(got)} bytes)"
     line = [e for e in served.service.audit.entries() if e["action"] == "export"][-1]
     assert line["outcome"] == "failed" and "integrity check failed" in line["error"]
+
+
+def test_dashboard_previews_and_brings_back_one_table(served):
+    """In real headless Chromium: the backup page previews a one-table restore (what would be
+    created) and runs it into a new schema; the token's tenant rules are the API's."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+    from test_dashboard import open_backup, result, sign_in
+
+    from browser import start_browser
+
+    acme_id = backup(served)
+    schema = "dash_" + secrets.token_hex(3)
+    drv = start_browser()
+    try:
+        sign_in(drv, served, "write")
+        open_backup(drv, served, acme_id)
+        Select(drv.find_element(By.ID, "sel-table")).select_by_visible_text("public.orders")
+        box = drv.find_element(By.ID, "sel-schema")
+        assert box.get_attribute("value").startswith("restored_")
+        box.clear()
+        box.send_keys(schema)
+        drv.find_element(By.ID, "act-sel-plan").click()
+        assert "TABLE public.orders" in result(drv, "ok")
+        assert schema not in _schemas(served)
+        # the page reloads the record after an action: the choice stays
+        assert Select(drv.find_element(By.ID, "sel-table")).first_selected_option.text == "public.orders"
+        assert drv.find_element(By.ID, "sel-schema").get_attribute("value") == schema
+        drv.find_element(By.ID, "act-sel-restore").click()
+        WebDriverWait(drv, 120).until(lambda d: d.find_element(By.ID, "action-result").text.startswith("restored"))
+        text = drv.find_element(By.ID, "action-result").text
+        assert text.startswith(f"restored public.orders into schema {schema}") and "orders_customer_id_fkey" in text
+        with served.env.pg.connect(served.env.db) as c:
+            assert c.execute(f"SELECT count(*) FROM {schema}.orders").fetchone()[0] == 200
+    finally:
+        drv.quit()
+        _drop_schema(served, schema)
