@@ -143,7 +143,9 @@ class SelectiveRestorer:
                 raise UsageError(f"two selected tables are named {dup!r}: they cannot both land in schema {into_schema!r}; "
                                  "restore them one at a time into different schemas")
         st = self.svc.store(record.store)
-        db_ref = self.base._db_ref(record)
+        db_ref = record.object("database")
+        if db_ref is None:
+            raise RestoreFailed(f"backup {record.id} has no database object in its record")
         fetch.check_sizes(st, record, [db_ref])
         with self.base.spool_dir() as tmp:
             dump = tmp / "database.dump"
@@ -164,7 +166,9 @@ class SelectiveRestorer:
             listfile = tmp / "selection.list"
             sel.write_list(listfile)
             spec = pgr.parse_spec(toc.database_sql)
-            _, tool = self.base._tool(target, target_db if mode == "into-schema" else pgr.maintenance_db())
+            with pgr.admin(target, target_db) as s:
+                _, major = pgr.server_version(s)
+            tool, _ = self.svc.pg_tool(target, "pg_restore", major)
             pgr.sweep_orphans(target)
             staging = pgr.side_name(target_db, "dsstage")
             with progress.task(f"restore {len(keys)} table(s) of {record.id}"):
