@@ -293,6 +293,14 @@ class GuardedService:
         with self._errors():
             return self._show(self.service.restore(rec.id, actor=self.caller.actor, **opts))
 
+    def export(self, backup_id: str, out: Any, *, uploads: bool = False) -> Any:
+        """A backup's plain archive (issue 19): all of its data, so the restore scope, and only the caller's tenant."""
+        with self._guard("export", backup_id=backup_id):
+            self.caller.require(scope_of("restore"))  # all of its data: what a restore would read
+            rec = self._record(backup_id)
+        with self._errors():
+            return self.service.export(rec.id, out, uploads=uploads, actor=self.caller.actor)
+
     def prune(self, tenant: str | None = None, **params: Any) -> list[Any]:
         with self._guard("prune", tenant=tenant):
             self.caller.require(scope_of("prune"))

@@ -21,6 +21,7 @@ from dumpsafe import __version__, crypto
 from dumpsafe.engines import files, postgres
 from dumpsafe.engines.inventory import schema_fingerprint
 from dumpsafe.errors import BackupFailed, DumpsafeError, IntegrityError
+from dumpsafe.export import record_layout
 from dumpsafe.failpoints import failpoint
 from dumpsafe.index import object_key, objects_prefix, order_key
 from dumpsafe.models import BackupRecord, ObjectRef, UploadsInfo, encode_db, new_backup_id
@@ -124,6 +125,7 @@ class BackupWriter:
                         tables=tables, table_keys="quoted", **inventory, schema_sha256=schema_sha256, uploads=uploads_info, objects=objects, client_version=client_version,
                         dumpsafe_version=__version__, label=label, pinned=pin,
                         duration_s=round(time.monotonic() - t0, 3), sequence=sequence, clock_behind_s=behind,
+                        **record_layout(client_version, bool(recipients)),
                     )
                     # the commit marker, last (its copy beside the objects just before it)
                     record = svc.catalog(store_name).put(record, after_copy=lambda: failpoint("backup.after_record_copy"))

@@ -25,7 +25,9 @@ COMMAND_EXAMPLES = {
     "backup list": ["dumpsafe backup list acme", "dumpsafe backup list --store offsite --wide", "dumpsafe backup list --json"],
     "backup verify": [f"dumpsafe backup verify {_ID}", f"dumpsafe backup verify {_ID} --drill"],
     "backup restore": [f"dumpsafe backup restore {_ID} --dry-run", f"dumpsafe backup restore {_ID} --yes",
-                       f"dumpsafe backup restore {_ID} --database app_copy --no-uploads"],
+                       f"dumpsafe backup restore {_ID} --database app_copy --no-uploads",
+                       f"dumpsafe backup restore {_ID} --table public.orders --into-schema restored_20261127"],
+    "backup export": [f"dumpsafe backup export {_ID} --output app.dump", f"dumpsafe backup export {_ID} --uploads -o uploads.tar"],
     "prune": ["dumpsafe prune --dry-run", "dumpsafe prune acme"],
     "status": ["dumpsafe status", "dumpsafe status --format prometheus"],
     "schedule export": ["dumpsafe schedule export --format cron", "dumpsafe schedule export --format systemd --output-dir units",
@@ -44,7 +46,8 @@ METAVARS = {
     "--config": "FILE", "--server": "URL", "--token": "TOKEN", "--database": "DB", "--store": "NAME", "--label": "TEXT",
     "--to": "STORE", "--identity": "FILE", "--uploads-to": "DIR", "--output": "FILE", "--output-dir": "DIR",
     "--tenant": "TENANT", "--scope": "SCOPE", "--expires": "DURATION", "--name": "TEXT", "--host": "HOST",
-    "--port": "PORT", "--command": "PATH", "--since": "DURATION",
+    "--port": "PORT", "--command": "PATH", "--since": "DURATION", "--table": "SCHEMA.TABLE", "--schema": "SCHEMA",
+    "--into-schema": "NAME",
 }
 
 

@@ -128,3 +128,7 @@ RESTORE = register("restore", {
     "after_uploads_swap": "uploads tree swapped in; atomic: the replaced database not yet dropped",
     "after_drop_old": "atomic: the replaced database dropped (or kept), journal not yet removed",
 })
+RESTORE_SELECTIVE = register("restore_selective", {  # issue 19 (restore_selective.py)
+    "after_staged": "selected tables restored and counted in the staging database (moved to the new schema)",
+    "after_copy": "--into-schema: the schema committed in the live database, staging not yet dropped",
+})

@@ -23,13 +23,15 @@ from dumpsafe.history import HistoryEvent
 from dumpsafe.inputs import DbName, DbNames, Flag, Label, Name
 from dumpsafe.models import BackupRecord
 from dumpsafe.report_model import Report
-from dumpsafe.restore_models import Preflight, RestorePlan, RestoreResult
+from dumpsafe.restore_models import Preflight, RestorePlan, RestoreResult, SelectiveResult
 from dumpsafe.retention import Decision
 from dumpsafe.status import DatabaseStatus
 
 Mode = Literal["atomic", "clean", "new"]
 Kind = Literal["read", "additive", "idempotent", "destructive"]
 SinceText = Annotated[str, StringConstraints(min_length=1, max_length=40)]
+TableName = Annotated[str, StringConstraints(min_length=1, max_length=300)]
+SchemaName = Annotated[str, StringConstraints(min_length=1, max_length=63)]
 
 
 # ---- parameters (REST: the body, or the query of a GET; MCP: the tool's arguments) ----------
@@ -75,6 +77,12 @@ class RestoreOptions(Params):
     keep_old: Flag = Field(default=False, description="atomic: keep the replaced database under a new name.")
     with_globals: Flag = Field(default=False, description="First create the roles from the backup's globals object that "
                                                           "the server lacks (never altering existing ones; no passwords).")
+    tables: list[TableName] | None = Field(default=None, max_length=1000, description=(
+        "Restore only these tables (SCHEMA.TABLE or the record's key), with mode new or into_schema."))
+    schemas: list[SchemaName] | None = Field(default=None, max_length=1000, description=(
+        "Restore only the tables of these schemas (with mode new or into_schema)."))
+    into_schema: SchemaName | None = Field(default=None, description=(
+        "Put the selected tables into this NEW schema of the live database (never touches existing objects)."))
 
 
 class RestoreBody(RestoreOptions):
@@ -103,8 +111,13 @@ def plain(obj: Any) -> Any:
     return {**dataclasses.asdict(obj), **obj.to_json_dict()}
 
 
-def plan_json(plan: RestorePlan) -> dict[str, Any]:
+def plan_json(plan: RestorePlan | SelectiveResult) -> dict[str, Any]:
     return {**dataclasses.asdict(plan), "destructive": plan.destructive, "description": plan.describe()}
+
+
+def _selective(p: BaseModel | None) -> bool:
+    return bool(p is not None and (getattr(p, "tables", None) or getattr(p, "schemas", None)
+                                   or getattr(p, "into_schema", None) is not None))
 
 
 def _rebuild(cls: type) -> Callable[[Any], Any]:
@@ -115,9 +128,9 @@ def _rebuild(cls: type) -> Callable[[Any], Any]:
 
 RECORD = Result(BackupRecord, lambda r: r, lambda d, p: BackupRecord.model_validate(d))
 RECORDS = Result(list[BackupRecord], lambda rs: rs, lambda d, p: [BackupRecord.model_validate(r) for r in d])
-PLAN = Result(dict[str, Any], plan_json, lambda d, p: _rebuild(RestorePlan)(d))
-RESTORED = Result(dict[str, Any], plain,
-                  lambda d, p: _rebuild(Preflight if getattr(p, "dry_run", False) else RestoreResult)(d))
+PLAN = Result(dict[str, Any], plan_json, lambda d, p: _rebuild(SelectiveResult if _selective(p) else RestorePlan)(d))
+RESTORED = Result(dict[str, Any], plain, lambda d, p: _rebuild(
+    SelectiveResult if _selective(p) else Preflight if getattr(p, "dry_run", False) else RestoreResult)(d))
 DECISIONS = Result(list[dict[str, Any]], lambda ds: [plain(d) for d in ds], lambda d, p: [_rebuild(Decision)(x) for x in d])
 STATUS = Result(list[dict[str, Any]], lambda rs: [plain(r) for r in rs], lambda d, p: [_rebuild(DatabaseStatus)(x) for x in d])
 HISTORY = Result(list[dict[str, Any]], lambda es: es, lambda d, p: [HistoryEvent.model_validate(e) for e in d])

@@ -285,6 +285,24 @@ def show_restore(result, as_json: bool) -> None:
     stdout().print(_kv_table(rows))
 
 
+def show_selective(result, as_json: bool) -> None:
+    """A selective restore's result, or its dry run (issue 19)."""
+    if as_json:
+        emit_json(result.to_json_dict())
+        return
+    where = f"schema {result.into_schema!r} of " if result.into_schema else "new database "
+    head = "would restore" if result.dry_run else "restored"
+    rows = [(head, f"{len(result.tables)} table(s) of {result.backup_id} into {where}{result.database!r} on {result.server}")]
+    rows += [(k, f"{n:,} rows" + ("" if result.dry_run else ", matches the record")) for k, n in result.tables.items()]
+    if result.dry_run:
+        rows.append(("would create", "\n".join(result.would_create)))
+    if result.left_out:
+        rows.append(("left out", "\n".join(result.left_out)))
+    if not result.dry_run:
+        rows.append(("took", f"{result.duration_s:.1f}s"))
+    stdout().print(_kv_table(rows))
+
+
 def show_preflight(pf, as_json: bool) -> None:
     if as_json:
         emit_json(pf.to_json_dict())

@@ -117,3 +117,33 @@ class DbOptions:
         if self.no_tablespaces:
             args.append("--no-tablespaces")
         return tuple(args)
+
+
+@dataclass
+class SelectiveResult:
+    """What a selective restore did (or, with dry_run, would do)."""
+
+    backup_id: str
+    tenant: str
+    database: str
+    server: str
+    mode: str  # "new" or "into-schema"
+    into_schema: str | None
+    tables: dict[str, int]  # record key -> rows (recorded for a dry run, restored otherwise)
+    would_create: list[str]
+    left_out: list[str]
+    duration_s: float
+    dry_run: bool = False
+    integrity: str = "checked"
+    notes: list[str] = field(default_factory=list)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def destructive(self) -> bool:
+        return False  # it only ever creates (a new database, or a new schema beside the live data)
+
+    def describe(self) -> str:
+        where = f"schema {self.into_schema!r} of database" if self.into_schema else "new database"
+        return f"restore {len(self.tables)} table(s) from backup {self.backup_id} into {where} {self.database!r}"

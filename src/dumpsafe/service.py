@@ -224,10 +224,18 @@ class BackupService:
         uploads_to: Path | None = None,
         keep_old: bool = False,
         with_globals: bool = False,
+        tables: list[str] | None = None,
+        schemas: list[str] | None = None,
+        into_schema: str | None = None,
     ):
-        """What restore() would do (mode, target, uploads destination), read-only and cheap: fronts confirm on it."""
+        """What restore() would do (mode, target, uploads destination), read-only and cheap: fronts confirm on it.
+        With a selection (tables, schemas, into_schema) it is the selective restore's dry run, which reads the
+        dump's table of contents to list exactly what would be created."""
         from dumpsafe.restore import Restorer
 
+        if _selected(tables, schemas, into_schema, keep_old=keep_old, with_globals=with_globals):
+            return self.restore_selective(backup_id, tables=tables, schemas=schemas, into_schema=into_schema,
+                                          mode=mode, database=database, dry_run=True)
         record = self.get(backup_id)
         plan, _target, _ref = Restorer(self).plan(
             record, database=database, mode=mode, uploads=uploads, uploads_to=uploads_to, keep_old=keep_old,
@@ -252,17 +260,46 @@ class BackupService:
         no_owner: bool = False,
         owner: str | None = None,
         no_tablespaces: bool = False,
+        tables: list[str] | None = None,
+        schemas: list[str] | None = None,
+        into_schema: str | None = None,
     ):
         """Restore a backup (integrity first, atomic by default); a RestoreResult, or a Preflight for dry_run.
 
-        with_globals: first create the roles from the backup's globals object that the server lacks."""
+        with_globals: first create the roles from the backup's globals object that the server lacks.
+        tables/schemas/into_schema: only those tables (restore_selective; the uploads tree is left alone)."""
         from dumpsafe.restore import Restorer
 
+        if _selected(tables, schemas, into_schema, keep_old=keep_old, with_globals=with_globals, no_owner=no_owner,
+                     owner=owner, no_tablespaces=no_tablespaces, uploads_to=uploads_to):
+            return self.restore_selective(backup_id, tables=tables, schemas=schemas, into_schema=into_schema, mode=mode,
+                                          database=database, dry_run=dry_run, identity=identity, actor=actor,
+                                          progress=progress)
         return Restorer(self).restore(
             backup_id, database=database, mode=mode, uploads=uploads, uploads_to=uploads_to, keep_old=keep_old,
             dry_run=dry_run, identity=identity, with_globals=with_globals, actor=actor, progress=progress,
             no_owner=no_owner, owner=owner, no_tablespaces=no_tablespaces,
         )
+
+    def restore_selective(self, backup_id: str, *, tables: list[str] | None = None, schemas: list[str] | None = None,
+                          mode: str | None = None, into_schema: str | None = None, database: str | None = None,
+                          dry_run: bool = False, identity: Path | None = None, actor: str = "local",
+                          progress: Progress = NULL):
+        """Restore some tables (issue 19): --mode new (a new database) or into_schema (a new schema of the live one)."""
+        from dumpsafe.restore_selective import SelectiveRestorer
+
+        return SelectiveRestorer(self).run(backup_id, tables=list(tables or []), schemas=list(schemas or []), mode=mode,
+                                           into_schema=into_schema, database=database, dry_run=dry_run,
+                                           identity=identity, actor=actor, progress=progress)
+
+    def export(self, backup_id: str, out, *, uploads: bool = False, identity: Path | None = None,
+               actor: str = "local") -> dict:
+        """Write a backup's plain pg_dump archive (or uploads tar) to ``out`` (a Path: written whole or not at all;
+        else a binary stream), SHA-256 checked on the way (issue 19)."""
+        from dumpsafe.export import export, export_to_file
+
+        fn = export_to_file if isinstance(out, Path) else export
+        return fn(self, backup_id, out, uploads=uploads, identity=identity, actor=actor)
 
     def verify(
         self, backup_id: str, *, drill: bool = False, identity: Path | None = None, actor: str = "local", progress: Progress = NULL
@@ -580,6 +617,16 @@ class BackupService:
         rows.damaged = records.damaged
         rows.warnings = clock_warnings(records, now)
         return rows
+
+
+def _selected(tables: list[str] | None, schemas: list[str] | None, into_schema: str | None, **whole: object) -> bool:
+    """Whether a restore names a selection (issue 19); options of whole-database restores are refused with one."""
+    if not (tables or schemas or into_schema is not None):
+        return False
+    given = sorted(k for k, v in whole.items() if v)
+    if given:
+        raise UsageError(f"a selective restore (tables, schemas, into_schema) restores tables only: leave out {', '.join(given)}")
+    return True
 
 
 def clock_warnings(records: list[BackupRecord], now: datetime) -> list[str]:

@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from dumpsafe import __version__
 from dumpsafe.api.http_metrics import HttpMetrics
 from dumpsafe.api.limits import MAX_BODY, BodyLimit
-from dumpsafe.api.routes import audit, evidence, health, jobs, operations
+from dumpsafe.api.routes import audit, evidence, export, health, jobs, operations
 from dumpsafe.api.work import limiter_for
 from dumpsafe.auth import TokenStore
 from dumpsafe.errors import AuthError, DumpsafeError, RateLimited
@@ -124,6 +124,7 @@ def create_app(
     if getattr(service.config, "queue", None):  # issue 16: only where jobs exist
         app.include_router(jobs.router)
     app.include_router(evidence.router)  # issue 15
+    app.include_router(export.router)  # issue 19: a streamed download, not a registry operation (no MCP/remote form)
     app.include_router(dashboard)  # issue 15: the dashboard at /
     if mcp_http is not None:
         app.router.routes.append(mcp_http.route("/mcp"))

@@ -7,6 +7,7 @@
 const KEY = "dumpsafe-token";
 const READ = "backups:read", CREATE = "backups:create", RESTORE = "backups:restore", DELETE = "backups:delete";
 let me = null; // the caller (GET /v1/whoami)
+let bringBack = {}; // the backup page's "bring back one table" choice (issue 19)
 
 const $ = (sel) => document.querySelector(sel);
 const esc = (v) => String(v ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
@@ -125,6 +126,14 @@ async function backupPage(page, id) {
     acts.push(`<fieldset><label>Type <code>${esc(b.database)}</code> to restore into it:
       <input id="confirm-db" autocomplete="off" size="16"></label> <button id="act-restore">Restore</button></fieldset>`);
   }
+  if (can[RESTORE] && Object.keys(b.tables || {}).length) { // issue 19: one table back beside the live data
+    const today = new Date().toISOString().slice(0, 10).replaceAll("-", "");
+    const keep = bringBack.id === b.id ? bringBack : { table: null, schema: "restored_" + today }; // kept across the reload after an action
+    acts.push(`<fieldset id="bring-back"><label>Bring back <select id="sel-table">${Object.keys(b.tables).sort()
+      .map((t) => `<option${t === keep.table ? " selected" : ""}>${esc(t)}</option>`).join("")}</select></label>
+      <label>into new schema <input id="sel-schema" autocomplete="off" size="18" value="${esc(keep.schema)}"></label>
+      <button id="act-sel-plan">Preview</button> <button id="act-sel-restore">Restore table</button></fieldset>`);
+  }
   if (can[DELETE]) acts.push(`<fieldset><label>Type <code>delete</code>: <input id="confirm-delete" autocomplete="off" size="7"></label>
     <button id="act-delete">Delete</button></fieldset>`);
   const v = b.last_verification;
@@ -160,6 +169,18 @@ async function backupPage(page, id) {
     }
     return api("POST", path + "/restore", { database: b.database }).then((r) => { show(r); return "restored into " + b.database; });
   });
+  const sel = () => {
+    bringBack = { id: b.id, table: $("#sel-table").value, schema: $("#sel-schema").value };
+    return { tables: [bringBack.table], into_schema: bringBack.schema };
+  };
+  act("#act-sel-plan", () => {
+    const want = sel(), q = new URLSearchParams({ tables: want.tables[0], into_schema: want.into_schema });
+    return api("GET", path + "/restore-plan?" + q).then((r) => { show(r); return "would create: " + r.would_create.join(", "); });
+  });
+  act("#act-sel-restore", () => api("POST", path + "/restore", sel()).then((r) => {
+    show(r);
+    return `restored ${Object.keys(r.tables).join(", ")} into schema ${r.into_schema}` + (r.left_out.length ? ` (left out: ${r.left_out.join("; ")})` : "");
+  }));
   act("#act-delete", () => {
     if ($("#confirm-delete").value !== "delete") return Promise.reject(new ApiError(0, "type 'delete' to confirm; nothing was deleted"));
     return api("DELETE", path).then(() => { location.hash = "#/backups"; return "deleted"; });
