@@ -29,7 +29,7 @@ from dumpsafe.audit import JOB_CONTEXT
 
 log = logging.getLogger(__name__)
 
-TRANSIENT = (errors.BackupFailed, errors.RestoreFailed, errors.ConflictError)
+TRANSIENT = (errors.BackupFailed, errors.RestoreFailed, errors.ConflictError, errors.DatabaseUnavailable, errors.SqlFailed)
 
 
 class TransientJobError(Exception):

@@ -13,8 +13,8 @@ from typing import Iterator
 
 from dumpsafe.audit import AuditLog
 from dumpsafe.config import Config, tenant_password
-from dumpsafe.engines import postgres
-from dumpsafe.errors import BackupFailed, DamagedRecord, DumpsafeError, NotFoundError, StoreError, UsageError
+from dumpsafe.engines import postgres, sqlsession
+from dumpsafe.errors import BackupFailed, DamagedRecord, DatabaseUnavailable, DumpsafeError, NotFoundError, StoreError, UsageError
 from dumpsafe.failpoints import failpoint
 from dumpsafe.fsutil import secure_config_roots
 from dumpsafe.index import Catalog, Damaged, filter_records, newest_first
@@ -96,7 +96,7 @@ class BackupService:
         with self.audit.record("create", actor, tenant=tenant, store=store_name, only_failure=True) as ev:
             target = self.pg_target(tenant)
             if databases:
-                known = tcfg.databases if tcfg.databases is not None else postgres.list_databases(target)
+                known = tcfg.databases if tcfg.databases is not None else sqlsession.list_databases(target)
                 unknown = [d for d in databases if d not in known]
                 if unknown:
                     ev.extra["error_kind"] = "usage"  # a mistyped name is no backup failure (see status.py)
@@ -107,7 +107,7 @@ class BackupService:
                     )
                 dbs = list(dict.fromkeys(databases))
             else:
-                dbs = list(tcfg.databases) if tcfg.databases is not None else postgres.list_databases(target)
+                dbs = list(tcfg.databases) if tcfg.databases is not None else sqlsession.list_databases(target)
             if not dbs:
                 raise BackupFailed(f"tenant {tenant!r} has no databases to back up")
         restore_journal.replay(self, tenant)  # a killed restore of this tenant is finished or undone first
@@ -123,8 +123,8 @@ class BackupService:
                         label=label, pin=pin, actor=actor, progress=progress,
                     )
                 )
-            except DumpsafeError as e:
-                failures.append((db, e))
+            except DumpsafeError as e:  # a server that is down fails a backup: backup_failed, as it always said
+                failures.append((db, BackupFailed(e.message) if isinstance(e, DatabaseUnavailable) else e))
         if failures:
             if len(failures) == 1 and not records:
                 raise failures[0][1]

@@ -24,7 +24,7 @@ from dumpsafe.engines import inventory
 from dumpsafe.engines import pg_restore as pgr
 from dumpsafe.engines.databases import finish
 from dumpsafe.engines.sqlsession import open_session
-from dumpsafe.errors import ConfigError, ConflictError, DumpsafeError, IntegrityError, ObjectMissing, RestoreFailed, UsageError
+from dumpsafe.errors import ConfigError, ConflictError, DumpsafeError, IntegrityError, ObjectMissing, RestoreFailed
 from dumpsafe.models import BackupRecord, Verification, utcnow
 from dumpsafe.preflight import inspect_database, inspect_uploads, tables_without_data
 from dumpsafe.progress import NULL, Progress
@@ -57,8 +57,6 @@ class Verifier:
             failure: DumpsafeError | None = None
             try:
                 detail = self._drill(record, extra, progress) if drill else self._integrity(record, progress)
-            except fetch.DecryptFailed as e:  # a wrong key says nothing about the backup: no verdict
-                raise UsageError(e.message) from None
             except VERDICT_ERRORS as e:
                 failure, detail = e, e.message
             v = Verification(at=utcnow(), result="failed" if failure else "passed", detail=detail,

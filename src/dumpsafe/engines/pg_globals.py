@@ -14,8 +14,8 @@ from typing import Any
 
 from psycopg import sql
 
-from dumpsafe.engines.sqlsession import Session, SqlError
-from dumpsafe.errors import RestoreFailed
+from dumpsafe.engines.sqlsession import Session
+from dumpsafe.errors import RestoreFailed, SqlFailed
 
 _IDENT = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
 _CREATE_ROLE = re.compile(rf"^CREATE ROLE ({_IDENT})$")
@@ -146,7 +146,7 @@ def create_missing_roles(s: Session, g: Globals, existing: set[str], backup_id: 
                 if group in have and member in have and (group in new or member in new):
                     s.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), sql.Identifier(member)) + sql.SQL(options))
                     granted.append(f"{group} -> {member}")
-    except SqlError as e:
+    except SqlFailed as e:
         raise RestoreFailed(f"cannot create the roles from the globals of backup {backup_id}: {e.message}; "
                             "no role was created and nothing was changed") from None
     return GlobalsResult(roles_created=new, memberships_granted=granted, tablespaces_skipped=sorted(g.tablespaces))
