@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from dumpsafe.errors import ConfigError
+from dumpsafe.errors import ConfigError, UnknownNameError
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 _RESTORE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_*?-]{0,62}$")
@@ -327,8 +327,6 @@ class Config(_Strict):
 
     # ---- lookups used by the service -------------------------------------------------
     def tenant(self, name: str) -> TenantConfig:
-        from dumpsafe.errors import UnknownNameError
-
         try:
             return self.tenants[name]
         except KeyError:
@@ -345,8 +343,6 @@ class Config(_Strict):
                 f"tenant {tenant!r} has no store (set tenants.{tenant}.store or default_store, or pass --store)"
             )
         if name not in self.stores:
-            from dumpsafe.errors import UnknownNameError
-
             raise UnknownNameError(f"unknown store {name!r} (configured stores: {', '.join(sorted(self.stores)) or 'none'})")
         return name
 

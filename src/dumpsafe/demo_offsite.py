@@ -9,10 +9,8 @@ import subprocess
 import sys
 import time
 import urllib.request
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from dumpsafe.demo import Demo
+from dumpsafe.demo_runner import Demo
 
 FAKE_AWS = {
     "AWS_ACCESS_KEY_ID": "demo-access-key",
@@ -47,7 +45,7 @@ def _start_moto() -> tuple[subprocess.Popen, str] | None:
     return None
 
 
-def offsite_steps(demo: "Demo", backup_id: str) -> None:
+def offsite_steps(demo: Demo, backup_id: str) -> None:
     demo.step("Off-host: an S3-compatible store (moto's S3 server on 127.0.0.1 stands in for S3/MinIO)")
     started = _start_moto()
     if started is None:

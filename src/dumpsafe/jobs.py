@@ -182,7 +182,7 @@ def _drill(rt: Runtime, tenant: str, actor: str) -> list[str]:
 
 def register(app: Any, config: Any) -> dict[str, Any]:
     """Declare the four jobs on a procrastinate App; returns them by kind."""
-    from dumpsafe.queue import QUEUE
+    from dumpsafe.queue_config import QUEUE
 
     retry = JobRetry(config.queue_retry_attempts, config.queue_retry_wait_s)
 

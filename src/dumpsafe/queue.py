@@ -25,9 +25,8 @@ from procrastinate import exceptions as pexc
 from procrastinate import sql as psql
 
 from dumpsafe.errors import DumpsafeError, NotFoundError
-from dumpsafe.queue_config import connect_kwargs
+from dumpsafe.queue_config import QUEUE, connect_kwargs
 
-QUEUE = "dumpsafe"
 _SCHEMA_LOCK = 0x64756D70  # "dump": serialises schema setup between hosts
 _RESULTS = """
 CREATE TABLE IF NOT EXISTS dumpsafe_job_results (

@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 
 from dumpsafe.errors import ConfigError
 
+QUEUE = "dumpsafe"  # the procrastinate queue every dumpsafe job runs on
+
 
 def check_queue_url(url: str) -> str:
     try:

@@ -18,7 +18,7 @@ from dumpsafe.errors import BackupFailed, DamagedRecord, DatabaseUnavailable, Du
 from dumpsafe.failpoints import failpoint
 from dumpsafe.fsutil import secure_config_roots
 from dumpsafe.index import Catalog, Damaged, filter_records, newest_first
-from dumpsafe.models import BackupRecord, utcnow, validate_backup_id
+from dumpsafe.models import ID_RE, BackupRecord, utcnow, validate_backup_id
 from dumpsafe.progress import NULL, Progress
 from dumpsafe.storage import Store, open_store
 from dumpsafe import anomaly, retention, status as status_mod  # issue 5
@@ -27,7 +27,12 @@ from dumpsafe.retention import Decision  # issue 5
 from dumpsafe.status import DatabaseStatus  # issue 5
 from datetime import datetime  # issue 5
 
-from dumpsafe.backup import DUMP_OBJECT, GLOBALS_OBJECT, UPLOADS_OBJECT, BackupWriter  # noqa: F401  (re-exported)
+from dumpsafe.backup import CLOCK_SLACK, DUMP_OBJECT, GLOBALS_OBJECT, UPLOADS_OBJECT, BackupWriter  # noqa: F401  (re-exported)
+from dumpsafe import report
+from dumpsafe.history import History
+from dumpsafe.lease import exclusive
+from dumpsafe.restore import Restorer
+from dumpsafe.verify import Verifier
 from dumpsafe import recovery
 from dumpsafe import restore_journal  # issue 13: registers its recovery step
 
@@ -226,8 +231,6 @@ class BackupService:
         with_globals: bool = False,
     ):
         """What restore() would do (mode, target, uploads destination), read-only and cheap: fronts confirm on it."""
-        from dumpsafe.restore import Restorer
-
         record = self.get(backup_id)
         plan, _target, _ref = Restorer(self).plan(
             record, database=database, mode=mode, uploads=uploads, uploads_to=uploads_to, keep_old=keep_old,
@@ -256,8 +259,6 @@ class BackupService:
         """Restore a backup (integrity first, atomic by default); a RestoreResult, or a Preflight for dry_run.
 
         with_globals: first create the roles from the backup's globals object that the server lacks."""
-        from dumpsafe.restore import Restorer
-
         return Restorer(self).restore(
             backup_id, database=database, mode=mode, uploads=uploads, uploads_to=uploads_to, keep_old=keep_old,
             dry_run=dry_run, identity=identity, with_globals=with_globals, actor=actor, progress=progress,
@@ -268,8 +269,6 @@ class BackupService:
         self, backup_id: str, *, drill: bool = False, identity: Path | None = None, actor: str = "local", progress: Progress = NULL
     ) -> BackupRecord:
         """Check a backup's integrity (and with drill, restore it into a scratch database); record the outcome."""
-        from dumpsafe.verify import Verifier
-
         started = utcnow()
         try:
             rec = Verifier(self).verify(backup_id, drill=drill, identity=identity, actor=actor, progress=progress)
@@ -282,14 +281,10 @@ class BackupService:
     # --- history (issue 15) ---
     @property
     def history(self):
-        from dumpsafe.history import History
-
         return History(self)
 
     def report(self, tenant: str | None = None, *, since: str | None = "90d", until: datetime | None = None):
         """The evidence report (report_model.Report) of one tenant or all, over the window."""
-        from dumpsafe import report
-
         names = [tenant] if tenant is not None else sorted(self.config.tenants)
         if tenant is not None:
             self.config.tenant(tenant)  # raises the unknown-tenant error
@@ -298,8 +293,6 @@ class BackupService:
 
     def backup_history(self, backup_id: str) -> list:
         """Every history event about one backup, oldest first (also after the backup is deleted)."""
-        from dumpsafe.models import ID_RE
-
         validate_backup_id(backup_id)
         return self.history.events(ID_RE.fullmatch(backup_id).group("tenant"), backup_id=backup_id)
 
@@ -510,8 +503,6 @@ class BackupService:
         """Hosts sharing the tenant's store never prune it at once (issue 16): a lease in that store."""
         from contextlib import nullcontext
 
-        from dumpsafe.lease import exclusive
-
         try:
             store = self.store(self.config.store_for(tenant))
         except DumpsafeError:
@@ -585,8 +576,6 @@ class BackupService:
 def clock_warnings(records: list[BackupRecord], now: datetime) -> list[str]:
     """A clock that went back more than a minute: behind the newest backup of a
     tenant/database (by sequence), or behind an earlier backup when that one was made."""
-    from dumpsafe.backup import CLOCK_SLACK
-
     out: list[str] = []
     seen: set[tuple[str, str, str]] = set()
     for r in records:  # newest first within each tenant/database
