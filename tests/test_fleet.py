@@ -17,7 +17,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from fleet import Fleet, wait_for
+from fleet import Fleet
+from waiting import wait_for
 
 from dumpsafe.devcluster import Cluster
 from dumpsafe.scheduler import Scheduler

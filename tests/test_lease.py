@@ -14,7 +14,7 @@ import pytest
 
 from datetime import datetime, timedelta, timezone
 
-from fleet import wait_for
+from waiting import wait_for
 from stores import TcpProxy, fake_aws_env, gcs_server, make_store, s3_server  # noqa: F401  (fixtures)
 
 from dumpsafe.errors import ConflictError

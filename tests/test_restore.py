@@ -14,6 +14,7 @@ import pytest
 from psycopg import sql
 
 from restore_helpers import audit_lines, databases, db_state, enrich, pids_with, tree_state
+from waiting import wait_for
 
 
 @pytest.fixture
@@ -373,9 +374,10 @@ def test_concurrent_clients_during_atomic_swap(env, backed_up):
     for t in threads:
         t.start()
     try:
-        time.sleep(0.1)
+        wait_for("a client to read the old database", lambda: 0 in seen)
         res = env.service().restore(bid, mode="atomic", uploads=False)
-        time.sleep(0.1)
+        after = len(seen)
+        wait_for("the clients to read the restored database", lambda: len(seen) >= after + 3 and seen[-1] == 200)
     finally:
         stop.set()
         for t in threads:
