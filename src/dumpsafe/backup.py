@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from dumpsafe import __version__, crypto
 from dumpsafe.engines import files, pgsnapshot, postgres
 from dumpsafe.engines.inventory import schema_fingerprint
-from dumpsafe.errors import BackupFailed, DumpsafeError, IntegrityError
+from dumpsafe.errors import BackupFailed, DumpsafeError, IntegrityError, first_line
 from dumpsafe.failpoints import failpoint
 from dumpsafe.index import object_key, objects_prefix, order_key
 from dumpsafe.models import BackupRecord, ObjectRef, UploadsInfo, encode_db, new_backup_id
@@ -113,7 +113,7 @@ class BackupWriter:
                             tables, inventory = counts.result()
                         except Exception as e:
                             raise BackupFailed(
-                                f"tenant {tenant!r}: counting rows of database {db!r} failed: {str(e).splitlines()[0]}"
+                                f"tenant {tenant!r}: counting rows of database {db!r} failed: {first_line(e)}"
                             ) from None
                         schema_sha256 = schema.result()
                     record = BackupRecord(

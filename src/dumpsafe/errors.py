@@ -157,3 +157,9 @@ class RateLimited(DumpsafeError):
     def __init__(self, message: str, *, retry_after: int = 1):
         super().__init__(message)
         self.retry_after = retry_after
+
+
+def first_line(e: BaseException, default: str | None = None) -> str:
+    """The first line of an exception's text (libraries run on with hints and context), else ``default`` or its type's name."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else (default or type(e).__name__)

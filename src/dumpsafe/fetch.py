@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator, TypeVar
 import pyrage
 import zstandard
 
-from dumpsafe.errors import DumpsafeError, IntegrityError, RestoreFailed, UsageError, WrongKey
+from dumpsafe.errors import DumpsafeError, IntegrityError, RestoreFailed, UsageError, WrongKey, first_line
 from dumpsafe.models import BackupRecord, ObjectRef
 from dumpsafe.pipeline import CHUNK, Advance, HashingReader
 from dumpsafe.storage import Store
@@ -149,7 +149,7 @@ class _Decrypting:
             if self._error is not None:  # sticky: every later read says the same
                 e = self._error
                 raise WrongKey(
-                    f"backup {self._record.id} cannot be decrypted with the identity given ({_first_line(e)}); "
+                    f"backup {self._record.id} cannot be decrypted with the identity given ({first_line(e)}); "
                     "is it one of the tenant's keys? Nothing was changed"
                 )
         return data
@@ -184,7 +184,7 @@ def consume(store: Store, record: BackupRecord, ref: ObjectRef, fn: Callable[[Pl
             raise
         except Exception as e:
             stream.finish()  # a tampered object explains the failure better than the symptom
-            raise RestoreFailed(f"backup {record.id}: {ref.key} is not a readable archive ({_first_line(e)})") from None
+            raise RestoreFailed(f"backup {record.id}: {ref.key} is not a readable archive ({first_line(e)})") from None
         stream.finish()
         return result
 
@@ -227,8 +227,3 @@ def spool(store: Store, record: BackupRecord, ref: ObjectRef, path: Path, advanc
     finally:
         if not ok:
             path.unlink(missing_ok=True)
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__

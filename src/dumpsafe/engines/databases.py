@@ -17,7 +17,7 @@ from psycopg import sql
 from dumpsafe.engines.dbspec import DbSpec
 from dumpsafe.engines.postgres import PgTarget
 from dumpsafe.engines.sqlsession import Session, open_session
-from dumpsafe.errors import ConflictError, RestoreFailed, SqlFailed, UsageError
+from dumpsafe.errors import ConflictError, RestoreFailed, SqlFailed, UsageError, first_line
 
 IDENT_MAX = 63  # NAMEDATALEN - 1, in bytes
 OBJECT_IN_USE = "55006"
@@ -207,7 +207,7 @@ def drop_database(target: PgTarget, name: str) -> str | None:
             _drop(s, name)
         return None
     except Exception as e:  # cleanup must not mask the real failure
-        return _first_line(e)
+        return first_line(e)
 
 
 def refuse_connections(s: Session, name: str) -> None:
@@ -382,8 +382,3 @@ def _libc_locale_known(s: Session, loc: str) -> bool:
         return True
     except SqlFailed as e:
         return e.sqlstate == "42501"
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__

@@ -20,7 +20,7 @@ from typing import IO, TYPE_CHECKING, Iterator
 
 import psycopg
 
-from dumpsafe.errors import BackupFailed, ConfigError, DatabaseUnavailable
+from dumpsafe.errors import BackupFailed, ConfigError, DatabaseUnavailable, first_line
 
 if TYPE_CHECKING:
     from dumpsafe.engines.pgsnapshot import DumpSnapshot
@@ -166,7 +166,7 @@ def find_exec_tool(target: PgTarget, name: str, min_major: int | None) -> tuple[
 
 # ---- connections -------------------------------------------------------------------------
 def explain_connect_error(target: PgTarget, dbname: str, e: Exception) -> str:
-    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    text = first_line(e)
     low = str(e).lower()
     who = f"tenant {target.tenant!r}"
     if "password authentication failed" in low or "no password supplied" in low:

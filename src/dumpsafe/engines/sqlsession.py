@@ -18,7 +18,7 @@ import psycopg
 from psycopg import sql
 
 from dumpsafe.engines.postgres import PgTarget, _StderrTail, connect, explain_connect_error
-from dumpsafe.errors import BackupFailed, DatabaseUnavailable, RestoreFailed, SqlFailed
+from dumpsafe.errors import BackupFailed, DatabaseUnavailable, RestoreFailed, SqlFailed, first_line
 
 Query = str | sql.Composable
 
@@ -50,13 +50,13 @@ class PsycopgSession:
         try:
             return [tuple(r) for r in self.conn.execute(query).fetchall()]
         except psycopg.Error as e:
-            raise SqlFailed(_first_line(e), e.sqlstate) from None
+            raise SqlFailed(first_line(e), e.sqlstate) from None
 
     def execute(self, query: Query) -> None:
         try:
             self.conn.execute(query)
         except psycopg.Error as e:
-            raise SqlFailed(_first_line(e), e.sqlstate) from None
+            raise SqlFailed(first_line(e), e.sqlstate) from None
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -64,7 +64,7 @@ class PsycopgSession:
             with self.conn.transaction():
                 yield
         except psycopg.Error as e:
-            raise SqlFailed(_first_line(e), e.sqlstate) from None
+            raise SqlFailed(first_line(e), e.sqlstate) from None
 
     def close(self) -> None:
         self.conn.close()
@@ -171,11 +171,6 @@ def open_session(target: PgTarget, dbname: str) -> Iterator[Session]:
         yield s
     finally:
         s.close()
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
 
 
 def list_databases(target: PgTarget) -> list[str]:
