@@ -6,12 +6,16 @@ import json
 import os
 import subprocess
 import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Iterator
 
+import httpx
 from rich.console import Console
 from rich.rule import Rule
 
-from dumpsafe.devcluster import Cluster
+from dumpsafe.devcluster import Cluster, free_port
 
 PASSWORD_ENV = "DEMO_PGPASSWORD"
 
@@ -68,3 +72,36 @@ retention = {{ last = 3, daily = 7 }}
 max_age = "26h"
 {extra}"""
         )
+
+    @contextmanager
+    def serving(self, port: int | None = None) -> Iterator[str]:
+        """`dumpsafe serve --no-scheduler` on ``port`` (default: a free one) until the block ends;
+        yields its URL once /healthz answers, and stops the server on the way out."""
+        port = port or free_port()
+        url = f"http://127.0.0.1:{port}"
+        argv = [sys.executable, "-m", "dumpsafe", "--config", str(self.config), "serve", "--port", str(port), "--no-scheduler"]
+        proc = subprocess.Popen(argv, env=self.env, cwd=self.workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            _wait_healthy(url, proc)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen[Any]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"demo: 'dumpsafe serve' exited {proc.returncode}")
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit("demo: 'dumpsafe serve' did not answer /healthz within 30s")

@@ -15,6 +15,7 @@ from typing import Any
 from psycopg import sql
 
 from dumpsafe.engines.sqlsession import Session
+from dumpsafe.engines.sqlsplit import split_statements
 from dumpsafe.errors import RestoreFailed, SqlFailed
 
 _IDENT = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
@@ -56,40 +57,6 @@ class GlobalsResult:
 
     def to_json_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def split_statements(text: str) -> list[str]:
-    """SQL statements of a pg_dumpall script (quotes and -- comments respected), whitespace-normalised ends."""
-    out: list[str] = []
-    buf: list[str] = []
-    i, n = 0, len(text)
-    quote: str | None = None
-    while i < n:
-        c = text[i]
-        if quote:
-            buf.append(c)
-            if c == quote:
-                if i + 1 < n and text[i + 1] == quote:  # '' or "" escape
-                    buf.append(text[i + 1])
-                    i += 1
-                else:
-                    quote = None
-        elif c in ("'", '"'):
-            quote = c
-            buf.append(c)
-        elif c == "-" and text.startswith("--", i):
-            j = text.find("\n", i)
-            i = n if j < 0 else j
-            continue
-        elif c == ";":
-            stmt = "".join(buf).strip()
-            if stmt:
-                out.append(stmt)
-            buf = []
-        else:
-            buf.append(c)
-        i += 1
-    return out
 
 
 _QUOTED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
