@@ -10,7 +10,7 @@ import secrets
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
@@ -191,39 +191,60 @@ def _token_kinds() -> dict[str, dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def served(pg: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Served:
-    from live import LiveServer
-
-    from dumpsafe.api import create_app
-    from dumpsafe.auth import TokenStore
-
     root = tmp_path_factory.mktemp("served")
     name = "t_" + secrets.token_hex(5)
     pg.create_database(name)
     load_sample(pg, name, customers=50, orders=200)
     make_uploads(root / "uploads")
-    beta = 'restore_names = ["r_*"]\n' + f'\n[tenants.beta]\nhost = "127.0.0.1"\nport = {pg.port}\nuser = "postgres"\npassword_env = "{PASSWORD_ENV}"\ndatabases = ["{name}"]\n'
+    beta = 'restore_names = ["r_*"]\n' + tenant_toml("beta", pg, name)
     stores = 'default_store = "local"\n[stores.local]\nkind = "local"\npath = "backups"\n\n[stores.offsite]\nkind = "local"\npath = "offsite"\n'
     env = Env(root=root, pg=pg, db=name, uploads=root / "uploads", tenant_extra=beta, stores_toml=stores)
     env.write_config()
+
+    def backed_up(service) -> None:
+        for tenant in ("acme", "beta"):
+            service.create(tenant, uploads=False)
+
+    try:
+        with serving(env, _token_kinds(), before=backed_up) as (service, app, url, tokens, ids):
+            tokens["bad"] = "ds_" + ids["admin"] + "_" + "A" * 43  # a real id, a wrong secret
+            yield Served(env=env, service=service, url=url, tokens=tokens, token_ids=ids, app=app)
+    finally:
+        pg.drop_database(name)
+
+
+def tenant_toml(tenant: str, pg: Cluster, db: str, extra: str = "") -> str:
+    """A ``[tenants.NAME]`` table for one database on the shared cluster (password from PASSWORD_ENV)."""
+    return (f'\n[tenants.{tenant}]\nhost = "127.0.0.1"\nport = {pg.port}\nuser = "postgres"\n'
+            f'password_env = "{PASSWORD_ENV}"\ndatabases = ["{db}"]\n{extra}')
+
+
+@contextlib.contextmanager
+def serving(env: Env, token_kinds: dict[str, dict[str, Any]], before: Any = None) -> Iterator[tuple[Any, Any, str, dict, dict]]:
+    """``dumpsafe serve``'s app over real HTTP on env's config, with a token of each kind (name -> create() keywords);
+    ``before(service)`` runs before the server starts. Yields (service, app, url, tokens, token ids)."""
+    from live import LiveServer
+
+    from dumpsafe.api import create_app
+    from dumpsafe.auth import TokenStore
+
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(PASSWORD_ENV, pg.password)
+        mp.setenv(PASSWORD_ENV, env.pg.password)
         mp.delenv("DUMPSAFE_CONFIG", raising=False)
         service = env.service()
         store = TokenStore(service.state_dir)
         tokens, ids = {}, {}
-        for who, kw in _token_kinds().items():
+        for who, kw in token_kinds.items():
             info, secret = store.create(name=who, **kw)
             tokens[who], ids[who] = secret, info.id
-        tokens["bad"] = "ds_" + ids["admin"] + "_" + "A" * 43  # a real id, a wrong secret
-        for tenant in ("acme", "beta"):
-            service.create(tenant, uploads=False)
+        if before is not None:
+            before(service)
         app = create_app(service)
         server = LiveServer(app).start()
         try:
-            yield Served(env=env, service=service, url=server.url, tokens=tokens, token_ids=ids, app=app)
+            yield service, app, server.url, tokens, ids
         finally:
             server.stop()
-            pg.drop_database(name)
 def all_cmdlines() -> list[tuple[str, bytes]]:
     """(pid, argv bytes) of every process visible now; vanished processes are skipped."""
     out = []

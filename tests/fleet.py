@@ -8,28 +8,14 @@ import secrets
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
 
 from dumpsafe.config import load_config
 from dumpsafe.devcluster import Cluster, load_sample
 
 PASSWORD_ENV = "FLEET_PGPASSWORD"
 SRC = str(Path(__file__).resolve().parent.parent / "src")
-
-
-def wait_for(what: str, cond: Callable[[], Any], timeout: float = 90.0, every: float = 0.1) -> Any:
-    """Poll ``cond`` until it returns something truthy (a generous deadline, never a fixed sleep)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = cond()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(every)
 
 
 @dataclass

@@ -13,7 +13,7 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from conftest import PASSWORD_ENV, Env, table_digest
+from conftest import Env, serving, table_digest, tenant_toml
 from dumpsafe.devcluster import load_sample, make_uploads
 
 
@@ -52,11 +52,7 @@ class Two:
 
 
 def two_tenants_config(root, pg, acme_db: str, beta_db: str) -> Env:
-    beta = (
-        'restore_names = ["acme_restored_*"]\nstore = "acme_store"\n'
-        f'\n[tenants.beta]\nhost = "127.0.0.1"\nport = {pg.port}\nuser = "postgres"\n'
-        f'password_env = "{PASSWORD_ENV}"\ndatabases = ["{beta_db}"]\nstore = "beta_store"\n'
-    )
+    beta = 'restore_names = ["acme_restored_*"]\nstore = "acme_store"\n' + tenant_toml("beta", pg, beta_db, 'store = "beta_store"\n')
     stores = (
         '[stores.acme_store]\nkind = "local"\npath = "acme-backups"\n\n'
         '[stores.beta_store]\nkind = "local"\npath = "beta-backups"\n'
@@ -68,9 +64,7 @@ def two_tenants_config(root, pg, acme_db: str, beta_db: str) -> Env:
 
 @pytest.fixture(scope="module")
 def two(pg, tmp_path_factory):
-    from dumpsafe.api import create_app
-    from dumpsafe.auth import READ, SCOPES, WRITE, TokenStore
-    from live import LiveServer
+    from dumpsafe.auth import READ, SCOPES, WRITE
 
     root = tmp_path_factory.mktemp("two")
     suffix = secrets.token_hex(4)
@@ -80,20 +74,11 @@ def two(pg, tmp_path_factory):
         load_sample(pg, name, customers=30, orders=120)
     make_uploads(root / "uploads", files=6)
     env = two_tenants_config(root, pg, acme_db, beta_db)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(PASSWORD_ENV, pg.password)
-        mp.delenv("DUMPSAFE_CONFIG", raising=False)
-        service = env.service()
-        store = TokenStore(service.state_dir)
-        tokens, ids = {}, {}
-        for who, tenant, scopes in (("acme", "acme", [READ, WRITE]), ("beta", "beta", [READ, WRITE]),
-                                    ("admin", None, list(SCOPES)), ("acme_create", "acme", ["backups:create"])):
-            info, secret = store.create(tenant=tenant, scopes=scopes, name=who)
-            tokens[who], ids[who] = secret, info.id
-        server = LiveServer(create_app(service)).start()
-        try:
-            yield Two(env, service, server.url, tokens, ids, acme_db, beta_db)
-        finally:
-            server.stop()
-            for name in (acme_db, beta_db):
-                pg.drop_database(name)
+    kinds = {"acme": dict(tenant="acme", scopes=[READ, WRITE]), "beta": dict(tenant="beta", scopes=[READ, WRITE]),
+             "admin": dict(tenant=None, scopes=list(SCOPES)), "acme_create": dict(tenant="acme", scopes=["backups:create"])}
+    try:
+        with serving(env, kinds) as (service, _app, url, tokens, ids):
+            yield Two(env, service, url, tokens, ids, acme_db, beta_db)
+    finally:
+        for name in (acme_db, beta_db):
+            pg.drop_database(name)

@@ -10,13 +10,13 @@ import re
 import signal
 import subprocess
 import tarfile
-import time
 from pathlib import Path
 
 import pytest
 import zstandard
 
 from conftest import all_cmdlines, table_digest
+from waiting import wait_for
 
 REQUIRED = {
     "id", "tenant", "database", "engine", "server_version", "status", "created_at", "completed_at",
@@ -238,16 +238,6 @@ class _TableLock:
         self.conn.close()
 
 
-def _wait_for(pred, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError("condition not reached")
-
-
 def test_kill_9_mid_backup_leaves_nothing_listed_and_next_run_cleans(env, pg):
     lock = _TableLock(pg, env.db)
     try:
@@ -255,7 +245,8 @@ def test_kill_9_mid_backup_leaves_nothing_listed_and_next_run_cleans(env, pg):
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         # the dump's temp object exists once pg_dump is running (blocked on the lock); wait for that one,
         # not the pending marker's or the uploads object's, which are renamed into place right after
-        _wait_for(lambda: list(env.store_dir.rglob(".database.dump.zst.tmp-*")) if env.store_dir.exists() else None)
+        wait_for("the dump's temp object", lambda: list(env.store_dir.rglob(".database.dump.zst.tmp-*"))
+                 if env.store_dir.exists() else None)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
     finally:
@@ -269,27 +260,27 @@ def test_kill_9_mid_backup_leaves_nothing_listed_and_next_run_cleans(env, pg):
 
 
 def test_password_never_on_any_command_line(env, pg):
-    """Poll /proc/*/cmdline while a backup runs (held open by a lock) for the password."""
+    """Poll /proc/*/cmdline while a backup runs (held open by a lock) for the password, until
+    pg_dump itself is seen running (blocked on the lock: every process of the backup is up)."""
     lock = _TableLock(pg, env.db)
-    seen_pg_dump = False
     secret = pg.password.encode()
+
+    def pg_dump_running() -> bool:
+        seen = False
+        for pid, cmd in all_cmdlines():
+            assert secret not in cmd, f"password on the command line of pid {pid}"
+            seen = seen or (b"pg_dump" in cmd and b"--snapshot" in cmd)
+        return seen
+
     try:
         proc = subprocess.Popen(env.cli_argv("backup", "create", "acme"), env=env.subprocess_env(),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            for pid, cmd in all_cmdlines():
-                assert secret not in cmd, f"password on the command line of pid {pid}"
-                if b"pg_dump" in cmd and b"--snapshot" in cmd:
-                    seen_pg_dump = True
-            if seen_pg_dump and time.monotonic() > deadline - 4:
-                break
-            time.sleep(0.02)
+        wait_for("pg_dump --snapshot to run", pg_dump_running, timeout=60, every=0.02)
+        assert pg_dump_running()  # and once more with pg_dump waiting on the lock
     finally:
         lock.release()
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
-    assert seen_pg_dump
     assert secret not in out + err
 
 
@@ -299,8 +290,7 @@ def tiny_disk(tmp_path):
     mnt = tmp_path / "tiny"
     mnt.mkdir()
     r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mnt)], capture_output=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
+    assert r.returncode == 0, f"cannot mount a tmpfs (the suite runs as root): {r.stderr.decode().strip()}"
     yield mnt
     subprocess.run(["umount", "-l", str(mnt)], check=False)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import all_cmdlines, table_digest
+from waiting import wait_for
 from test_backup import _TableLock
 
 FAKE_EXEC = r'''#!/usr/bin/env python3
@@ -80,17 +81,17 @@ def test_exec_password_never_on_any_command_line(exec_env, pg):
     lock = _TableLock(pg, env.db)
     secret = pg.password.encode()
     seen = set()
+
+    def both_tools_seen() -> bool:  # psql holds the snapshot open while pg_dump waits on the lock
+        for _pid, cmd in all_cmdlines():
+            assert secret not in cmd
+            seen.update(tool for tool in (b"pg_dump\x00", b"psql\x00") if tool in cmd)
+        return len(seen) == 2
+
     try:
         proc = subprocess.Popen(env.cli_argv("backup", "create", "acme"), env=env.subprocess_env(),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 4
-        while time.monotonic() < deadline:
-            for _pid, cmd in all_cmdlines():
-                assert secret not in cmd
-                for tool in (b"pg_dump\x00", b"psql\x00"):
-                    if tool in cmd:
-                        seen.add(tool)
-            time.sleep(0.02)
+        wait_for("pg_dump and psql to run through the exec channel", both_tools_seen, timeout=60, every=0.02)
     finally:
         lock.release()
     out, err = proc.communicate(timeout=60)

@@ -16,6 +16,7 @@ from conftest import Env
 from dumpsafe.failpoints import ENV, points
 from dumpsafe.storage import open_store
 from stores import fake_aws_env, gcs_server, s3_server, store_section  # noqa: F401  (fixtures)
+from waiting import wait_stopped
 
 BACKUP_POINTS = points("backup")
 COPY_POINTS = points("copy")
@@ -123,10 +124,7 @@ def test_two_concurrent_creates_on_s3_both_succeed(env, tmp_path, request):
                              env={**env.subprocess_env(), ENV: "store.after_multipart_start=stop"},
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 120
-        while open(f"/proc/{first.pid}/stat").read().rsplit(")", 1)[1].split()[0] != "T":
-            assert first.poll() is None and time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_stopped(first)
         second = env.cli("backup", "create", "acme", "--json")
         assert second.code == 0, second.err
     finally:
@@ -192,10 +190,7 @@ def test_s3_unreachable_mid_upload_prints_one_error_and_the_parts_are_swept_late
                             env={**env.subprocess_env(), ENV: "store.after_multipart_start=stop"},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 120
-        while open(f"/proc/{proc.pid}/stat").read().rsplit(")", 1)[1].split()[0] != "T":
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_stopped(proc)
         proxy.cut()
     finally:
         os.kill(proc.pid, signal.SIGCONT)

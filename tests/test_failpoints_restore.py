@@ -18,6 +18,7 @@ from conftest import Env, table_digest
 from dumpsafe.failpoints import ENV, points
 from restore_helpers import databases, tree_state
 from stores import fake_aws_env, s3_server, store_section  # noqa: F401  (fixtures)
+from waiting import wait_for, wait_stopped
 from test_failpoints_backup import assert_all_verify, assert_clean, run_killed, setup
 
 P = "restore."
@@ -171,10 +172,7 @@ def test_a_live_restore_is_left_alone_by_recover(env):
                             env={**env.subprocess_env(), ENV: P + "after_refuse=stop"},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 120
-        while open(f"/proc/{proc.pid}/stat").read().rsplit(")", 1)[1].split()[0] != "T":
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_stopped(proc)
         left = sorted(_leftovers(env))
         r = env.cli("recover", "--json")
         assert r.code == 0, r.err

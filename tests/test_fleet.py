@@ -17,7 +17,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from fleet import Fleet, wait_for
+from fleet import Fleet
+from waiting import process_state, wait_for
 
 from dumpsafe.devcluster import Cluster
 from dumpsafe.scheduler import Scheduler
@@ -132,11 +133,6 @@ def test_one_tick_from_two_schedulers_backs_up_each_tenant_once_within_server_li
     assert max(sampler.peak.values()) <= 2 and sum(sampler.peak.values()) >= 2, sampler.peak
 
 
-def _state(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return "gone"
 
 
 def test_a_worker_killed_mid_backup_loses_nothing(fleet: Fleet):
@@ -151,7 +147,7 @@ def test_a_worker_killed_mid_backup_loses_nothing(fleet: Fleet):
     # the first worker freezes right after the dump object is committed (before the record)
     doomed = fleet.start_worker(concurrency=1, DUMPSAFE_FAILPOINTS="backup.after_dump_commit=stop")
     job = q.defer("backup", tenant, actor="test")
-    wait_for("the worker to stop mid-backup", lambda: _state(doomed.pid) == "T", timeout=60)
+    wait_for("the worker to stop mid-backup", lambda: process_state(doomed.pid) == "T", timeout=60)
     store_dir = fleet.root / "backups"
     assert any(store_dir.rglob("pending/*.json"))  # a live writer's marker and objects, no record
     assert BackupService(config).list() == []

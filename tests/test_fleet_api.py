@@ -10,7 +10,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fleet import Fleet, wait_for
+from fleet import Fleet
+from waiting import wait_for
 from live import LiveServer
 
 from dumpsafe.devcluster import Cluster

@@ -170,4 +170,4 @@ def test_the_target_is_refused_before_any_connection(env):
     finally:
         server.stop()
     assert foreign.status_code == restore.status_code == 403
-    assert own.status_code == 502  # the own target really needs the (unreachable) server
+    assert own.status_code == 503 and own.json()["error"] == "database_unavailable"  # the own target really needs the (unreachable) server

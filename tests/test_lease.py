@@ -14,7 +14,7 @@ import pytest
 
 from datetime import datetime, timedelta, timezone
 
-from fleet import wait_for
+from waiting import wait_for, wait_stopped
 from stores import TcpProxy, fake_aws_env, gcs_server, make_store, s3_server  # noqa: F401  (fixtures)
 
 from dumpsafe.errors import ConflictError
@@ -167,8 +167,7 @@ def test_two_serve_hosts_sharing_a_bucket_run_each_scheduled_backup_once_and_nev
     penv = {**env.subprocess_env(), "DUMPSAFE_FAILPOINTS": "prune.after_delete=stop"}
     p = subprocess.Popen(argv, env=penv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        wait_for("host a's prune to stop mid-way",
-                 lambda: open(f"/proc/{p.pid}/stat").read().rsplit(")", 1)[1].split()[0] == "T", timeout=60)
+        wait_stopped(p, "host a's prune to stop mid-way", timeout=60)
         with pytest.raises(ConflictError, match="a prune of tenant 'acme' is running on"):
             hosts[1].prune("acme")
     finally:

@@ -54,7 +54,9 @@ def test_encrypted_without_or_with_wrong_identity_is_refused(env, encrypted, tmp
     wrong = tmp_path / "wrong.key"
     assert env.cli("keygen", "--output", str(wrong)).code == 0
     r = env.cli("backup", "restore", bid, "--yes", "--identity", str(wrong))
-    assert r.code == 1 and "cannot be decrypted with the identity given" in r.err and "Traceback" not in r.err
+    assert r.code == 2 and "cannot be decrypted with the identity given" in r.err and "Traceback" not in r.err
+    r = env.cli("backup", "restore", bid, "--yes", "--identity", str(wrong), "--json")  # a usage error, not a failed restore
+    assert r.code == 2 and '"kind": "usage"' in r.err
     r = env.cli("backup", "verify", bid, "--identity", str(wrong))
     assert r.code == 2 and "cannot be decrypted" in r.err  # a key error, not a verdict on the backup
     assert db_state(env.pg, env.db) == damaged and tree_state(env.uploads) == tree and databases(env.pg) == dbs

@@ -3,6 +3,8 @@ record the outcome, never leave a scratch database behind."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from restore_helpers import audit_lines, databases, enrich
@@ -23,10 +25,13 @@ def scratch_dbs(pg) -> set[str]:
 
 
 def test_verify_integrity_passes_and_is_recorded(env, bid):
+    t0 = time.monotonic()
     r = env.cli("backup", "verify", bid, "--json")
+    elapsed = time.monotonic() - t0
     assert r.code == 0, r.err
     v = r.json()["last_verification"]
-    assert v["result"] == "passed" and v["kind"] == "integrity" and v["duration_s"] >= 0
+    assert v["result"] == "passed" and v["kind"] == "integrity"
+    assert 0 < v["duration_s"] <= round(elapsed, 3) + 0.001  # measured, and within the command's own time
     assert "2 objects match their SHA-256" in v["detail"] and "3 with table data" in v["detail"]
     assert env.cli("backup", "get", bid, "--json").json()["last_verification"] == v  # stored in the record
 

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import glob
 import os
+import warnings
 from pathlib import Path
 
 import pytest
 
 from dumpsafe.devcluster import Cluster, load_sample
-from dumpsafe.engines.postgres import find_tool
+from dumpsafe.engines.postgres import find_tool, tool_version
+
+PG15_BIN = Path("/usr/lib/postgresql/15/bin")  # Debian's client, what `make test` installs
 
 
 def _pg16_bin() -> Path:
-    pgserver = pytest.importorskip("pgserver", reason="the pgserver wheel (dev extra) ships PostgreSQL 16")
+    with warnings.catch_warnings():  # pgserver's import warns about XDG_RUNTIME_DIR (not ours to fix)
+        warnings.simplefilter("ignore")
+        import pgserver  # the dev extra's wheel ships PostgreSQL 16
     return Path(pgserver.__file__).parent / "pginstall" / "bin"
 
 
@@ -34,11 +40,18 @@ def _config(env, cluster, extra=""):
     env.config_path.write_text(text + extra)
 
 
-def test_older_client_refused_for_newer_server(env, pg16, monkeypatch):
+def test_older_client_refused_for_newer_server(env, pg16, monkeypatch, tmp_path):
+    """The test sets PATH itself: only the PostgreSQL 15 client tools are on it."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("pg_dump", "pg_dumpall", "pg_restore", "psql"):
+        (bin_dir / tool).symlink_to(PG15_BIN / tool)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    assert not [d for d in glob.glob("/usr/lib/postgresql/*/bin") + glob.glob("/usr/pgsql-*/bin")
+                if (tool_version(os.path.join(d, "pg_dump")) or (0,))[0] >= 16], "a PostgreSQL 16+ client is installed system-wide"
     monkeypatch.setenv("ACME_PGPASSWORD", pg16.password)
     newest_local = find_tool("pg_dump")[1]
-    if newest_local[0] >= 16:
-        pytest.skip("this machine has a PostgreSQL 16+ client on PATH already")
+    assert newest_local[0] == 15
     _config(env, pg16)
     r = env.cli("backup", "create", "acme", "--no-uploads")
     assert r.code == 2

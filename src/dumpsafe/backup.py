@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dumpsafe import __version__, crypto
-from dumpsafe.engines import files, postgres
+from dumpsafe.engines import files, pgsnapshot, postgres
 from dumpsafe.engines.inventory import schema_fingerprint
-from dumpsafe.errors import BackupFailed, DumpsafeError, IntegrityError
+from dumpsafe.errors import BackupFailed, DumpsafeError, IntegrityError, first_line
 from dumpsafe.export import record_layout
 from dumpsafe.failpoints import failpoint
 from dumpsafe.index import object_key, objects_prefix, order_key
@@ -90,7 +90,7 @@ class BackupWriter:
             with pending:
                 failpoint("backup.after_pending")
                 try:
-                    with postgres.snapshot(target, db) as snap, ThreadPoolExecutor(2) as counter:
+                    with pgsnapshot.snapshot(target, db) as snap, ThreadPoolExecutor(2) as counter:
                         pg_dump, client_version = svc.pg_tool(target, "pg_dump", snap.server_major)
                         counts = counter.submit(self._count, snap)  # one session: one thread
                         schema = counter.submit(self._schema_fingerprint, target, db, pg_dump, snap)
@@ -114,7 +114,7 @@ class BackupWriter:
                             tables, inventory = counts.result()
                         except Exception as e:
                             raise BackupFailed(
-                                f"tenant {tenant!r}: counting rows of database {db!r} failed: {str(e).splitlines()[0]}"
+                                f"tenant {tenant!r}: counting rows of database {db!r} failed: {first_line(e)}"
                             ) from None
                         schema_sha256 = schema.result()
                     record = BackupRecord(
@@ -141,12 +141,12 @@ class BackupWriter:
         return record
 
     @staticmethod
-    def _count(snap: postgres.DumpSnapshot) -> tuple[dict[str, int], dict]:
+    def _count(snap: pgsnapshot.DumpSnapshot) -> tuple[dict[str, int], dict]:
         tables = snap.count_tables()
         return tables, snap.inventory(tables)
 
     @staticmethod
-    def _schema_fingerprint(target: postgres.PgTarget, db: str, pg_dump: str, snap: postgres.DumpSnapshot) -> str:
+    def _schema_fingerprint(target: postgres.PgTarget, db: str, pg_dump: str, snap: pgsnapshot.DumpSnapshot) -> str:
         with postgres.pg_dump_schema_stream(target, db, pg_dump, snap) as out:
             return schema_fingerprint(out)
 

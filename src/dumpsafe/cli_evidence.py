@@ -26,12 +26,11 @@ def report_cmd(
     out: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to FILE instead of stdout.")] = None,
 ) -> None:
     """Evidence report: schedule vs runs, gaps over max_age, drills and RTO, integrity, encryption, copies, audit."""
-    from dumpsafe.cli import _state
     from dumpsafe.errors import UsageError
     from dumpsafe.report_render import render
     from dumpsafe.fsutil import replace_private
 
-    text = render(_state(ctx).service(reading=True).report(tenant, since=since), fmt.value)
+    text = render(ctx.obj.service(reading=True).report(tenant, since=since), fmt.value)
     if out is None:
         sys.stdout.write(text)
         return
@@ -49,12 +48,11 @@ def backup_history_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Every verification, drill and backup event of one backup, oldest first."""
-    from dumpsafe.cli import _state
     from dumpsafe.errors import NotFoundError
     from dumpsafe.models import validate_backup_id
 
     validate_backup_id(backup_id)
-    events = _state(ctx).service(reading=True).backup_history(backup_id)
+    events = ctx.obj.service(reading=True).backup_history(backup_id)
     if as_json:
         output.emit_json([e.model_dump(mode="json") for e in events])
         return

@@ -15,7 +15,8 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from dumpsafe.errors import ConfigError
+from dumpsafe.errors import ConfigError, UnknownNameError
+from dumpsafe.passwords import read_password
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 _RESTORE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_*?-]{0,62}$")
@@ -327,8 +328,6 @@ class Config(_Strict):
 
     # ---- lookups used by the service -------------------------------------------------
     def tenant(self, name: str) -> TenantConfig:
-        from dumpsafe.errors import UnknownNameError
-
         try:
             return self.tenants[name]
         except KeyError:
@@ -345,8 +344,6 @@ class Config(_Strict):
                 f"tenant {tenant!r} has no store (set tenants.{tenant}.store or default_store, or pass --store)"
             )
         if name not in self.stores:
-            from dumpsafe.errors import UnknownNameError
-
             raise UnknownNameError(f"unknown store {name!r} (configured stores: {', '.join(sorted(self.stores)) or 'none'})")
         return name
 
@@ -373,21 +370,12 @@ def _no_foreign_restore_names(tname: str, t: TenantConfig, tenants: dict[str, Te
 
 def tenant_password(name: str, t: TenantConfig) -> str | None:
     """Read the tenant's password from its env var or file. Never echo it."""
-    if t.password_env:
-        value = os.environ.get(t.password_env)
-        if value is None:
-            raise ConfigError(
-                f"tenant {name!r}: environment variable {t.password_env} is not set (export it or use password_file)"
-            )
-        return value
-    if t.password_file:
-        try:
-            return t.password_file.read_text().rstrip("\r\n")
-        except OSError as e:
-            raise ConfigError(
-                f"tenant {name!r}: cannot read password_file {t.password_file} ({e.strerror}); fix the path or its permissions"
-            ) from None
-    return None
+    return read_password(f"tenant {name!r}", t.password_env, t.password_file)
+
+
+def drill_password(name: str, d: DrillServerConfig) -> str | None:
+    """Read a drill server's password from its env var or file. Never echo it."""
+    return read_password(f"drill server {name!r}", d.password_env, d.password_file)
 
 
 _FRIENDLY = {

@@ -15,6 +15,7 @@ import secrets
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
+from dumpsafe.engines.sqlsession import open_session
 from dumpsafe.errors import DumpsafeError
 
 PROBE_PREFIX = "dumpsafe-check/"
@@ -42,8 +43,6 @@ def _run(subject: str, check: str, fn: Callable[[], str]) -> Check:
 
 
 def check_tenant(service: Any, name: str) -> list[Check]:
-    from dumpsafe.engines.sqlsession import open_session
-
     tcfg = service.config.tenant(name)
     subject = f"tenant {name}"
     out: list[Check] = []

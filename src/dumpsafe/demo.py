@@ -3,11 +3,8 @@ whole cycle with the real CLI, every command shown. Stops what it started at the
 
 from __future__ import annotations
 
-import json
-import os
 import secrets
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -15,63 +12,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.rule import Rule
 
+from dumpsafe.demo_api import api_tour
+from dumpsafe.demo_dashboard import dashboard_tour
+from dumpsafe.demo_offsite import offsite_steps
+from dumpsafe.demo_runner import Demo
+from dumpsafe.demo_schedule import schedule_steps
 from dumpsafe.devcluster import Cluster, load_sample, make_uploads
-
-PASSWORD_ENV = "DEMO_PGPASSWORD"
-
-
-class Demo:
-    def __init__(self, workdir: Path, cluster: Cluster):
-        self.workdir = workdir
-        self.cluster = cluster
-        self.console = Console()
-        self.config = workdir / "dumpsafe.toml"
-        self.env = dict(os.environ, **{PASSWORD_ENV: cluster.password})
-        self.env.pop("DUMPSAFE_CONFIG", None)
-
-    def step(self, title: str) -> None:
-        self.console.print(Rule(f"[bold]{title}"))
-
-    def run(self, *args: str, expect: int = 0, capture_json: bool = False, show: bool = True, config: Path | None = None,
-            env: dict[str, str] | None = None):
-        """Run the real CLI as a user would, showing the command (and any extra environment) and its output."""
-        if show:
-            shown = f"--config {config.relative_to(self.workdir)} " if config else ""
-            extra = "".join(f"{k}={v} " for k, v in (env or {}).items())
-            self.console.print(f"[bold cyan]$ {extra}dumpsafe {shown}{' '.join(args)}[/]", highlight=False)
-        argv = [sys.executable, "-m", "dumpsafe", "--config", str(config or self.config), *args]
-        proc = subprocess.run(argv, env={**self.env, **(env or {})}, cwd=self.workdir, text=True, capture_output=True)
-        if show:
-            if proc.stdout:
-                sys.stdout.write(proc.stdout)
-            if proc.stderr:
-                sys.stdout.write(proc.stderr)
-            sys.stdout.flush()
-        if proc.returncode != expect:
-            raise SystemExit(f"demo: 'dumpsafe {' '.join(args)}' exited {proc.returncode}, expected {expect}")
-        return json.loads(proc.stdout) if capture_json else proc
-
-    def write_config(self, extra: str = "") -> None:
-        self.config.write_text(
-            f"""# dumpsafe demo configuration
-state_dir = ".dumpsafe"
-
-[stores.local]
-kind = "local"
-path = "backups"
-
-[tenants.demo]
-host = "127.0.0.1"
-port = {self.cluster.port}
-user = "postgres"
-password_env = "{PASSWORD_ENV}"
-databases = ["app"]
-uploads = "uploads"
-store = "local"
-retention = {{ last = 3, daily = 7 }}
-max_age = "26h"
-{extra}"""
-        )
 
 
 def run_demo(keep: bool = False) -> None:
@@ -113,23 +59,15 @@ def _cycle(demo: Demo) -> None:
     sys.stdout.write((demo.workdir / ".dumpsafe" / "audit.jsonl").read_text())
     demo.run("audit", "verify")  # the lines are hash-chained: an edited line is named
     # --- stores (issue 4) ---
-    from dumpsafe.demo_offsite import offsite_steps
-
     offsite_steps(demo, bid)
     # --- retention/status (issue 5) ---
-    from dumpsafe.demo_schedule import schedule_steps
-
     schedule_steps(demo)
 
     # --- restore & verify (issue 3) ---
     _restore_cycle(demo)
     # --- serve, tokens, mcp (issue 6) ---
-    from dumpsafe.demo_api import api_tour
-
     api_tour(demo)
     # --- dashboard and evidence report (issue 15): last, it ends with the dashboard's URL ---
-    from dumpsafe.demo_dashboard import dashboard_tour
-
     dashboard_tour(demo)
 
 

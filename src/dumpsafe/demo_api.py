@@ -3,36 +3,15 @@ the remote CLI and MCP. Stops the server it started."""
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
 from typing import Any
 
 import httpx
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from dumpsafe.demo_runner import Demo
+from dumpsafe.devcluster import free_port
 
 
-def _wait_healthy(url: str, proc: subprocess.Popen[Any]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"demo: 'dumpsafe serve' exited {proc.returncode}")
-        try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit("demo: 'dumpsafe serve' did not answer /healthz within 30s")
-
-
-def api_tour(demo: Any) -> None:
+def api_tour(demo: Demo) -> None:
     demo.step("API 1/4. A read-only token for tenant demo: the secret is printed once, only its hash is kept")
     args = ("token", "create", "--tenant", "demo", "--scope", "backups:read", "--name", "demo", "--expires", "1d")
     demo.console.print(f"[bold cyan]$ dumpsafe {' '.join(args)}[/]", highlight=False)
@@ -40,14 +19,10 @@ def api_tour(demo: Any) -> None:
     demo.console.print(f"{token[:16]}… (the rest is the secret; shown in full once, here elided)", highlight=False)
     demo.run("token", "list")
 
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    demo.step(f"API 2/4. dumpsafe serve: REST, MCP over HTTP at /mcp and /metrics on {url}")
-    argv = [sys.executable, "-m", "dumpsafe", "--config", str(demo.config), "serve", "--port", str(port), "--no-scheduler"]
+    port = free_port()
+    demo.step(f"API 2/4. dumpsafe serve: REST, MCP over HTTP at /mcp and /metrics on http://127.0.0.1:{port}")
     demo.console.print(f"[bold cyan]$ dumpsafe serve --port {port} --no-scheduler &[/]", highlight=False)
-    proc = subprocess.Popen(argv, env=demo.env, cwd=demo.workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        _wait_healthy(url, proc)
+    with demo.serving(port) as url:
         headers = {"Authorization": f"Bearer {token}"}
         r = httpx.get(url + "/v1/backups", headers=headers, timeout=30)
         demo.console.print(f"GET /v1/backups -> {r.status_code}: {[b['id'] for b in r.json()]}", highlight=False)
@@ -67,13 +42,6 @@ def api_tour(demo: Any) -> None:
         tools, listed = _mcp_list(url + "/mcp", headers)
         demo.console.print(f"tools: {', '.join(sorted(tools))}", highlight=False)
         demo.console.print(f"list_backups -> {[b['id'] for b in listed]}", highlight=False)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _mcp_list(url: str, headers: dict[str, str]) -> tuple[list[str], list[dict[str, Any]]]:

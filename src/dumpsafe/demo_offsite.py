@@ -4,15 +4,13 @@ on 127.0.0.1 (installed with the dev extra), a stand-in for AWS S3, MinIO or Cep
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from dumpsafe.demo import Demo
+from dumpsafe.demo_runner import Demo
+from dumpsafe.devcluster import free_port
 
 FAKE_AWS = {
     "AWS_ACCESS_KEY_ID": "demo-access-key",
@@ -21,18 +19,12 @@ FAKE_AWS = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _start_moto() -> tuple[subprocess.Popen, str] | None:
     try:
         import moto.server  # noqa: F401
     except ImportError:
         return None
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
@@ -47,7 +39,7 @@ def _start_moto() -> tuple[subprocess.Popen, str] | None:
     return None
 
 
-def offsite_steps(demo: "Demo", backup_id: str) -> None:
+def offsite_steps(demo: Demo, backup_id: str) -> None:
     demo.step("Off-host: an S3-compatible store (moto's S3 server on 127.0.0.1 stands in for S3/MinIO)")
     started = _start_moto()
     if started is None:

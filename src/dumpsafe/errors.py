@@ -90,6 +90,32 @@ class RestoreFailed(DumpsafeError):
     kind = "restore_failed"
 
 
+class DatabaseUnavailable(DumpsafeError):
+    """The PostgreSQL server cannot be reached or refuses the login (down, wrong password, no such database).
+
+    Raised wherever dumpsafe connects (backup, restore, drill, dry run); a backup reports it as
+    ``backup_failed`` (see ``Service.create``), everything else under its own name.
+    """
+
+    http_status = 503
+    kind = "database_unavailable"
+
+
+class SqlFailed(DumpsafeError):
+    """A statement failed on the server; ``sqlstate`` says which kind (e.g. 55006 object in use)."""
+
+    http_status = 502
+    kind = "sql_failed"
+
+    def __init__(self, message: str, sqlstate: str | None = None):
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
+class WrongKey(UsageError):
+    """The stored bytes are intact but the age identity given cannot decrypt them: a usage error, not a verdict."""
+
+
 class StoreError(DumpsafeError):
     """A store could not be read or written."""
 
@@ -131,3 +157,9 @@ class RateLimited(DumpsafeError):
     def __init__(self, message: str, *, retry_after: int = 1):
         super().__init__(message)
         self.retry_after = retry_after
+
+
+def first_line(e: BaseException, default: str | None = None) -> str:
+    """The first line of an exception's text (libraries run on with hints and context), else ``default`` or its type's name."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else (default or type(e).__name__)

@@ -12,6 +12,7 @@ from typing import Any, BinaryIO
 from dumpsafe import fetch
 from dumpsafe.errors import UsageError
 from dumpsafe.pipeline import CHUNK
+from dumpsafe.restore import Restorer
 
 
 def record_layout(client_version: str | None, encrypted: bool) -> dict[str, Any]:
@@ -33,8 +34,6 @@ def record_layout(client_version: str | None, encrypted: bool) -> dict[str, Any]
 def export(svc: Any, backup_id: str, out: BinaryIO, *, uploads: bool = False, identity: Path | None = None,
            actor: str = "local") -> dict[str, Any]:
     """Copy one object's plain bytes into ``out``; return what was written (role, bytes, format)."""
-    from dumpsafe.restore import Restorer
-
     record = svc.get(backup_id)
     role = "uploads" if uploads else "database"
     with svc.audit.record("export", actor, backup_id=record.id, tenant=record.tenant, store=record.store) as ev:

@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator, TypeVar
 import pyrage
 import zstandard
 
-from dumpsafe.errors import DumpsafeError, IntegrityError, RestoreFailed, UsageError
+from dumpsafe.errors import DumpsafeError, IntegrityError, RestoreFailed, UsageError, WrongKey, first_line
 from dumpsafe.models import BackupRecord, ObjectRef
 from dumpsafe.pipeline import CHUNK, Advance, HashingReader
 from dumpsafe.storage import Store
@@ -64,13 +64,13 @@ class PlainStream:
         try:
             while self.read(CHUNK):
                 pass
-        except (zstandard.ZstdError, DecryptFailed) as e:
+        except (zstandard.ZstdError, WrongKey) as e:
             decode_error = e
         self.close()  # the decrypting thread is done with the stored stream before we drain it
         while self._hashed.read(CHUNK):
             pass
         check_digest(self.record, self.ref, self._hashed.hexdigest, self._hashed.count)
-        if isinstance(decode_error, DecryptFailed):
+        if isinstance(decode_error, WrongKey):
             raise decode_error
         if decode_error is not None:
             raise RestoreFailed(
@@ -105,10 +105,6 @@ def check_sizes(store: Store, record: BackupRecord, refs: list[ObjectRef]) -> No
                 f"backup {record.id}: integrity check failed for {ref.key} (stored size {info.size} bytes, "
                 f"recorded {ref.size_bytes}); nothing was changed"
             )
-
-
-class DecryptFailed(RestoreFailed):
-    """The stored bytes are intact but the identity given cannot decrypt them."""
 
 
 def _decompressor(record: BackupRecord, source):
@@ -152,8 +148,8 @@ class _Decrypting:
             self._thread.join()
             if self._error is not None:  # sticky: every later read says the same
                 e = self._error
-                raise DecryptFailed(
-                    f"backup {self._record.id} cannot be decrypted with the identity given ({_first_line(e)}); "
+                raise WrongKey(
+                    f"backup {self._record.id} cannot be decrypted with the identity given ({first_line(e)}); "
                     "is it one of the tenant's keys? Nothing was changed"
                 )
         return data
@@ -188,7 +184,7 @@ def consume(store: Store, record: BackupRecord, ref: ObjectRef, fn: Callable[[Pl
             raise
         except Exception as e:
             stream.finish()  # a tampered object explains the failure better than the symptom
-            raise RestoreFailed(f"backup {record.id}: {ref.key} is not a readable archive ({_first_line(e)})") from None
+            raise RestoreFailed(f"backup {record.id}: {ref.key} is not a readable archive ({first_line(e)})") from None
         stream.finish()
         return result
 
@@ -231,8 +227,3 @@ def spool(store: Store, record: BackupRecord, ref: ObjectRef, path: Path, advanc
     finally:
         if not ok:
             path.unlink(missing_ok=True)
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__

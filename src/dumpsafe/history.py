@@ -28,7 +28,7 @@ from typing import Any, Iterable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer
 
-from dumpsafe.errors import DumpsafeError, ObjectMissing
+from dumpsafe.errors import DumpsafeError, ObjectMissing, UsageError
 from dumpsafe.models import encode_db, rfc3339, utcnow
 
 HISTORY_PREFIX = "history/"
@@ -123,8 +123,6 @@ class History:
                      record: Any = None, error: DumpsafeError | None = None) -> None:
         """The outcome of a verify/drill: the verdict the record now holds (pass or fail), or,
         for an attempt that could not run, the error. A usage mistake (no key) is neither."""
-        from dumpsafe.errors import UsageError
-
         if isinstance(error, UsageError):
             return
         try:

@@ -29,7 +29,7 @@ from dumpsafe.audit import JOB_CONTEXT
 
 log = logging.getLogger(__name__)
 
-TRANSIENT = (errors.BackupFailed, errors.RestoreFailed, errors.ConflictError)
+TRANSIENT = (errors.BackupFailed, errors.RestoreFailed, errors.ConflictError, errors.DatabaseUnavailable, errors.SqlFailed)
 
 
 class TransientJobError(Exception):
@@ -182,7 +182,7 @@ def _drill(rt: Runtime, tenant: str, actor: str) -> list[str]:
 
 def register(app: Any, config: Any) -> dict[str, Any]:
     """Declare the four jobs on a procrastinate App; returns them by kind."""
-    from dumpsafe.queue import QUEUE
+    from dumpsafe.queue_config import QUEUE
 
     retry = JobRetry(config.queue_retry_attempts, config.queue_retry_wait_s)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from dumpsafe import fetch
+from dumpsafe.compare import clean_fixed_properties, known_tables
 from dumpsafe.engines import files, postgres
 from dumpsafe.engines import inventory, pg_globals
 from dumpsafe.engines import pg_restore as pgr
@@ -19,14 +20,9 @@ from dumpsafe.engines.postgres import tool_version
 from dumpsafe.errors import RestoreFailed
 from dumpsafe.models import BackupRecord, ObjectRef
 from dumpsafe.progress import Progress
+from dumpsafe.restore_models import Preflight
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
-
-
-def known_tables(record: BackupRecord) -> set[tuple[str, str]]:
-    from dumpsafe.compare import known_tables as known
-
-    return known(record)
 
 
 def tables_without_data(record: BackupRecord, toc: pgr.Toc) -> list[str]:
@@ -85,8 +81,6 @@ def free_bytes(path: Path) -> int | None:
 
 def preflight(restorer: Any, record: BackupRecord, plan: Any, target: postgres.PgTarget, up_ref: ObjectRef | None,
               progress: Progress) -> Any:
-    from dumpsafe.restore import Preflight
-
     svc = restorer.svc
     st = svc.store(record.store)
     db_ref = restorer._db_ref(record)
@@ -136,8 +130,6 @@ def preflight(restorer: Any, record: BackupRecord, plan: Any, target: postgres.P
                 ({"tablespace"} if opts.no_tablespaces else set())
             changes = inventory.property_diffs(props, live_props, skip=skip)
         elif plan.mode == "clean":
-            from dumpsafe.compare import clean_fixed_properties
-
             fixed = clean_fixed_properties(record, spec, live_props, plan.database, tablespaces=not opts.no_tablespaces)
             problems += fixed
             if not fixed:  # the property statements run and roll back: a role or grant that fails shows here

@@ -24,10 +24,9 @@ import psycopg
 from procrastinate import exceptions as pexc
 from procrastinate import sql as psql
 
-from dumpsafe.errors import DumpsafeError, NotFoundError
-from dumpsafe.queue_config import connect_kwargs
+from dumpsafe.errors import DumpsafeError, NotFoundError, first_line
+from dumpsafe.queue_config import QUEUE, connect_kwargs
 
-QUEUE = "dumpsafe"
 _SCHEMA_LOCK = 0x64756D70  # "dump": serialises schema setup between hosts
 _RESULTS = """
 CREATE TABLE IF NOT EXISTS dumpsafe_job_results (
@@ -98,7 +97,7 @@ class JobQueue:
             return psycopg.connect(self.config.queue, autocommit=autocommit, **self._kw)
         except psycopg.Error as e:
             raise QueueError(f"queue: cannot reach the control-plane database ({type(e).__name__}: "
-                             f"{str(e).strip().splitlines()[0] if str(e).strip() else 'no detail'}); check queue and its password") from None
+                             f"{first_line(e, 'no detail')}); check queue and its password") from None
 
     def _sync(self) -> Any:
         """procrastinate's sync connector, opened once per process (serve, API)."""

@@ -7,11 +7,12 @@ the URL: a URL ends up in process lists, logs and error text.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 from urllib.parse import urlsplit
 
-from dumpsafe.errors import ConfigError
+from dumpsafe.passwords import read_password
+
+QUEUE = "dumpsafe"  # the procrastinate queue every dumpsafe job runs on
 
 
 def check_queue_url(url: str) -> str:
@@ -29,19 +30,8 @@ def check_queue_url(url: str) -> str:
 
 def queue_password(config: Any) -> str | None:
     """The control-plane database password from its env var or file (never echoed)."""
-    if config.queue_password_env:
-        value = os.environ.get(config.queue_password_env)
-        if value is None:
-            raise ConfigError(f"queue: environment variable {config.queue_password_env} is not set "
-                              "(export it or use queue_password_file)")
-        return value
-    if config.queue_password_file:
-        try:
-            return config.queue_password_file.read_text().rstrip("\r\n")
-        except OSError as e:
-            raise ConfigError(f"queue: cannot read queue_password_file {config.queue_password_file} ({e.strerror}); "
-                              "fix the path or its permissions") from None
-    return None
+    return read_password("queue", config.queue_password_env, config.queue_password_file,
+                         env_key="queue_password_env", file_key="queue_password_file")
 
 
 def connect_kwargs(config: Any) -> dict[str, Any]:

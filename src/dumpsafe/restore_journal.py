@@ -45,7 +45,7 @@ from dumpsafe import recovery
 from dumpsafe.engines import databases as dbs
 from dumpsafe.engines import files
 from dumpsafe.engines.dbspec import parse_spec
-from dumpsafe.errors import ConflictError, DumpsafeError
+from dumpsafe.errors import ConflictError, DumpsafeError, first_line
 from dumpsafe.fsutil import fsync_dir, open_private, private_dir
 from dumpsafe.models import encode_db
 
@@ -273,7 +273,7 @@ def replay(svc: "BackupService", tenant: str | None = None, *, held: tuple[str, 
             notes.append(f"warning: the interrupted restore in {path.name} could not be resolved yet ({msg})")
         except Exception as err:  # a database error: the journal stays for the next command
             notes.append(f"warning: the interrupted restore in {path.name} could not be resolved yet "
-                         f"({str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__})")
+                         f"({first_line(err)})")
     spool = sweep_spool(spool_root(svc.config))  # a dead restore's spool (cheap: one directory listing)
     if spool:
         notes.append(f"{len(spool)} spool director{'y' if len(spool) == 1 else 'ies'} of dead restores removed")

@@ -35,6 +35,7 @@ from dumpsafe.errors import ConflictError, RestoreFailed, UsageError
 from dumpsafe.failpoints import failpoint
 from dumpsafe.models import BackupRecord
 from dumpsafe.progress import NULL, Progress
+from dumpsafe.restore import Restorer
 from dumpsafe.restore_models import SelectiveResult, restore_jobs
 
 
@@ -48,8 +49,6 @@ def _count(s: Any, schema: str, table: str) -> int:
 
 class SelectiveRestorer:
     def __init__(self, service: Any):
-        from dumpsafe.restore import Restorer
-
         self.svc = service
         self.base = Restorer(service)  # its plan, tools, spool and identities: reused, not copied
 

@@ -22,6 +22,7 @@ from croniter import croniter
 from dumpsafe import __version__
 from dumpsafe.config import Config, parse_duration
 from dumpsafe.cron import Schedule
+from dumpsafe.errors import UsageError
 
 _DOW = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
 
@@ -205,8 +206,6 @@ def export_systemd(config: Config, config_path: Path, command: str = "dumpsafe")
 
 def write_units(result: Export, directory: Path) -> list[Path]:
     """Each unit into its own file (0644: units hold no secret); returns the paths written."""
-    from dumpsafe.errors import UsageError
-
     try:
         directory.mkdir(parents=True, exist_ok=True)
         written = []

@@ -13,12 +13,12 @@ from typing import Iterator
 
 from dumpsafe.audit import AuditLog
 from dumpsafe.config import Config, tenant_password
-from dumpsafe.engines import postgres
-from dumpsafe.errors import BackupFailed, DamagedRecord, DumpsafeError, NotFoundError, StoreError, UsageError
+from dumpsafe.engines import postgres, sqlsession
+from dumpsafe.errors import BackupFailed, DamagedRecord, DatabaseUnavailable, DumpsafeError, NotFoundError, StoreError, UsageError
 from dumpsafe.failpoints import failpoint
 from dumpsafe.fsutil import secure_config_roots
 from dumpsafe.index import Catalog, Damaged, filter_records, newest_first
-from dumpsafe.models import BackupRecord, utcnow, validate_backup_id
+from dumpsafe.models import ID_RE, BackupRecord, utcnow, validate_backup_id
 from dumpsafe.progress import NULL, Progress
 from dumpsafe.storage import Store, open_store
 from dumpsafe import anomaly, retention, status as status_mod  # issue 5
@@ -27,7 +27,14 @@ from dumpsafe.retention import Decision  # issue 5
 from dumpsafe.status import DatabaseStatus  # issue 5
 from datetime import datetime  # issue 5
 
-from dumpsafe.backup import DUMP_OBJECT, GLOBALS_OBJECT, UPLOADS_OBJECT, BackupWriter  # noqa: F401  (re-exported)
+from dumpsafe.backup import CLOCK_SLACK, DUMP_OBJECT, GLOBALS_OBJECT, UPLOADS_OBJECT, BackupWriter  # noqa: F401  (re-exported)
+from dumpsafe import report
+from dumpsafe.history import History
+from dumpsafe.lease import exclusive
+from dumpsafe.restore import Restorer
+from dumpsafe.restore_selective import SelectiveRestorer
+from dumpsafe import export as exporting
+from dumpsafe.verify import Verifier
 from dumpsafe import recovery
 from dumpsafe import restore_journal  # issue 13: registers its recovery step
 
@@ -96,7 +103,7 @@ class BackupService:
         with self.audit.record("create", actor, tenant=tenant, store=store_name, only_failure=True) as ev:
             target = self.pg_target(tenant)
             if databases:
-                known = tcfg.databases if tcfg.databases is not None else postgres.list_databases(target)
+                known = tcfg.databases if tcfg.databases is not None else sqlsession.list_databases(target)
                 unknown = [d for d in databases if d not in known]
                 if unknown:
                     ev.extra["error_kind"] = "usage"  # a mistyped name is no backup failure (see status.py)
@@ -107,7 +114,7 @@ class BackupService:
                     )
                 dbs = list(dict.fromkeys(databases))
             else:
-                dbs = list(tcfg.databases) if tcfg.databases is not None else postgres.list_databases(target)
+                dbs = list(tcfg.databases) if tcfg.databases is not None else sqlsession.list_databases(target)
             if not dbs:
                 raise BackupFailed(f"tenant {tenant!r} has no databases to back up")
         restore_journal.replay(self, tenant)  # a killed restore of this tenant is finished or undone first
@@ -123,8 +130,8 @@ class BackupService:
                         label=label, pin=pin, actor=actor, progress=progress,
                     )
                 )
-            except DumpsafeError as e:
-                failures.append((db, e))
+            except DumpsafeError as e:  # a server that is down fails a backup: backup_failed, as it always said
+                failures.append((db, BackupFailed(e.message) if isinstance(e, DatabaseUnavailable) else e))
         if failures:
             if len(failures) == 1 and not records:
                 raise failures[0][1]
@@ -231,8 +238,6 @@ class BackupService:
         """What restore() would do (mode, target, uploads destination), read-only and cheap: fronts confirm on it.
         With a selection (tables, schemas, into_schema) it is the selective restore's dry run, which reads the
         dump's table of contents to list exactly what would be created."""
-        from dumpsafe.restore import Restorer
-
         if _selected(tables, schemas, into_schema, keep_old=keep_old, with_globals=with_globals):
             return self.restore_selective(backup_id, tables=tables, schemas=schemas, into_schema=into_schema,
                                           mode=mode, database=database, dry_run=True)
@@ -268,8 +273,6 @@ class BackupService:
 
         with_globals: first create the roles from the backup's globals object that the server lacks.
         tables/schemas/into_schema: only those tables (restore_selective; the uploads tree is left alone)."""
-        from dumpsafe.restore import Restorer
-
         if _selected(tables, schemas, into_schema, keep_old=keep_old, with_globals=with_globals, no_owner=no_owner,
                      owner=owner, no_tablespaces=no_tablespaces, uploads_to=uploads_to):
             return self.restore_selective(backup_id, tables=tables, schemas=schemas, into_schema=into_schema, mode=mode,
@@ -286,8 +289,6 @@ class BackupService:
                           dry_run: bool = False, identity: Path | None = None, actor: str = "local",
                           progress: Progress = NULL):
         """Restore some tables (issue 19): --mode new (a new database) or into_schema (a new schema of the live one)."""
-        from dumpsafe.restore_selective import SelectiveRestorer
-
         return SelectiveRestorer(self).run(backup_id, tables=list(tables or []), schemas=list(schemas or []), mode=mode,
                                            into_schema=into_schema, database=database, dry_run=dry_run,
                                            identity=identity, actor=actor, progress=progress)
@@ -296,17 +297,13 @@ class BackupService:
                actor: str = "local") -> dict:
         """Write a backup's plain pg_dump archive (or uploads tar) to ``out`` (a Path: written whole or not at all;
         else a binary stream), SHA-256 checked on the way (issue 19)."""
-        from dumpsafe.export import export, export_to_file
-
-        fn = export_to_file if isinstance(out, Path) else export
+        fn = exporting.export_to_file if isinstance(out, Path) else exporting.export
         return fn(self, backup_id, out, uploads=uploads, identity=identity, actor=actor)
 
     def verify(
         self, backup_id: str, *, drill: bool = False, identity: Path | None = None, actor: str = "local", progress: Progress = NULL
     ) -> BackupRecord:
         """Check a backup's integrity (and with drill, restore it into a scratch database); record the outcome."""
-        from dumpsafe.verify import Verifier
-
         started = utcnow()
         try:
             rec = Verifier(self).verify(backup_id, drill=drill, identity=identity, actor=actor, progress=progress)
@@ -319,14 +316,10 @@ class BackupService:
     # --- history (issue 15) ---
     @property
     def history(self):
-        from dumpsafe.history import History
-
         return History(self)
 
     def report(self, tenant: str | None = None, *, since: str | None = "90d", until: datetime | None = None):
         """The evidence report (report_model.Report) of one tenant or all, over the window."""
-        from dumpsafe import report
-
         names = [tenant] if tenant is not None else sorted(self.config.tenants)
         if tenant is not None:
             self.config.tenant(tenant)  # raises the unknown-tenant error
@@ -335,8 +328,6 @@ class BackupService:
 
     def backup_history(self, backup_id: str) -> list:
         """Every history event about one backup, oldest first (also after the backup is deleted)."""
-        from dumpsafe.models import ID_RE
-
         validate_backup_id(backup_id)
         return self.history.events(ID_RE.fullmatch(backup_id).group("tenant"), backup_id=backup_id)
 
@@ -547,8 +538,6 @@ class BackupService:
         """Hosts sharing the tenant's store never prune it at once (issue 16): a lease in that store."""
         from contextlib import nullcontext
 
-        from dumpsafe.lease import exclusive
-
         try:
             store = self.store(self.config.store_for(tenant))
         except DumpsafeError:
@@ -632,8 +621,6 @@ def _selected(tables: list[str] | None, schemas: list[str] | None, into_schema: 
 def clock_warnings(records: list[BackupRecord], now: datetime) -> list[str]:
     """A clock that went back more than a minute: behind the newest backup of a
     tenant/database (by sequence), or behind an earlier backup when that one was made."""
-    from dumpsafe.backup import CLOCK_SLACK
-
     out: list[str] = []
     seen: set[tuple[str, str, str]] = set()
     for r in records:  # newest first within each tenant/database

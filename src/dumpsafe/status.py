@@ -11,10 +11,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping
 
+from dumpsafe.audit import BACKUP_ACTION
 from dumpsafe.models import BackupRecord, rfc3339
-
-# audit actions that count as a backup attempt
-BACKUP_ACTIONS = frozenset({"create", "backup", "backup.create"})
 
 
 @dataclass(frozen=True)
@@ -81,7 +79,7 @@ def compute(
     recs = [r for r in records if tenant is None or r.tenant == tenant]
     failures: dict[tuple[str, str | None], list[Mapping[str, Any]]] = {}
     for ev in events:
-        if ev.get("action") in BACKUP_ACTIONS and _failed(ev) and (tenant is None or ev.get("tenant") == tenant):
+        if ev.get("action") == BACKUP_ACTION and _failed(ev) and (tenant is None or ev.get("tenant") == tenant):
             failures.setdefault((ev.get("tenant"), ev.get("database")), []).append(ev)
 
     out: list[DatabaseStatus] = []

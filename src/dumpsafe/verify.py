@@ -12,7 +12,6 @@ The outcome is written into the record's ``last_verification``, pass or fail.
 
 from __future__ import annotations
 
-import os
 import secrets
 import time
 from pathlib import Path
@@ -24,7 +23,8 @@ from dumpsafe.engines import inventory
 from dumpsafe.engines import pg_restore as pgr
 from dumpsafe.engines.databases import finish
 from dumpsafe.engines.sqlsession import open_session
-from dumpsafe.errors import ConfigError, ConflictError, DumpsafeError, IntegrityError, ObjectMissing, RestoreFailed, UsageError
+from dumpsafe.config import drill_password
+from dumpsafe.errors import ConflictError, DumpsafeError, IntegrityError, ObjectMissing, RestoreFailed
 from dumpsafe.models import BackupRecord, Verification, utcnow
 from dumpsafe.preflight import inspect_database, inspect_uploads, tables_without_data
 from dumpsafe.progress import NULL, Progress
@@ -57,8 +57,6 @@ class Verifier:
             failure: DumpsafeError | None = None
             try:
                 detail = self._drill(record, extra, progress) if drill else self._integrity(record, progress)
-            except fetch.DecryptFailed as e:  # a wrong key says nothing about the backup: no verdict
-                raise UsageError(e.message) from None
             except VERDICT_ERRORS as e:
                 failure, detail = e, e.message
             v = Verification(at=utcnow(), result="failed" if failure else "passed", detail=detail,
@@ -104,16 +102,7 @@ class Verifier:
         if name is None:
             return self.svc.pg_target(record.tenant)
         d = self.config.drill_servers[name]
-        password = None
-        if d.password_env:
-            password = os.environ.get(d.password_env)
-            if password is None:
-                raise ConfigError(f"drill server {name!r}: environment variable {d.password_env} is not set")
-        elif d.password_file:
-            try:
-                password = d.password_file.read_text().rstrip("\r\n")
-            except OSError as e:
-                raise ConfigError(f"drill server {name!r}: cannot read password_file {d.password_file} ({e.strerror})") from None
+        password = drill_password(name, d)
         bin_dirs = tuple(p for p in (d.pg_bin_dir, self.config.pg_bin_dir) if p)
         return postgres.PgTarget(tenant=record.tenant, host=d.host, port=d.port, user=d.user, password=password,
                                  bin_dirs=bin_dirs)

@@ -16,8 +16,8 @@ from psycopg import sql
 
 from dumpsafe.engines.dbspec import DbSpec
 from dumpsafe.engines.postgres import PgTarget
-from dumpsafe.engines.sqlsession import Session, SqlError, open_session
-from dumpsafe.errors import ConflictError, RestoreFailed, UsageError
+from dumpsafe.engines.sqlsession import Session, open_session
+from dumpsafe.errors import ConflictError, RestoreFailed, SqlFailed, UsageError, first_line
 
 IDENT_MAX = 63  # NAMEDATALEN - 1, in bytes
 OBJECT_IN_USE = "55006"
@@ -72,7 +72,7 @@ def create_database(s: Session, name: str, spec: DbSpec | None, *, owner: str | 
     for i, st in enumerate(stmts):
         try:
             s.execute(st)
-        except SqlError as e:
+        except SqlFailed as e:
             if i:  # the database exists but its owner could not be set: do not leave it behind
                 _drop(s, name)
             raise RestoreFailed(f"cannot create database {name!r} as the backup describes it: {e.message}") from None
@@ -85,7 +85,7 @@ def apply_properties(s: Session, name: str, spec: DbSpec | None) -> None:
     for st in spec.property_sql(name):
         try:
             s.execute(st)
-        except SqlError as e:
+        except SqlFailed as e:
             raise RestoreFailed(f"cannot give database {name!r} the backup's properties ({e.message}); "
                                 "the target was not touched") from None
 
@@ -137,7 +137,7 @@ def replace_properties(s: Session, name: str, spec: DbSpec | None, *, owner: str
                 raise _Probe
     except _Probe:
         return
-    except SqlError as e:
+    except SqlFailed as e:
         raise RestoreFailed(f"cannot give database {name!r} the backup's properties ({e.message})") from None
 
 
@@ -191,7 +191,7 @@ def sweep_orphans(target: PgTarget) -> list[str]:
                 try:
                     _drop(s, name)
                     dropped.append(name)
-                except SqlError:
+                except SqlFailed:
                     pass
                 finally:
                     s.rows(sql.SQL("SELECT pg_advisory_unlock({}) AS unlocked").format(_lock_key(name)))
@@ -207,7 +207,7 @@ def drop_database(target: PgTarget, name: str) -> str | None:
             _drop(s, name)
         return None
     except Exception as e:  # cleanup must not mask the real failure
-        return _first_line(e)
+        return first_line(e)
 
 
 def refuse_connections(s: Session, name: str) -> None:
@@ -233,7 +233,7 @@ def rename_pair(s: Session, target: str, staging: str, old: str, *, timeout_s: f
                 s.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(t, o))
                 s.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(st, t))
             return
-        except SqlError as e:
+        except SqlFailed as e:
             if e.sqlstate != OBJECT_IN_USE:
                 raise RestoreFailed(f"swapping the restored database into {target!r} failed: {e.message}") from None
             if time.monotonic() > deadline:
@@ -276,7 +276,7 @@ def swap_databases(target_: PgTarget, s: Session, target: str, staging: str, *, 
 def rename_into_place(s: Session, staging: str, target: str, spec: DbSpec | None = None) -> None:
     try:
         s.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(staging), sql.Identifier(target)))
-    except SqlError as e:
+    except SqlFailed as e:
         if e.sqlstate == DUPLICATE_DATABASE:
             raise ConflictError(f"database {target!r} was created by someone else during the restore; nothing was replaced") from None
         raise
@@ -317,7 +317,7 @@ def available_extensions(s: Session) -> set[str]:
 def data_directory(s: Session) -> str | None:
     try:
         return s.rows("SELECT current_setting('data_directory') AS d")[0][0]
-    except SqlError:
+    except SqlFailed:
         return None
 
 
@@ -380,10 +380,5 @@ def _libc_locale_known(s: Session, loc: str) -> bool:
             raise _Probed
     except _Probed:
         return True
-    except SqlError as e:
+    except SqlFailed as e:
         return e.sqlstate == "42501"
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__

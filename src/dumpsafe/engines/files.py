@@ -61,15 +61,21 @@ def archive_tree(root: Path, sink: Writer, tenant: str, on_file: Callable[[int],
     nbytes = 0
     skipped: list[str] = []
 
-    def add_file(tar: tarfile.TarFile, dfd: int, name: str, arc: str) -> None:
-        nonlocal files, nbytes
+    def open_at(dfd: int, name: str, flags: int, arc: str) -> int | None:
+        """``name`` opened relative to its directory's fd; None (and named in ``skipped``) if it changed type meanwhile."""
         try:
-            fd = os.open(name, _FILE_FLAGS, dir_fd=dfd)
+            return os.open(name, flags, dir_fd=dfd)
         except OSError as e:
             if e.errno in _CHANGED:
                 skipped.append(arc)
-                return
+                return None
             raise
+
+    def add_file(tar: tarfile.TarFile, dfd: int, name: str, arc: str) -> None:
+        nonlocal files, nbytes
+        fd = open_at(dfd, name, _FILE_FLAGS, arc)
+        if fd is None:
+            return
         with os.fdopen(fd, "rb") as fh:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
@@ -106,26 +112,23 @@ def archive_tree(root: Path, sink: Writer, tenant: str, on_file: Callable[[int],
                     continue
         dirs = sorted((n, st) for n, st in entries if stat.S_ISDIR(st.st_mode))
         others = sorted((n, st) for n, st in entries if not stat.S_ISDIR(st.st_mode))
+        def member(name: str) -> str:
+            return f"{rel}/{name}" if rel else name
+
         for name, st in dirs:
-            info = _info(name if not rel else f"{rel}/{name}", st, tarfile.DIRTYPE)
-            tar.addfile(info)
+            tar.addfile(_info(member(name), st, tarfile.DIRTYPE))
         for name, st in others:
-            arc = name if not rel else f"{rel}/{name}"
+            arc = member(name)
             if stat.S_ISREG(st.st_mode):
                 add_file(tar, dfd, name, arc)
             elif stat.S_ISLNK(st.st_mode):
                 add_link(tar, dfd, name, arc, st)
         for name, _st in dirs:  # then each subdirectory, depth first (os.walk's order); fds open: the depth
-            arc = name if not rel else f"{rel}/{name}"
+            sub = open_at(dfd, name, _DIR_FLAGS, member(name))
+            if sub is None:
+                continue
             try:
-                sub = os.open(name, _DIR_FLAGS, dir_fd=dfd)
-            except OSError as e:
-                if e.errno in _CHANGED:
-                    skipped.append(arc)
-                    continue
-                raise
-            try:
-                walk(tar, sub, arc)
+                walk(tar, sub, member(name))
             finally:
                 os.close(sub)
 

@@ -14,8 +14,9 @@ from typing import Any
 
 from psycopg import sql
 
-from dumpsafe.engines.sqlsession import Session, SqlError
-from dumpsafe.errors import RestoreFailed
+from dumpsafe.engines.sqlsession import Session
+from dumpsafe.engines.sqlsplit import split_statements
+from dumpsafe.errors import RestoreFailed, SqlFailed
 
 _IDENT = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
 _CREATE_ROLE = re.compile(rf"^CREATE ROLE ({_IDENT})$")
@@ -56,40 +57,6 @@ class GlobalsResult:
 
     def to_json_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def split_statements(text: str) -> list[str]:
-    """SQL statements of a pg_dumpall script (quotes and -- comments respected), whitespace-normalised ends."""
-    out: list[str] = []
-    buf: list[str] = []
-    i, n = 0, len(text)
-    quote: str | None = None
-    while i < n:
-        c = text[i]
-        if quote:
-            buf.append(c)
-            if c == quote:
-                if i + 1 < n and text[i + 1] == quote:  # '' or "" escape
-                    buf.append(text[i + 1])
-                    i += 1
-                else:
-                    quote = None
-        elif c in ("'", '"'):
-            quote = c
-            buf.append(c)
-        elif c == "-" and text.startswith("--", i):
-            j = text.find("\n", i)
-            i = n if j < 0 else j
-            continue
-        elif c == ";":
-            stmt = "".join(buf).strip()
-            if stmt:
-                out.append(stmt)
-            buf = []
-        else:
-            buf.append(c)
-        i += 1
-    return out
 
 
 _QUOTED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
@@ -146,7 +113,7 @@ def create_missing_roles(s: Session, g: Globals, existing: set[str], backup_id: 
                 if group in have and member in have and (group in new or member in new):
                     s.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), sql.Identifier(member)) + sql.SQL(options))
                     granted.append(f"{group} -> {member}")
-    except SqlError as e:
+    except SqlFailed as e:
         raise RestoreFailed(f"cannot create the roles from the globals of backup {backup_id}: {e.message}; "
                             "no role was created and nothing was changed") from None
     return GlobalsResult(roles_created=new, memberships_granted=granted, tablespaces_skipped=sorted(g.tablespaces))

@@ -1,4 +1,4 @@
-"""PostgreSQL: connect, snapshot, count rows, stream pg_dump, find matching client tools.
+"""PostgreSQL: connect, stream pg_dump, find matching client tools.
 
 Passwords reach pg_dump/pg_restore only through the child's environment (PGPASSWORD),
 never argv; psycopg gets it as a keyword, never in a logged DSN.
@@ -16,11 +16,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator
+from typing import IO, TYPE_CHECKING, Iterator
 
 import psycopg
 
-from dumpsafe.errors import BackupFailed, ConfigError
+from dumpsafe.errors import BackupFailed, ConfigError, DatabaseUnavailable, first_line
+
+if TYPE_CHECKING:
+    from dumpsafe.engines.pgsnapshot import DumpSnapshot
 
 STDERR_KEEP = 16 * 1024
 
@@ -163,7 +166,7 @@ def find_exec_tool(target: PgTarget, name: str, min_major: int | None) -> tuple[
 
 # ---- connections -------------------------------------------------------------------------
 def explain_connect_error(target: PgTarget, dbname: str, e: Exception) -> str:
-    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    text = first_line(e)
     low = str(e).lower()
     who = f"tenant {target.tenant!r}"
     if "password authentication failed" in low or "no password supplied" in low:
@@ -190,19 +193,7 @@ def connect(target: PgTarget, dbname: str, *, autocommit: bool = False) -> psyco
             autocommit=autocommit,
         )
     except psycopg.Error as e:
-        raise BackupFailed(explain_connect_error(target, dbname, e)) from None
-
-
-def list_databases(target: PgTarget) -> list[str]:
-    """Every database that can be backed up (not a template, connections allowed)."""
-    from dumpsafe.engines.sqlsession import SqlError, open_session
-
-    q = "SELECT datname FROM pg_database WHERE NOT datistemplate AND datallowconn ORDER BY datname"
-    try:
-        with open_session(target, "postgres") as s:
-            return [r[0] for r in s.rows(q)]
-    except SqlError as e:
-        raise BackupFailed(f"tenant {target.tenant!r}: cannot list databases at {target.where()}: {e.message}") from None
+        raise DatabaseUnavailable(explain_connect_error(target, dbname, e)) from None
 
 
 class _StderrTail(threading.Thread):
@@ -232,36 +223,6 @@ class _StderrTail(threading.Thread):
         errors = [ln for ln in lines if ln.lower().startswith(("error", "detail"))
                   and not any(w in ln.lower() for w in ("command was", "query was"))] or lines[-1:]
         return "; ".join(errors[-2:])
-
-
-@dataclass
-class DumpSnapshot:
-    """An open REPEATABLE READ transaction whose snapshot pg_dump imports."""
-
-    snapshot_id: str
-    server_version: str
-    server_major: int
-    count_tables: Callable[[], dict[str, int]]  # exact counts in this same snapshot
-    inventory: Callable[[dict[str, int]], dict[str, Any]]  # given count_tables(): the rest of what it holds, same snapshot
-
-
-@contextmanager
-def snapshot(target: PgTarget, dbname: str) -> Iterator[DumpSnapshot]:
-    """Export a snapshot through the tenant's SQL session (psycopg directly, or psql through
-    the exec channel); the transaction stays open, and is rolled back, around the block."""
-    from dumpsafe.engines.inventory import count_tables, snapshot_inventory
-    from dumpsafe.engines.sqlsession import SqlError, open_session
-
-    with open_session(target, dbname) as s:
-        try:
-            s.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            snap, version, num = s.rows(
-                "SELECT pg_export_snapshot(), current_setting('server_version'), current_setting('server_version_num')::int"
-            )[0]
-        except SqlError as e:
-            raise BackupFailed(f"tenant {target.tenant!r}: cannot export a snapshot of database {dbname!r}: {e.message}") from None
-        yield DumpSnapshot(snap, version.split()[0], int(num) // 10000, lambda: count_tables(s),
-                           lambda tables: snapshot_inventory(s, tables))
 
 
 @contextmanager

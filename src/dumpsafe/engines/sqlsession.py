@@ -3,7 +3,7 @@
 ``open_session`` gives a psycopg connection for a directly reachable server, or psql driven
 over the tenant's exec channel (container, ssh). Both take composed ``psycopg.sql`` queries
 (identifiers and literals quoted client-side, so psql sees exactly what psycopg would send),
-return rows with real Python types (bool, int, list, None) and raise ``SqlError`` with the
+return rows with real Python types (bool, int, list, None) and raise ``SqlFailed`` with the
 SQLSTATE, so restore code has one path whatever the channel.
 """
 
@@ -18,17 +18,9 @@ import psycopg
 from psycopg import sql
 
 from dumpsafe.engines.postgres import PgTarget, _StderrTail, connect, explain_connect_error
-from dumpsafe.errors import BackupFailed, RestoreFailed
+from dumpsafe.errors import BackupFailed, DatabaseUnavailable, RestoreFailed, SqlFailed, first_line
 
 Query = str | sql.Composable
-
-
-class SqlError(RestoreFailed):
-    """A statement failed on the server; ``sqlstate`` says which kind (e.g. 55006 object in use)."""
-
-    def __init__(self, message: str, sqlstate: str | None = None):
-        super().__init__(message)
-        self.sqlstate = sqlstate
 
 
 class Session(Protocol):
@@ -58,13 +50,13 @@ class PsycopgSession:
         try:
             return [tuple(r) for r in self.conn.execute(query).fetchall()]
         except psycopg.Error as e:
-            raise SqlError(_first_line(e), e.sqlstate) from None
+            raise SqlFailed(first_line(e), e.sqlstate) from None
 
     def execute(self, query: Query) -> None:
         try:
             self.conn.execute(query)
         except psycopg.Error as e:
-            raise SqlError(_first_line(e), e.sqlstate) from None
+            raise SqlFailed(first_line(e), e.sqlstate) from None
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -72,7 +64,7 @@ class PsycopgSession:
             with self.conn.transaction():
                 yield
         except psycopg.Error as e:
-            raise SqlError(_first_line(e), e.sqlstate) from None
+            raise SqlFailed(first_line(e), e.sqlstate) from None
 
     def close(self) -> None:
         self.conn.close()
@@ -99,7 +91,7 @@ class PsqlAdminSession:
             self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                          env=target.env(), text=True, encoding="utf-8", errors="replace", bufsize=1)
         except OSError as e:
-            raise BackupFailed(f"tenant {target.tenant!r}: cannot start {argv[0]} ({e.strerror})") from None
+            raise DatabaseUnavailable(f"tenant {target.tenant!r}: cannot start {argv[0]} ({e.strerror})") from None
         self.tail = _StderrTail(self.proc.stderr.buffer, target.password)  # type: ignore[union-attr]
         self.tail.start()
         self._send(target.password_line().decode())
@@ -130,13 +122,13 @@ class PsqlAdminSession:
                     raise RestoreFailed(f"tenant {self.target.tenant!r}: psql in the exec target is older than 12 "
                                         "(install a newer PostgreSQL client there, or point pg_bin_dir at one)")
                 if status != "00000":
-                    raise SqlError(" ".join(message).strip().removeprefix("ERROR:  ") or f"SQLSTATE {status}", status)
+                    raise SqlFailed(" ".join(message).strip().removeprefix("ERROR:  ") or f"SQLSTATE {status}", status)
                 return out
             else:
                 message.append(line)
         self.proc.wait()
         self.tail.join(timeout=5)
-        raise BackupFailed(explain_connect_error(self.target, self.dbname, Exception(self.tail.text() or "psql exited")))
+        raise DatabaseUnavailable(explain_connect_error(self.target, self.dbname, Exception(self.tail.text() or "psql exited")))
 
     def rows(self, query: Query) -> list[tuple[Any, ...]]:
         text = render(query).strip().rstrip(";")
@@ -154,7 +146,7 @@ class PsqlAdminSession:
         except BaseException:
             self._run("ROLLBACK")
             raise
-        self._run("COMMIT")  # a failed COMMIT raises SqlError (psql has rolled back)
+        self._run("COMMIT")  # a failed COMMIT raises SqlFailed (psql has rolled back)
 
     def close(self) -> None:
         try:
@@ -181,6 +173,13 @@ def open_session(target: PgTarget, dbname: str) -> Iterator[Session]:
         s.close()
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
+def list_databases(target: PgTarget) -> list[str]:
+    """Every database that can be backed up (not a template, connections allowed)."""
+    q = "SELECT datname FROM pg_database WHERE NOT datistemplate AND datallowconn ORDER BY datname"
+    try:
+        with open_session(target, "postgres") as s:
+            return [r[0] for r in s.rows(q)]
+    except DatabaseUnavailable as e:  # listing is the first step of a backup: backup_failed, as it always said
+        raise BackupFailed(e.message) from None
+    except SqlFailed as e:
+        raise BackupFailed(f"tenant {target.tenant!r}: cannot list databases at {target.where()}: {e.message}") from None

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import IO, Callable
 
 from dumpsafe.engines.postgres import _StderrTail
+from dumpsafe.engines.sqlsplit import split_statements
 from dumpsafe.errors import RestoreFailed
 
 # Longest first: "TABLE DATA" must win over "TABLE".
@@ -163,7 +164,7 @@ class SqlScan:
 
     def _flush(self) -> None:
         if self._buf:
-            self.database_sql.extend(split_statements("\n".join(self._buf)))
+            self.database_sql.extend(split_statements("\n".join(self._buf), drop_meta=True))
         self._buf = []
 
     def close(self) -> None:
@@ -172,45 +173,6 @@ class SqlScan:
 
 def _split_idents(text: str) -> list[str]:
     return [p.strip() for p in re.findall(r'"(?:[^"]|"")*"|[^,]+', text) if p.strip()]
-
-
-def split_statements(text: str) -> list[str]:
-    """SQL text -> statements (without the final ';'), quotes respected; comments and meta lines dropped."""
-    out: list[str] = []
-    cur: list[str] = []
-    i, n = 0, len(text)
-    quote: str | None = None
-    while i < n:
-        ch = text[i]
-        started = any(not c.isspace() for c in cur[:64]) or len(cur) > 64
-        if quote:
-            cur.append(ch)
-            if ch == quote:
-                if i + 1 < n and text[i + 1] == quote:
-                    cur.append(text[i + 1])
-                    i += 1
-                else:
-                    quote = None
-        elif ch in ("'", '"'):
-            quote = ch
-            cur.append(ch)
-        elif ch == "-" and text.startswith("--", i) and not started:
-            i = text.find("\n", i)
-            i = n if i < 0 else i
-            continue
-        elif ch == "\\" and not started:
-            i = text.find("\n", i)
-            i = n if i < 0 else i
-            continue
-        elif ch == ";":
-            stmt = "".join(cur).strip()
-            if stmt:
-                out.append(stmt)
-            cur = []
-        else:
-            cur.append(ch)
-        i += 1
-    return out
 
 
 def parse_toc(listing: str, known_tables: set[tuple[str, str]] = frozenset(), owners: set[str] = frozenset()) -> Toc:

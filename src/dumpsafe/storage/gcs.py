@@ -310,6 +310,3 @@ class GCSStore(BucketStore):
             if isinstance(err, ObjectMissing):
                 return
             raise err from None
-
-    def url(self, key: str = "") -> str:
-        return f"gs://{self.bucket}/{self.prefix}{key}"
