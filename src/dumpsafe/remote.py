@@ -88,11 +88,20 @@ class RemoteService:
         actor: str = "local",
         progress: Progress = NULL,
     ) -> list[BackupRecord]:
+        records, job = self.submit_create(tenant, databases=databases, store=store, uploads=uploads, label=label, pin=pin)
+        if job is not None:  # 202: a queue is configured; follow the job to its end (issue 16)
+            records = [BackupRecord.model_validate(self._call("GET", f"/v1/backups/{bid}")) for bid in self.wait_job(job["id"])]
+        return records
+
+    def submit_create(self, tenant: str, *, databases: list[str] | None = None, store: str | None = None,
+                      uploads: bool = True, label: str | None = None,
+                      pin: bool = False) -> tuple[list[BackupRecord], dict[str, Any] | None]:
+        """POST the backup: (its records, None) when the server ran it, ([], the job) when it queued it."""
         body = {"tenant": tenant, "databases": databases, "store": store, "uploads": uploads, "label": label, "pin": pin}
         got = self._call("POST", "/v1/backups", json=body, timeout=LONG)
-        if isinstance(got, dict):  # 202: a queue is configured; follow the job to its end (issue 16)
-            got = [self._call("GET", f"/v1/backups/{bid}") for bid in self.wait_job(got["id"])]
-        return [BackupRecord.model_validate(r) for r in got]
+        if isinstance(got, dict):
+            return [], got
+        return [BackupRecord.model_validate(r) for r in got], None
 
     def wait_job(self, job_id: int, poll_s: float = 0.5) -> list[str]:
         """Follow a queued job until it ends; its backup IDs, or its error as a BackupFailed."""

@@ -47,8 +47,11 @@ def _shown(svc: Any, info: Any) -> dict[str, Any]:
 def submit_backup(svc: Any, queue: Any, body: CreateBackup) -> dict[str, Any]:
     """Check the caller may create this backup, then queue it (a waiting one for the tenant answers instead)."""
     svc.authorize_create(body.tenant, body.store)
-    info = queue.defer("backup", body.tenant, None, databases=body.databases, store=body.store, uploads=body.uploads,
-                       label=body.label, pin=body.pin, actor=svc.caller.actor)
+    from dumpsafe.queue import audited_defer
+
+    info = audited_defer(svc.service.audit, svc.caller.actor, "backup", body.tenant, lambda: queue.defer(
+        "backup", body.tenant, None, databases=body.databases, store=body.store, uploads=body.uploads,
+        label=body.label, pin=body.pin, actor=svc.caller.actor))
     return _shown(svc, info)
 
 
