@@ -198,6 +198,23 @@ def test_the_sqlite_cache_is_updated_row_by_row(make_store, host, tmp_path):
     assert json.loads(db.execute("SELECT json FROM records WHERE tenant='t4' LIMIT 1").fetchone()[0])["tenant"] == "t4"
 
 
+def test_a_damaged_cache_file_is_started_afresh(make_store, host, tmp_path, caplog):
+    """The cache is written without fsync (it only saves reads): a file a host crash left
+    damaged is replaced by an empty one and refilled from the store, never an error."""
+    _, store = make_store("local")
+    fill(host(store), 20)
+    cache_dir = tmp_path / "state" / "cache"
+    cache_dir.mkdir(parents=True, mode=0o700)
+    path = cache_dir / "catalog.sqlite3"
+    path.write_bytes(b"SQLite format 3\x00" + b"\xff" * 4080)  # a torn header page
+    path.chmod(0o600)
+    cat = Catalog(store, cache_dir, clock=later)
+    assert len(cat.records()) == 20
+    assert "catalog cache" in caplog.text and "is damaged" in caplog.text
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert sqlite3.connect(path).execute("SELECT count(*) FROM records").fetchone()[0] == 20
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_write_running_while_a_manifest_is_made_is_seen(kind, make_store, host):
     """Its change note is covered by the manifest, its record lands just after: a reader

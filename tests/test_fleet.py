@@ -124,6 +124,13 @@ def test_one_tick_from_two_schedulers_backs_up_each_tenant_once_within_server_li
     creates = [l for l in lines if l["action"] == "create" and l["outcome"] == "ok"]
     assert len(creates) == TENANTS
     assert all(isinstance(l.get("job_id"), int) and l.get("worker_host") for l in creates)
+    assert sorted(l["job_id"] for l in creates) == [j[0] for j in jobs]
+    # each serve host audited its queueing: the first to reach a tenant's fire with the job's ID
+    queue_lines = [l for l in lines if l["action"] == "queue"]
+    assert len(queue_lines) == 2 * TENANTS
+    assert all(l["actor"] == "scheduler" and l["operation"] == "backup" and l["outcome"] == "ok" for l in queue_lines)
+    assert sorted(l["job_id"] for l in queue_lines if not l.get("already_queued")) == [j[0] for j in jobs]
+    assert sorted(l["tenant"] for l in queue_lines if l.get("already_queued")) == sorted(fleet.tenants)
     by_server: dict[int, list] = {}
     for l in creates:
         start = datetime.fromisoformat(l["time"].replace("Z", "+00:00"))
@@ -131,6 +138,9 @@ def test_one_tick_from_two_schedulers_backs_up_each_tenant_once_within_server_li
         by_server.setdefault(port, []).append((start, start + timedelta(seconds=l["duration_s"])))
     assert max(_overlap(v) for v in by_server.values()) <= 2, by_server
     assert max(sampler.peak.values()) <= 2 and sum(sampler.peak.values()) >= 2, sampler.peak
+    print(f"fleet: {TENANTS} tenants, {len(jobs)} jobs, {len(records)} backups all verified; most dumps at once per "
+          f"server: sampled {sorted(sampler.peak.values())}, from audit {sorted(_overlap(v) for v in by_server.values())}; "
+          f"hosts {sorted({l['worker_host'] for l in creates})}")  # for bench/FLEET.md (pytest -rA)
 
 
 

@@ -3,6 +3,7 @@ under the tenant rules; the remote CLI follows the job to its records."""
 
 from __future__ import annotations
 
+import json
 import secrets
 import subprocess
 import sys
@@ -34,13 +35,14 @@ def served_fleet(pg: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
     queue_for(service.config).ensure_schema()
     store = TokenStore(service.state_dir)
-    tokens = {}
+    tokens, ids = {}, {}
     for who, kw in {"t000": dict(tenant="t000", scopes=list(SCOPES)), "t001": dict(tenant="t001", scopes=list(SCOPES)),
                     "read": dict(tenant="t000", scopes=[READ]), "admin": dict(tenant=None, scopes=list(SCOPES))}.items():
-        tokens[who] = store.create(name=who, **kw)[1]
+        info, tokens[who] = store.create(name=who, **kw)
+        ids[who] = info.id
     server = LiveServer(create_app(service, mcp=False)).start()
     try:
-        yield f, server.url, tokens
+        yield f, server.url, tokens, ids
     finally:
         server.stop()
         f.stop_workers()
@@ -55,7 +57,7 @@ def _h(token: str) -> dict[str, str]:
 
 
 def test_create_answers_202_and_the_job_is_seen_only_by_its_tenant(served_fleet):
-    f, url, tok = served_fleet
+    f, url, tok, ids = served_fleet
     with httpx.Client(base_url=url, timeout=30) as http:
         r = http.post("/v1/backups", json={"tenant": "t000"}, headers=_h(tok["t000"]))
         assert r.status_code == 202, r.text
@@ -84,11 +86,21 @@ def test_create_answers_202_and_the_job_is_seen_only_by_its_tenant(served_fleet)
         rec = http.get(f"/v1/backups/{done['backup_ids'][0]}", headers=_h(tok["t000"]))
         assert rec.status_code == 200 and rec.json()["tenant"] == "t000"
 
+    # the API host audited the queueing (job, operation, tenant, actor), the worker the run (job, host)
+    lines = [json.loads(l) for l in (f.root / "state" / "audit.jsonl").read_text().splitlines()]
+    queued = [l for l in lines if l["action"] == "queue"]
+    assert [(l["job_id"], l["operation"], l["tenant"], l["actor"], l["outcome"]) for l in queued] == [
+        (job["id"], "backup", "t000", ids["t000"], "ok"), (job["id"], "backup", "t000", ids["t000"], "ok")]
+    assert "already_queued" not in queued[0] and queued[1]["already_queued"] is True
+    (created,) = [l for l in lines if l["action"] == "create" and l["outcome"] == "ok"]
+    assert created["job_id"] == job["id"] and created["actor"] == ids["t000"]
+    assert created["worker_host"] and admin_view["worker"].startswith(created["worker_host"] + "/")
+
 
 def test_remote_cli_follows_the_queued_job_to_its_records(served_fleet):
     import json
 
-    f, url, tok = served_fleet
+    f, url, tok, _ = served_fleet
     f.start_worker(concurrency=1)
     env = f.env(DUMPSAFE_SERVER=url, DUMPSAFE_TOKEN=tok["t001"])
     env.pop("DUMPSAFE_CONFIG", None)
@@ -97,3 +109,37 @@ def test_remote_cli_follows_the_queued_job_to_its_records(served_fleet):
     assert p.returncode == 0, p.stderr
     (rec,) = json.loads(p.stdout)
     assert rec["tenant"] == "t001" and rec["status"] == "completed"
+
+
+def test_no_wait_prints_the_job_and_wait_follows_it(served_fleet):
+    """`backup create --no-wait` against a queueing server prints the job's ID (--json: the
+    job) and returns; `--wait` (the default) follows the job and prints its records."""
+    import json
+
+    f, url, tok, _ = served_fleet
+    env = f.env(DUMPSAFE_SERVER=url, DUMPSAFE_TOKEN=tok["t001"])
+    env.pop("DUMPSAFE_CONFIG", None)
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "dumpsafe", "backup", "create", "t001", *args],
+                              capture_output=True, text=True, env=env, timeout=120)
+
+    p = cli("--no-wait")  # no worker runs yet: the job waits
+    assert p.returncode == 0, p.stderr
+    job_id = int(p.stdout.strip())
+    assert f"queued as job {job_id}" in p.stderr
+    (job,) = f.jobs()
+    assert job[0] == job_id and job[2] == "todo"
+    p = cli("--no-wait", "--json")
+    assert p.returncode == 0, p.stderr
+    again = json.loads(p.stdout)
+    assert again["id"] == job_id and again["status"] == "todo" and again["already_queued"] is True
+
+    f.start_worker(concurrency=1)
+    p = cli("--wait", "--json")  # answers the waiting job (or a new one once it ran) and follows it
+    assert p.returncode == 0, p.stderr
+    (rec,) = json.loads(p.stdout)
+    assert rec["tenant"] == "t001" and rec["status"] == "completed"
+    with httpx.Client(base_url=url, timeout=30) as http:
+        done = http.get(f"/v1/jobs/{job_id}", headers=_h(tok["t001"])).json()
+    assert done["status"] == "succeeded"

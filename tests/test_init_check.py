@@ -83,3 +83,48 @@ def test_config_check_names_each_failure_and_exits_1(env, tmp_path, monkeypatch)
 def test_config_check_refuses_server_mode(env):
     r = env.cli("--server", "http://127.0.0.1:1", "config", "check", "--json")
     assert r.code == 2 and json.loads(r.err)["kind"] == "usage"
+
+
+def test_config_check_tests_the_queue(env, pg):
+    """Issue 16: with a queue, `config check` connects to the control-plane PostgreSQL and
+    checks the job queue's schema is applied, naming how to apply it when it is not."""
+    import secrets
+
+    from conftest import PASSWORD_ENV
+
+    from dumpsafe.queue import JobQueue
+
+    queue_db = "q_" + secrets.token_hex(4)
+    pg.create_database(queue_db)
+    try:
+        env.extra_toml = f'queue = "postgresql://postgres@127.0.0.1:{pg.port}/{queue_db}"\nqueue_password_env = "{PASSWORD_ENV}"'
+        env.write_config()
+        r = env.cli("config", "check", "--json")
+        assert r.code == 1
+        row = _rows(r)[("queue", "control-plane database")]
+        assert not row["ok"] and f"schema is not applied in database '{queue_db}'" in row["detail"]
+        assert "start 'dumpsafe worker' or 'dumpsafe serve' once" in row["detail"]
+        assert [k for k, c in _rows(r).items() if not c["ok"]] == [("queue", "control-plane database")]
+
+        JobQueue(env.config()).ensure_schema()
+        r = env.cli("config", "check", "--json")
+        assert r.code == 0, r.out
+        row = _rows(r)[("queue", "control-plane database")]
+        assert row["ok"] and f"database '{queue_db}'" in row["detail"] and "job tables are there" in row["detail"]
+
+        env.extra_toml = (f'queue = "postgresql://postgres@127.0.0.1:{pg.port}/{queue_db}"\n'
+                          'queue_password_env = "QUEUE_PW_WRONG"')
+        env.write_config()
+        env_pw = "wrong-" + secrets.token_hex(4)
+        import os
+
+        os.environ["QUEUE_PW_WRONG"] = env_pw
+        try:
+            r = env.cli("config", "check", "--json")
+        finally:
+            del os.environ["QUEUE_PW_WRONG"]
+        row = _rows(r)[("queue", "control-plane database")]
+        assert r.code == 1 and not row["ok"] and "cannot reach the control-plane database" in row["detail"]
+        assert env_pw not in r.out + r.err
+    finally:
+        pg.drop_database(queue_db)

@@ -62,19 +62,34 @@ class CatalogCache:
     """One connection to the cache file; every method is a short transaction."""
 
     def __init__(self, cache_dir: Path | None):
-        if cache_dir is None:
-            self.db = sqlite3.connect(":memory:", check_same_thread=False)
-        else:
-            path = private_dir(Path(cache_dir)) / CACHE_FILE
-            if not path.exists():
+        self.path: Path | None = None
+        if cache_dir is not None:
+            self.path = private_dir(Path(cache_dir)) / CACHE_FILE
+            if not self.path.exists():
                 for old in Path(cache_dir).glob("index-*.json"):  # the JSON cache of older versions
                     old.unlink(missing_ok=True)
-                try:
-                    open_private(path).close()  # 0600 before SQLite writes a byte (issue 12)
-                except FileExistsError:
-                    pass
-            self.db = sqlite3.connect(path, timeout=60, check_same_thread=False)
-        self.db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            self._open()
+        except sqlite3.DatabaseError as e:  # a damaged file (a host crash mid-write): it only saves reads
+            log.warning("catalog cache %s is damaged (%s); starting an empty one", self.path, e)
+            if getattr(self, "db", None) is not None:
+                self.db.close()
+            if self.path is not None:
+                self.path.unlink(missing_ok=True)
+            self._open()
+
+    def _open(self) -> None:
+        if self.path is None:
+            self.db = sqlite3.connect(":memory:", check_same_thread=False)
+        else:
+            try:
+                open_private(self.path).close()  # 0600 before SQLite writes a byte (issue 12)
+            except FileExistsError:
+                pass
+            self.db = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
+        # a rebuildable cache: no fsync per commit (loading a 100,000-record manifest wrote ~170 MB
+        # and waited for the disk); a file a host crash damaged is detected here and started afresh
+        self.db.execute("PRAGMA synchronous=OFF")
         self.db.execute("PRAGMA cache_size=-65536")  # 64 MiB of pages: a 100,000-record load stays in memory
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
         if version != SCHEMA_VERSION:  # a cache is disposable: rebuild it rather than migrate

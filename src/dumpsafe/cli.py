@@ -136,13 +136,28 @@ def backup_create(
     label: Annotated[Optional[str], typer.Option("--label", help="Free text kept in the record.")] = None,
     pin: Annotated[bool, typer.Option("--pin", help="Never prune this backup.")] = False,
     as_json: JsonOpt = False,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help=(
+        "With --server and a queue (the server answers 202): follow the job to its end and print the records "
+        "(default), or print the job's ID (--json: the job) and return at once."))] = True,
 ) -> None:
     """Back up a tenant's databases (and uploads) to a store."""
     svc = _state(ctx).service()
-    records = svc.create(
-        tenant, databases=database or None, store=store, uploads=not no_uploads, label=label, pin=pin,
-        progress=output.progress_for(as_json),
-    )
+    if not wait and hasattr(svc, "submit_create"):  # issue 16: --no-wait against a queueing server
+        records, job = svc.submit_create(tenant, databases=database or None, store=store, uploads=not no_uploads,
+                                         label=label, pin=pin)
+        if job is not None:
+            if as_json:
+                output.emit_json(job)
+            else:
+                print(job["id"])
+                output.info(f"queued as job {job['id']}{' (already waiting)' if job.get('already_queued') else ''}; "
+                            f"GET /v1/jobs/{job['id']} shows its state")
+            return
+    else:
+        records = svc.create(
+            tenant, databases=database or None, store=store, uploads=not no_uploads, label=label, pin=pin,
+            progress=output.progress_for(as_json),
+        )
     for r in records:
         if getattr(r, "clock_behind_s", None):
             output.info(f"warning: the clock is {r.clock_behind_s:.0f}s behind the newest earlier backup of "

@@ -4,8 +4,9 @@ The config itself has been validated by loading it. Then, per tenant: its passwo
 readable, its server answers (directly or through ``exec``), a ``pg_dump`` of the server's
 major version or newer is found (inside the exec target when there is one), the databases
 it lists exist, and its uploads tree is a readable directory. Per store: it is reachable
-and writable (a small probe object is written, read back and deleted). Each check is one
-row; nothing else is changed.
+and writable (a small probe object is written, read back and deleted). With a ``queue``:
+the control-plane PostgreSQL answers and the job queue's tables are applied. Each check is
+one row; nothing else is changed.
 """
 
 from __future__ import annotations
@@ -116,7 +117,28 @@ def check_store(service: Any, name: str) -> Check:
     return _run(f"store {name}", "read/write", probe)
 
 
+def check_queue(config: Any) -> Check:
+    """With ``queue`` set: the control-plane database answers and holds the job tables."""
+    def probe() -> str:
+        from dumpsafe.queue import JobQueue
+
+        queue = JobQueue(config)
+        with queue.connect() as c:
+            version = c.execute("SELECT current_setting('server_version')").fetchone()[0]
+            where = f"database {c.info.dbname!r} at {c.info.host}:{c.info.port}"
+            missing = [t for t in ("procrastinate_jobs", "procrastinate_workers", "dumpsafe_job_results")
+                       if c.execute("SELECT to_regclass(%s)", (t,)).fetchone()[0] is None]
+        if missing:
+            raise DumpsafeError(f"the job queue's schema is not applied in {where} (table {missing[0]} is missing); "
+                                f"start 'dumpsafe worker' or 'dumpsafe serve' once with this config: either applies it")
+        return f"PostgreSQL {version}, {where}: the job tables are there"
+
+    return _run("queue", "control-plane database", probe)
+
+
 def run_checks(service: Any) -> list[Check]:
     checks = [c for name in sorted(service.config.tenants) for c in check_tenant(service, name)]
     checks += [check_store(service, name) for name in sorted(service.config.stores)]
+    if getattr(service.config, "queue", None):
+        checks.append(check_queue(service.config))
     return checks

@@ -191,6 +191,20 @@ class JobQueue:
             )
 
 
+def audited_defer(audit: Any, actor: str, kind: str, tenant: str, defer: Any) -> Any:
+    """Queue a job through ``defer()`` with one audit line on the queueing host: action
+    ``queue``, the job's kind as ``operation``, its ``job_id`` (None: already queued elsewhere),
+    tenant and actor; a failure to queue is audited as failed. Workers' lines for the job
+    carry the same ``job_id`` (and their ``worker_host``)."""
+    with audit.record("queue", actor, tenant=tenant) as ev:
+        got = defer()
+        job_id = got.id if isinstance(got, JobInfo) else got
+        ev.extra.update(operation=kind, job_id=job_id)
+        if got is None or (isinstance(got, JobInfo) and got.already_queued):
+            ev.extra["already_queued"] = True  # another request or serve host queued it (and audited that)
+    return got
+
+
 _QUEUES: dict[int, JobQueue] = {}
 _QUEUES_LOCK = threading.Lock()
 

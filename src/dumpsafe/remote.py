@@ -14,10 +14,11 @@ import time
 from typing import Any
 
 import httpx
+from pydantic import BaseModel
 
 from dumpsafe import errors
 from dumpsafe.errors import DumpsafeError, UsageError
-from dumpsafe.models import validate_backup_id
+from dumpsafe.models import BackupRecord, validate_backup_id
 from dumpsafe.operations import BY_NAME, Operation
 from dumpsafe.service import BackupService
 
@@ -81,8 +82,8 @@ class RemoteService:
         unavailable()
 
     # ---- the service surface: every operation of the registry -------------------------------
-    def _operation(self, op: Operation, *args: Any, **kwargs: Any) -> Any:
-        """Call ``op`` with the service method's own arguments; answer the service's own result."""
+    def _send(self, op: Operation, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, BaseModel | None]:
+        """Call ``op`` with the service method's own arguments; the wire answer and the parameters sent."""
         backup_id, values = _bind(op, args, kwargs)
         path = op.path.replace("{backup_id}", validate_backup_id(backup_id)) if op.by_backup else op.path
         params = op.params.model_construct(**values) if op.params else None
@@ -92,10 +93,22 @@ class RemoteService:
                             for k, v in params.model_dump().items() if v is not None}
         elif params is not None:
             kw["json"] = params.model_dump()
-        got = self._call(op.method, path, **kw)
+        return self._call(op.method, path, **kw), params
+
+    def _operation(self, op: Operation, *args: Any, **kwargs: Any) -> Any:
+        """Call ``op`` with the service method's own arguments; answer the service's own result."""
+        got, params = self._send(op, args, kwargs)
         if op.queued and isinstance(got, dict):  # 202: a queue is configured; follow the job to its end (issue 16)
             got = [self._call("GET", f"/v1/backups/{bid}") for bid in self.wait_job(got["id"])]
         return op.result.load(got, params)
+
+    def submit_create(self, tenant: str, **kwargs: Any) -> tuple[list[BackupRecord], dict[str, Any] | None]:
+        """POST the backup: (its records, None) when the server ran it, ([], the job) when it queued it (--no-wait)."""
+        op = BY_NAME["create"]
+        got, params = self._send(op, (tenant,), kwargs)
+        if op.queued and isinstance(got, dict):
+            return [], got
+        return op.result.load(got, params), None
 
     def wait_job(self, job_id: int, poll_s: float = 0.5) -> list[str]:
         """Follow a queued job until it ends; its backup IDs, or its error as a BackupFailed."""

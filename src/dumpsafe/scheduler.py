@@ -233,7 +233,10 @@ class Scheduler:
         """Queue the fire for the workers, once for the whole fleet (however many serve processes)."""
         try:
             dbs = self.config.tenant(run.tenant).databases
-            run.job_id = self.queue.defer_tick(run.kind, run.tenant, run.fire, list(dbs) if dbs else None)
+            from dumpsafe.queue import audited_defer
+
+            run.job_id = audited_defer(self.service.audit, ACTOR, run.kind, run.tenant, lambda: self.queue.defer_tick(
+                run.kind, run.tenant, run.fire, list(dbs) if dbs else None))
         except DumpsafeError as e:
             run.outcome, run.detail = "failed", e.message
             log.warning("could not queue the %s of %s due %s: %s", run.kind, run.tenant, run.fire, e.message)

@@ -18,6 +18,7 @@ from dumpsafe.api.schemas import errors
 from dumpsafe.auth import READ
 from dumpsafe.errors import NotFoundError
 from dumpsafe.operations import CreateBackup
+from dumpsafe.queue import audited_defer
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 JobId = Annotated[int, Path(ge=1, le=2**63 - 1, description="A job ID (from a 202 answer).")]
@@ -48,7 +49,8 @@ def _shown(svc: Any, info: Any) -> dict[str, Any]:
 def submit_backup(svc: Any, queue: Any, body: CreateBackup) -> dict[str, Any]:
     """Check the caller may create this backup, then queue it (a waiting one for the tenant answers instead)."""
     svc.authorize_create(body.tenant, body.store)
-    info = queue.defer("backup", body.tenant, None, **body.model_dump(exclude={"tenant"}), actor=svc.caller.actor)
+    info = audited_defer(svc.service.audit, svc.caller.actor, "backup", body.tenant, lambda: queue.defer(
+        "backup", body.tenant, None, **body.model_dump(exclude={"tenant"}), actor=svc.caller.actor))
     return _shown(svc, info)
 
 
