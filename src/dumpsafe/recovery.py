@@ -198,7 +198,7 @@ def repair(svc: "BackupService", backup_id: str, *, actor: str = "local") -> Rep
     with svc.audit.record("repair", actor, backup_id=backup_id, tenant=tenant) as ev:
         repaired: RepairResult | None = None
         sound: BackupRecord | None = None
-        for name in svc._stores_for(backup_id, None):
+        for name in svc.stores_for(backup_id, None):
             st = svc.store(name)
             cat = svc.catalog(name)
             try:

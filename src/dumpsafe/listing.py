@@ -1,0 +1,93 @@
+"""Listing backups across stores: one entry per backup ID (the original, else its first
+copy), newest first, with the damaged records met on the way; also streamed as JSON
+straight from the catalog cache (no model per record, memory flat).
+"""
+
+from __future__ import annotations
+
+import heapq
+from typing import TYPE_CHECKING, Iterator
+
+from dumpsafe.index import Damaged, filter_records, newest_first
+from dumpsafe.models import BackupRecord
+
+if TYPE_CHECKING:
+    from dumpsafe.service import BackupService
+
+
+class RecordList(list):
+    """Records, plus the damaged records met while listing them (never silently dropped)."""
+
+    damaged: list[Damaged]
+    warnings: list[str]
+
+
+def list_records(svc: BackupService, tenant: str | None = None, database: str | None = None,
+                 store: str | None = None) -> RecordList:
+    """Records newest first, from one store or all configured stores."""
+    if tenant is not None and tenant not in svc.config.tenants:
+        svc.config.tenant(tenant)  # raises the unknown-tenant error
+    names = [store] if store else list(svc.config.stores)
+    out: list[BackupRecord] = []
+    damaged: list[Damaged] = []
+    for name in names:
+        cat = svc.catalog(name)
+        out += filter_records(cat.records(), tenant, database)
+        damaged += [d for d in cat.damaged if tenant is None or d.id.split(".", 1)[0] == tenant]
+    result = RecordList(newest_first(out) if store else prefer_originals(newest_first(out)))
+    result.damaged = damaged
+    return result
+
+
+def prefer_originals(records: list[BackupRecord]) -> list[BackupRecord]:
+    """One entry per backup ID across stores: the original, else its first copy found."""
+    seen: dict[str, BackupRecord] = {}
+    for r in records:
+        had = seen.get(r.id)
+        if had is None or (getattr(had, "copy_of", None) and not getattr(r, "copy_of", None)):
+            seen[r.id] = r
+    return [r for r in records if seen[r.id] is r]
+
+
+def list_json(svc: BackupService, tenant: str | None = None, database: str | None = None,
+              store: str | None = None) -> tuple[Iterator[bytes], list[Damaged]]:
+    """``list``'s records as one JSON array (newest first), streamed in pieces straight
+    from the cache's normalized JSON: no model per record, memory flat."""
+    if tenant is not None and tenant not in svc.config.tenants:
+        svc.config.tenant(tenant)  # raises the unknown-tenant error
+    names = [store] if store else list(svc.config.stores)
+    damaged: list[Damaged] = []
+    streams = []
+    for name in names:
+        cat = svc.catalog(name)
+        streams.append(cat.stream(tenant, database))
+        damaged += [d for d in cat.damaged if tenant is None or d.id.split(".", 1)[0] == tenant]
+    if any(s is None for s in streams):  # a clock went back somewhere: order by sequence
+        recs = svc.list(tenant, database, store)
+        return iter([b"[" + b",\n".join(r.model_dump_json().encode() for r in recs) + b"]\n"]), damaged
+    merged = heapq.merge(*streams, key=lambda t: (t[0], t[1]), reverse=True)
+
+    def unique() -> Iterator[bytes]:
+        """One entry per backup ID across stores: the original, else its first copy."""
+        held = None
+        for item in merged:
+            if held is not None and item[1] == held[1]:
+                if held[2] and not item[2]:
+                    held = item
+                continue
+            if held is not None:
+                yield held[3]
+            held = item
+        if held is not None:
+            yield held[3]
+
+    def pieces() -> Iterator[bytes]:
+        sep, batch = b"[\n", []
+        for data in unique():
+            batch.append(data)
+            if len(batch) == 2000:
+                yield sep + b",\n".join(batch)
+                sep, batch = b",\n", []
+        yield (sep + b",\n".join(batch) if batch else (b"[" if sep == b"[\n" else b"")) + b"\n]\n"
+
+    return pieces(), damaged
