@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from dumpsafe.config import load_config
+from dumpsafe.config_load import load_config
 from dumpsafe.devcluster import Cluster, load_sample, make_uploads
 
 PASSWORD_ENV = "ACME_PGPASSWORD"

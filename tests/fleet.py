@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dumpsafe.config import load_config
+from dumpsafe.config_load import load_config
 from dumpsafe.devcluster import Cluster, load_sample
 
 PASSWORD_ENV = "FLEET_PGPASSWORD"

@@ -23,7 +23,8 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from dumpsafe.config import Config, config_from_dict
+from dumpsafe.config import Config
+from dumpsafe.config_load import config_from_dict
 from dumpsafe.storage import open_store
 from dumpsafe.storage.base import Store
 

@@ -233,7 +233,7 @@ def test_a_write_running_while_a_manifest_is_made_is_seen(kind, make_store, host
 
 
 def _service(tmp_path, stores):
-    from dumpsafe.config import config_from_dict
+    from dumpsafe.config_load import config_from_dict
     from dumpsafe.service import BackupService
 
     cfg = config_from_dict({"state_dir": str(tmp_path / "svc-state"),

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from dumpsafe.config import load_config
+from dumpsafe.config_load import load_config
 from dumpsafe.errors import ConfigError
 
 BASE = """

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dumpsafe.config import config_from_dict
+from dumpsafe.config_load import config_from_dict
 from dumpsafe.cron import parse_schedule
 from dumpsafe.errors import ConfigError
 

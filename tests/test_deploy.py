@@ -16,7 +16,7 @@ import httpx
 import kubernetes_validate
 import yaml
 
-from dumpsafe.config import config_from_dict, load_config
+from dumpsafe.config_load import config_from_dict, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"

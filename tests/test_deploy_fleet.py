@@ -9,7 +9,7 @@ from pathlib import Path
 import kubernetes_validate
 import yaml
 
-from dumpsafe.config import config_from_dict
+from dumpsafe.config_load import config_from_dict
 
 FLEET = Path(__file__).resolve().parent.parent / "deploy" / "kubernetes-fleet"
 

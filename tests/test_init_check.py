@@ -10,7 +10,7 @@ import stat
 from stores import fake_aws_env, s3_server, store_section  # noqa: F401  (fixtures)
 from test_stores_service import toml_table
 
-from dumpsafe.config import load_config
+from dumpsafe.config_load import load_config
 from dumpsafe.initconfig import SAMPLE
 
 

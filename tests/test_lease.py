@@ -121,7 +121,7 @@ def _host(env, name: str, s3: dict) -> object:
     cfg_path = env.root / f"{name}.toml"
     text = env.config_path.read_text().replace('state_dir = "state"', f'state_dir = "state-{name}"')
     cfg_path.write_text(text)
-    from dumpsafe.config import load_config
+    from dumpsafe.config_load import load_config
 
     return BackupService(load_config(cfg_path))
 

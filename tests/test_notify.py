@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dumpsafe import anomaly
-from dumpsafe.config import config_from_dict
+from dumpsafe.config_load import config_from_dict
 from dumpsafe.errors import ConfigError
 from dumpsafe.notify import Event, EventKind, Notifier
 from httpreceiver import Receiver

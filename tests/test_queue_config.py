@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from dumpsafe.config import load_config
+from dumpsafe.config_load import load_config
 from dumpsafe.errors import ConfigError
 from dumpsafe.queue_config import connect_kwargs
 

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dumpsafe.config import RetentionPolicy, config_from_dict
+from dumpsafe.config import RetentionPolicy
+from dumpsafe.config_load import config_from_dict
 from dumpsafe.errors import ConfigError
 from dumpsafe.retention import plan, to_remove
 from recordfactory import make_record

@@ -169,7 +169,7 @@ def test_sigterm_mid_backup_lets_it_finish_and_takes_no_more_work(env, tmp_path)
     script = textwrap.dedent(
         """
         import json, sys
-        from dumpsafe.config import load_config
+        from dumpsafe.config_load import load_config
         from dumpsafe.service import BackupService
         from dumpsafe.scheduler import run_forever
         s = run_forever(BackupService(load_config(sys.argv[1])))

@@ -12,7 +12,7 @@ from prometheus_client import REGISTRY, make_wsgi_app
 from prometheus_client.parser import text_string_to_metric_families
 
 from dumpsafe import metrics
-from dumpsafe.config import config_from_dict
+from dumpsafe.config_load import config_from_dict
 from dumpsafe.models import Verification
 from dumpsafe.status import any_breach, compute
 from recordfactory import make_record

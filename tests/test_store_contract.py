@@ -469,7 +469,7 @@ def test_local_sweep_removes_dead_writers_temp_files(make_store):
     ],
 )
 def test_bad_object_store_config_is_one_sentence(section, expected, tmp_path):
-    from dumpsafe.config import config_from_dict
+    from dumpsafe.config_load import config_from_dict
     from dumpsafe.errors import ConfigError
 
     path = tmp_path / "dumpsafe.toml"

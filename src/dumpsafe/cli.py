@@ -43,7 +43,7 @@ class State:
     def config(self, reading: bool = False) -> Config:
         """The config; ``reading`` commands (list, get, status) never notify, so skip checking notify URLs."""
         if self._config is None:
-            from dumpsafe.config import load_config
+            from dumpsafe.config_load import load_config
 
             self._config = load_config(self.config_path, check_notify=not reading)
         return self._config

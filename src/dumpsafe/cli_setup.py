@@ -84,7 +84,7 @@ config_app = typer.Typer(help="Check the config file: every tenant's connection 
 
 def init_cmd(ctx: typer.Context) -> None:
     """Write a commented sample dumpsafe.toml (to --config, $DUMPSAFE_CONFIG or ./dumpsafe.toml); never overwrites."""
-    from dumpsafe.config import config_path
+    from dumpsafe.config_load import config_path
     from dumpsafe.initconfig import write_sample
 
     path = write_sample(config_path(ctx.obj.config_path))

@@ -7,7 +7,7 @@ import os
 import sys
 import time
 
-from dumpsafe.config import load_config
+from dumpsafe.config_load import load_config
 from dumpsafe.scheduler import Scheduler
 from dumpsafe.service import BackupService
 
