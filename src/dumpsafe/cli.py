@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from dumpsafe import __version__, output
+from dumpsafe import __version__, output, output_restore
 from dumpsafe.errors import DumpsafeError, RefusedError, UsageError
 
 from dumpsafe.cli_help import EXAMPLES, readable_help
@@ -283,7 +283,7 @@ def backup_verify(
             except DumpsafeError:
                 pass
         raise
-    output.show_verification(record, as_json)
+    output_restore.show_verification(record, as_json)
 
 
 @backup_app.command("restore")
@@ -332,7 +332,7 @@ def backup_restore(
         result = svc.restore(backup_id, tables=table or [], schemas=schema or [], mode=mode,
                              into_schema=into_schema, database=database, dry_run=dry_run, identity=identity,
                              progress=output.progress_for(as_json))
-        output.show_selective(result, as_json)
+        output_restore.show_selective(result, as_json)
         return
     opts = dict(database=database, uploads=not no_uploads, uploads_to=uploads_to, keep_old=keep_old, with_globals=with_globals)
     if not dry_run:
@@ -349,11 +349,11 @@ def backup_restore(
     result = svc.restore(backup_id, mode=mode, dry_run=dry_run, identity=identity, progress=output.progress_for(as_json),
                          **props, **opts)
     if dry_run:
-        output.show_preflight(result, as_json)
+        output_restore.show_preflight(result, as_json)
         if not result.ok:
             sys.exit(1)
     else:
-        output.show_restore(result, as_json)
+        output_restore.show_restore(result, as_json)
 
 
 # --- stores (issue 4) ---
