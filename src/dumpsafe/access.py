@@ -164,6 +164,11 @@ class GuardedService:
         err = restore_target_error(self.service.config, rec, opts.get("database"))
         if err is not None:
             raise err
+        if opts.get("owner"):
+            raise ForbiddenError(
+                f"token {self.caller.actor} may not give a database to another role (owner): roles are shared by "
+                "every tenant of the server; use no_owner (the tenant's own user owns it) or an admin token"
+            )
         if opts.get("with_globals") and not opts.get("dry_run"):
             raise ForbiddenError(
                 f"token {self.caller.actor} may not create roles (with_globals): roles are shared by every tenant "

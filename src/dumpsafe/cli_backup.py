@@ -235,8 +235,6 @@ def backup_restore(
                     f"refusing to {plan.describe()} without confirmation (pass --yes)")
         mode = plan.mode  # what was confirmed is what runs
     props = {k: v for k, v in (("no_owner", no_owner), ("owner", owner), ("no_tablespaces", no_tablespaces)) if v}
-    if props and type(svc).__name__ != "BackupService":
-        raise UsageError("--no-owner, --owner and --no-tablespaces are not available with --server yet (run the restore on the server)")
     result = svc.restore(backup_id, mode=mode, dry_run=dry_run, identity=identity, progress=output.progress_for(as_json),
                          **props, **opts)
     if dry_run:

@@ -32,6 +32,7 @@ Kind = Literal["read", "additive", "idempotent", "destructive"]
 SinceText = Annotated[str, StringConstraints(min_length=1, max_length=40)]
 TableName = Annotated[str, StringConstraints(min_length=1, max_length=300)]
 SchemaName = Annotated[str, StringConstraints(min_length=1, max_length=63)]
+RoleName = Annotated[str, StringConstraints(min_length=1, max_length=63)]
 
 
 # ---- parameters (REST: the body, or the query of a GET; MCP: the tool's arguments) ----------
@@ -87,6 +88,12 @@ class RestoreOptions(Params):
 
 class RestoreBody(RestoreOptions):
     dry_run: Flag = Field(default=False, description="Check everything, change nothing; returns the preflight report.")
+    no_owner: Flag = Field(default=False, description="The connecting user owns the database and its objects "
+                                                      "(the backup's owner roles need not exist).")
+    owner: RoleName | None = Field(default=None, description="This role owns the database and its objects instead of "
+                                                               "the backup's owners (an admin token only).")
+    no_tablespaces: Flag = Field(default=False, description="Put the database and its objects in the server's default "
+                                                            "tablespace.")
 
 
 class PruneBody(Params):
