@@ -177,7 +177,7 @@ def demo_cmd(
     keep: Annotated[bool, typer.Option("--keep", help="Keep the demo directory and stop only the database.")] = False,
 ) -> None:
     """Throwaway PostgreSQL + sample data + uploads: the whole cycle, with the real CLI."""
-    from dumpsafe.demo import run_demo
+    from dumpsafe.demo.tour import run_demo
 
     run_demo(keep=keep)
 

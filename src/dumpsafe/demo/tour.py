@@ -12,11 +12,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.rule import Rule
 
-from dumpsafe.demo_api import api_tour
-from dumpsafe.demo_dashboard import dashboard_tour
-from dumpsafe.demo_offsite import offsite_steps
-from dumpsafe.demo_runner import Demo
-from dumpsafe.demo_schedule import schedule_steps
+from dumpsafe.demo.api import api_tour
+from dumpsafe.demo.dashboard import dashboard_tour
+from dumpsafe.demo.offsite import offsite_steps
+from dumpsafe.demo.runner import Demo
+from dumpsafe.demo.schedule import schedule_steps
 from dumpsafe.devcluster import Cluster, load_sample, make_uploads
 
 

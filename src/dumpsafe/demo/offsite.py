@@ -9,7 +9,7 @@ import sys
 import time
 import urllib.request
 
-from dumpsafe.demo_runner import Demo
+from dumpsafe.demo.runner import Demo
 from dumpsafe.devcluster import free_port
 
 FAKE_AWS = {

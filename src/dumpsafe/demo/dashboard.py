@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from dumpsafe.demo_runner import Demo
+from dumpsafe.demo.runner import Demo
 
 REPORT = Path("dumpsafe-demo-report.html")  # in the directory `make demo` runs from (gitignored)
 

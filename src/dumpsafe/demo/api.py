@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from dumpsafe.demo_runner import Demo
+from dumpsafe.demo.runner import Demo
 from dumpsafe.devcluster import free_port
 
 
