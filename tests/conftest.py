@@ -112,7 +112,7 @@ uploads = "{self.uploads}"
 
     def cli(self, *args: str) -> CliResult:
         """Run the real CLI entry point in-process (stdin is not a TTY)."""
-        from dumpsafe.cli import main
+        from dumpsafe.fronts.cli import main
 
         out, err = io.StringIO(), io.StringIO()
         code = 0
@@ -225,7 +225,7 @@ def serving(env: Env, token_kinds: dict[str, dict[str, Any]], before: Any = None
     ``before(service)`` runs before the server starts. Yields (service, app, url, tokens, token ids)."""
     from live import LiveServer
 
-    from dumpsafe.api import create_app
+    from dumpsafe.fronts.api import create_app
     from dumpsafe.auth import TokenStore
 
     with pytest.MonkeyPatch.context() as mp:

@@ -48,7 +48,7 @@ def test_shell_completion_completes_commands_and_choices():
 def test_every_help_has_readable_metavars_and_no_python_types(env):
     import typer
 
-    from dumpsafe.cli import app, readable_help
+    from dumpsafe.fronts.cli import app, readable_help
 
     tree = typer.main.get_command(app)
     readable_help(tree)

@@ -37,7 +37,7 @@ def test_restore_against_a_stopped_server_is_database_unavailable_on_the_cli(env
 def test_restore_against_a_stopped_server_is_database_unavailable_over_rest(env, backed_up_then_down):
     from live import LiveServer
 
-    from dumpsafe.api import create_app
+    from dumpsafe.fronts.api import create_app
     from dumpsafe.auth import SCOPES, TokenStore
 
     service = env.service()

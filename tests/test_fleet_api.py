@@ -20,7 +20,7 @@ from dumpsafe.devcluster import Cluster
 
 @pytest.fixture
 def served_fleet(pg: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    from dumpsafe.api import create_app
+    from dumpsafe.fronts.api import create_app
     from dumpsafe.auth import READ, SCOPES, TokenStore
     from dumpsafe.service import BackupService
 

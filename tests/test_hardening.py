@@ -27,7 +27,7 @@ def test_metrics_need_a_read_token_and_show_only_the_tokens_tenant(two):
 
 
 def test_an_unauthenticated_scrape_only_when_configured(two, tmp_path, monkeypatch):
-    from dumpsafe.api import create_app
+    from dumpsafe.fronts.api import create_app
     from live import LiveServer
 
     env = two_tenants_config(tmp_path, two.env.pg, two.acme_db, two.beta_db)
@@ -104,7 +104,7 @@ def test_status_keeps_its_failure_counts_without_rereading_the_log(two):
 
 # ---- findings 6 and 7: authentication failures -----------------------------------------------
 def test_guessing_tokens_meets_a_backoff_and_is_audited(two):
-    from dumpsafe.api import create_app
+    from dumpsafe.fronts.api import create_app
     from dumpsafe.auth import TokenStore
     from dumpsafe.gate import Gate
     from live import LiveServer

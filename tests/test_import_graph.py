@@ -103,7 +103,7 @@ def test_the_cycle_finder_finds_a_cycle_and_nothing_else():
 
 def test_the_graph_sees_function_level_imports():
     graph = import_graph()
-    assert "dumpsafe.errors" in graph["dumpsafe.cli"]
+    assert "dumpsafe.errors" in graph["dumpsafe.fronts.cli"]
     assert len(graph) > 50
 
 

@@ -149,7 +149,7 @@ def test_tenant_tokens_see_no_host_paths(two):
 def test_the_target_is_refused_before_any_connection(env):
     """With the tenant's server unreachable, a foreign target still answers 403 at once (the
     decision needs no server), while the tenant's own target gets as far as the connection."""
-    from dumpsafe.api import create_app
+    from dumpsafe.fronts.api import create_app
     from dumpsafe.auth import READ, WRITE, TokenStore
     from live import LiveServer, free_port
 

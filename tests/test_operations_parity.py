@@ -12,7 +12,7 @@ import pytest
 from dumpsafe import errors
 from dumpsafe.auth import CREATE, READ, TokenStore
 from dumpsafe.operations import OPERATIONS, Operation
-from dumpsafe.remote import RemoteService
+from dumpsafe.fronts.remote import RemoteService
 
 from test_api_rest import backup
 from test_mcp import over_http

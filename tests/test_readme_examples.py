@@ -23,7 +23,7 @@ INLINE = re.compile(r"`([^`]+)`")
 def tree():
     import typer
 
-    from dumpsafe.cli import app
+    from dumpsafe.fronts.cli import app
 
     return typer.main.get_command(app)
 
@@ -117,8 +117,8 @@ def test_every_dumpsafe_command_in_the_docs_exists(page):
 
 
 def test_the_help_examples_are_real_commands_too(env):
-    from dumpsafe.cli import EXAMPLES
-    from dumpsafe.cli_help import COMMAND_EXAMPLES
+    from dumpsafe.fronts.cli import EXAMPLES
+    from dumpsafe.fronts.cli_help import COMMAND_EXAMPLES
 
     root = tree()
     lines = [SHELL_LINE.match(line.split(" #")[0]) for line in EXAMPLES.splitlines()]

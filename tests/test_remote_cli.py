@@ -95,7 +95,7 @@ def test_installed_entry_point_over_rest_keeps_the_token_out_of_argv(remote):
 
 def test_a_feature_without_a_route_is_one_sentence_not_a_traceback(remote):
     from dumpsafe.errors import UsageError
-    from dumpsafe.remote import RemoteService
+    from dumpsafe.fronts.remote import RemoteService
 
     svc = RemoteService(remote.url, remote.tokens["read"])
     with pytest.raises(UsageError, match="not available with --server"):

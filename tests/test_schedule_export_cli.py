@@ -77,7 +77,7 @@ def test_schedule_export_under_server_is_one_clear_sentence(env):
 
 
 def test_cli_default_command_is_this_dumpsafe():
-    from dumpsafe.cli_setup import _own_command
+    from dumpsafe.fronts.cli_setup import _own_command
 
     cmd = shlex.split(_own_command())
     assert Path(cmd[0]).is_absolute() and os.access(cmd[0], os.X_OK)

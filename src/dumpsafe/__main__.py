@@ -1,3 +1,3 @@
-from dumpsafe.cli import main
+from dumpsafe.fronts.cli import main
 
 main()

@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from dumpsafe import report_charts
 from dumpsafe.report_model import DatabaseReport, Report
 from dumpsafe.status import human_duration
-from dumpsafe.web import svg
 
-TEMPLATES = Path(__file__).parent / "web" / "templates"
+TEMPLATES = Path(__file__).parent / "templates"
 
 
 def human_size(n: float) -> str:
@@ -34,9 +34,9 @@ def policy(p: dict | None) -> str:
 def charts(db: DatabaseReport) -> dict[str, str]:
     """The three charts of one database as SVG strings."""
     return {
-        "size": svg.line_chart("Backup size", [(t, float(s)) for t, s in db.sizes], human_size),
-        "duration": svg.line_chart("Backup duration", list(db.durations), seconds),
-        "rto": svg.bar_chart("RTO per drill", [(f"{d.at:%Y-%m-%d}", d.rto_s if d.rto_s is not None else d.duration_s,
+        "size": report_charts.line_chart("Backup size", [(t, float(s)) for t, s in db.sizes], human_size),
+        "duration": report_charts.line_chart("Backup duration", list(db.durations), seconds),
+        "rto": report_charts.bar_chart("RTO per drill", [(f"{d.at:%Y-%m-%d}", d.rto_s if d.rto_s is not None else d.duration_s,
                                                 d.outcome == "passed") for d in db.drills], seconds),
     }
 

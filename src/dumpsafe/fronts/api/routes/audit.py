@@ -6,9 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from dumpsafe.api.deps import CallerDep
-from dumpsafe.api.schemas import AuditPage, errors
 from dumpsafe.auth import READ
+from dumpsafe.fronts.api.deps import CallerDep
+from dumpsafe.fronts.api.schemas import AuditPage, errors
 
 router = APIRouter(prefix="/v1", tags=["audit"])
 

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from dumpsafe import output
+from dumpsafe.fronts import output
 
 
 class ReportFormat(str, Enum):

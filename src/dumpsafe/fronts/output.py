@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from rich.console import Console
 
-from dumpsafe import tables
+from dumpsafe.fronts import tables
 from dumpsafe.progress import NULL, Advance, Progress
 
 if TYPE_CHECKING:  # imported where used: `--help` and `backup list` load only what they need

@@ -11,9 +11,9 @@ from fastapi import APIRouter, Query, Request
 
 from dumpsafe import report_render
 from dumpsafe.access import tenant_stores
-from dumpsafe.api.deps import CallerDep, Guarded
-from dumpsafe.api.schemas import errors
 from dumpsafe.auth import CREATE, DELETE, READ, RESTORE
+from dumpsafe.fronts.api.deps import CallerDep, Guarded
+from dumpsafe.fronts.api.schemas import errors
 from dumpsafe.inputs import Name
 
 router = APIRouter(prefix="/v1", tags=["evidence"])

@@ -15,9 +15,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from dumpsafe import __version__
 from dumpsafe.access import GuardedService
-from dumpsafe.api.schemas import errors
 from dumpsafe.auth import READ
 from dumpsafe.errors import DumpsafeError
+from dumpsafe.fronts.api.schemas import errors
 from dumpsafe.gate import client_address
 
 router = APIRouter(tags=["health"])

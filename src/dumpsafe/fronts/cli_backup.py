@@ -10,10 +10,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from dumpsafe import output, output_restore
-from dumpsafe.cli_common import IdArg, JsonOpt, WideOpt, confirm, local_state, state, validate_backup_id, warn_damaged
-from dumpsafe.cli_evidence import backup_history_cmd
 from dumpsafe.errors import DumpsafeError, UsageError
+from dumpsafe.fronts import output, output_restore
+from dumpsafe.fronts.cli_common import IdArg, JsonOpt, WideOpt, confirm, local_state, state, validate_backup_id, warn_damaged
+from dumpsafe.fronts.cli_evidence import backup_history_cmd
 
 backup_app = typer.Typer(help="Create, list, inspect, verify, restore and delete backups.", no_args_is_help=True)
 

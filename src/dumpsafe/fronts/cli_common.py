@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from dumpsafe import output
 from dumpsafe.errors import RefusedError, UsageError
+from dumpsafe.fronts import output
 
 if TYPE_CHECKING:  # config and models load pydantic: imported when a command needs them, not for --help
     from dumpsafe.config import Config
@@ -36,7 +36,7 @@ class State:
     def service(self, reading: bool = False) -> Any:
         """The service the commands call: local, or a REST client when --server is given."""
         if self._service is None and self.server:  # the same commands over REST
-            from dumpsafe.remote import RemoteService
+            from dumpsafe.fronts.remote import RemoteService
 
             self._service = RemoteService(self.server, self.token)
         if self._service is None:

@@ -1,5 +1,5 @@
 """The REST front (FastAPI): parse, authorize, call the service, answer JSON."""
 
-from dumpsafe.api.app import create_app
+from dumpsafe.fronts.api.app import create_app
 
 __all__ = ["create_app"]

@@ -18,10 +18,10 @@ from pydantic import BaseModel, Strict
 from pydantic.fields import FieldInfo
 
 from dumpsafe.access import GuardedService
-from dumpsafe.api.deps import Guarded
-from dumpsafe.api.routes.jobs import submit_backup
-from dumpsafe.api.schemas import errors
-from dumpsafe.api.work import long_work
+from dumpsafe.fronts.api.deps import Guarded
+from dumpsafe.fronts.api.routes.jobs import submit_backup
+from dumpsafe.fronts.api.schemas import errors
+from dumpsafe.fronts.api.work import long_work
 from dumpsafe.inputs import MAX_ID, QueryFlag
 from dumpsafe.operations import OPERATIONS, Operation
 from dumpsafe.queue import queue_for

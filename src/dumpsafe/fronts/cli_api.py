@@ -11,11 +11,11 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from dumpsafe import output
 from dumpsafe.errors import DumpsafeError, UsageError
+from dumpsafe.fronts import output
+from dumpsafe.fronts.cli_common import JsonOpt
 
 token_app = typer.Typer(help="API tokens for 'dumpsafe serve' (REST and MCP over HTTP).", no_args_is_help=True)
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
 def _local_only(ctx: typer.Context, command: str) -> Any:
@@ -120,7 +120,7 @@ def serve_cmd(
     """Serve the REST API, MCP over HTTP at /mcp, /metrics, and the backup scheduler."""
     import uvicorn
 
-    from dumpsafe.api import create_app
+    from dumpsafe.fronts.api import create_app
     from dumpsafe.service import BackupService
 
     import logging
@@ -143,7 +143,7 @@ def serve_cmd(
         from dumpsafe.scheduler import Scheduler
 
         background.append(Scheduler(service, config))
-    from dumpsafe.api.accesslog import log_config
+    from dumpsafe.fronts.api.accesslog import log_config
 
     uvicorn.run(create_app(service, host=host, on_startup=background), host=host, port=port, log_level="info",
                 log_config=log_config(), **tls)
@@ -193,7 +193,7 @@ def _tls_options(cert: Path | None, key: Path | None) -> dict[str, str]:
 
 def mcp_cmd(ctx: typer.Context) -> None:
     """Serve MCP on stdin/stdout as the local operator (an admin), for a local agent."""
-    from dumpsafe.mcp_server import run_stdio
+    from dumpsafe.fronts.mcp_server import run_stdio
     from dumpsafe.service import BackupService
 
     run_stdio(BackupService(_local_only(ctx, "mcp").config()))

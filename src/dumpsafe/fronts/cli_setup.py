@@ -13,10 +13,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from dumpsafe import output
+from dumpsafe.fronts import output
+from dumpsafe.fronts.cli_common import JsonOpt, WideOpt
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-WideOpt = Annotated[bool, typer.Option("--wide", "-w", help="Show every column in full, whatever the terminal width.")]
 schedule_app = typer.Typer(help="Export the tenants' schedules for cron, systemd or Kubernetes.", no_args_is_help=True)
 
 

@@ -15,9 +15,9 @@ from typing import Annotated, Any, Iterator
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
-from dumpsafe.api.deps import Guarded
-from dumpsafe.api.routes.operations import BackupId
-from dumpsafe.api.schemas import errors
+from dumpsafe.fronts.api.deps import Guarded
+from dumpsafe.fronts.api.routes.operations import BackupId
+from dumpsafe.fronts.api.schemas import errors
 from dumpsafe.inputs import QueryFlag
 
 router = APIRouter(prefix="/v1/backups", tags=["backups"])

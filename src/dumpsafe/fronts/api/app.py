@@ -13,15 +13,15 @@ from prometheus_client import CollectorRegistry
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dumpsafe import __version__
-from dumpsafe.api.http_metrics import HttpMetrics
-from dumpsafe.api.limits import MAX_BODY, BodyLimit
-from dumpsafe.api.routes import audit, evidence, export, health, jobs, operations
-from dumpsafe.api.work import limiter_for
 from dumpsafe.auth import TokenStore
 from dumpsafe.errors import AuthError, DumpsafeError, RateLimited
+from dumpsafe.fronts.api.http_metrics import HttpMetrics
+from dumpsafe.fronts.api.limits import MAX_BODY, BodyLimit
+from dumpsafe.fronts.api.routes import audit, evidence, export, health, jobs, operations
+from dumpsafe.fronts.api.work import limiter_for
+from dumpsafe.fronts.mcp_server import HttpMcp
+from dumpsafe.fronts.web.routes import router as dashboard
 from dumpsafe.gate import Gate
-from dumpsafe.mcp_server import HttpMcp
-from dumpsafe.web.routes import router as dashboard
 
 log = logging.getLogger("dumpsafe.api")
 ERROR_CLASS_HEADER = "X-Dumpsafe-Error"

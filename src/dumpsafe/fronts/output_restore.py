@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from dumpsafe.output import emit_json, error, human_size, stdout
+from dumpsafe.fronts.output import emit_json, error, human_size, stdout
 
 if TYPE_CHECKING:  # rich's Table loads when a report is printed, not for --help
     from rich.table import Table

@@ -9,14 +9,15 @@ from typing import Annotated, Optional
 
 import typer
 
-from dumpsafe import __version__, output
-from dumpsafe.cli_api import audit_app, mcp_cmd, serve_cmd, token_app, worker_cmd
-from dumpsafe.cli_backup import backup_app
-from dumpsafe.cli_common import JsonOpt, State, WideOpt, local_state, state, warn_damaged
-from dumpsafe.cli_evidence import report_cmd
-from dumpsafe.cli_help import EXAMPLES, readable_help
-from dumpsafe.cli_setup import config_app, init_cmd, schedule_app
+from dumpsafe import __version__
 from dumpsafe.errors import DumpsafeError, UsageError
+from dumpsafe.fronts import output
+from dumpsafe.fronts.cli_api import audit_app, mcp_cmd, serve_cmd, token_app, worker_cmd
+from dumpsafe.fronts.cli_backup import backup_app
+from dumpsafe.fronts.cli_common import JsonOpt, State, WideOpt, local_state, state, warn_damaged
+from dumpsafe.fronts.cli_evidence import report_cmd
+from dumpsafe.fronts.cli_help import EXAMPLES, readable_help
+from dumpsafe.fronts.cli_setup import config_app, init_cmd, schedule_app
 
 
 app = typer.Typer(

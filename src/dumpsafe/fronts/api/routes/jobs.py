@@ -13,10 +13,10 @@ from fastapi import APIRouter, Path
 from pydantic import BaseModel
 
 from dumpsafe.access import host_paths
-from dumpsafe.api.deps import Guarded
-from dumpsafe.api.schemas import errors
 from dumpsafe.auth import READ
 from dumpsafe.errors import NotFoundError
+from dumpsafe.fronts.api.deps import Guarded
+from dumpsafe.fronts.api.schemas import errors
 from dumpsafe.operations import CreateBackup
 from dumpsafe.queue import audited_defer
 

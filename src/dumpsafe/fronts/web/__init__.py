@@ -1,0 +1,1 @@
+"""The web dashboard served by ``dumpsafe serve`` at ``/``: one static page, its script and styles."""

@@ -1,1 +1,0 @@
-"""The web dashboard served by ``dumpsafe serve`` at ``/``, and the report's HTML rendering."""
