@@ -21,9 +21,25 @@ def _on() -> bool:
     return bool(os.environ.get(ENV))
 
 
+def _process_age() -> float | None:
+    """Seconds since this process started (/proc; None elsewhere)."""
+    try:
+        with open("/proc/self/stat") as fh:
+            started = int(fh.read().rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
+        with open("/proc/uptime") as fh:
+            return max(0.0, float(fh.read().split()[0]) - started)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def start() -> None:
+    """Open a profile; the first one of a process also records the time since it started."""
     if _on():
-        _local.steps, _local.last = [], time.perf_counter()
+        first = not getattr(_local, "started", False)
+        _local.started = True
+        age = _process_age() if first else None
+        _local.steps = [["process start-up (interpreter, imports, config, audit)", round(age, 3)]] if age is not None else []
+        _local.last = time.perf_counter()
 
 
 def mark(name: str) -> None:

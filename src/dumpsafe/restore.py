@@ -119,6 +119,7 @@ class Restorer:
         if no_owner and owner:
             raise UsageError("--no-owner and --owner are exclusive (--owner ROLE already replaces the backup's owners)")
         self.opts = DbOptions(no_owner=no_owner, owner=owner, no_tablespaces=no_tablespaces)
+        profile.start()
         record = self.svc.get(backup_id)
         with self.svc.audit.record("restore", actor, backup_id=record.id, tenant=record.tenant,
                                    database=database or record.database, store=record.store) as ev:
@@ -150,7 +151,7 @@ class Restorer:
     def _restore(self, record: BackupRecord, plan: RestorePlan, target: postgres.PgTarget, up_ref: ObjectRef | None,
                  progress: Progress) -> RestoreResult:
         t0 = time.monotonic()
-        profile.start()
+        profile.mark("plan, lock, journal replay")
         st = self.svc.store(record.store)
         db_ref = self._db_ref(record)
         # every object is stat'ed; the ones this restore reads are hashed end to end before any change
