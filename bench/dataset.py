@@ -51,7 +51,7 @@ CREATE TABLE metrics_{k} (
 """
 METRICS_SQL = """
 INSERT INTO metrics_{k}
-SELECT g, (g * 7919) % 5000, random() * 1000, timestamptz '2024-01-01' + (g || ' seconds')::interval
+SELECT g, (g::int8 * 7919) % 5000, random() * 1000, timestamptz '2024-01-01' + (g || ' seconds')::interval
 FROM generate_series({lo}, {hi}) g
 """
 DOCS_SCHEMA = """
