@@ -19,8 +19,8 @@ DS_GCS, DS_NEW_GCS = "dumpsafe backup create (GCS, emulator)", "dumpsafe restore
 RSS_LIMIT = 150 * MiB
 RESTORE_LIMITS = {DS_NEW: 1.10, DS_ATOMIC: 1.10, DS_DRILL: 1.15}
 # sections render() writes; any other "## " section of an existing RESULTS.md is kept (run.py)
-GENERATED = ("Backup", "Restore", "Listing", "Where restore time goes", "Targets (same-run ratios)", "Peak RSS by dataset size",
-             "Notes")
+GENERATED = ("Backup", "Restore", "Listing", "Where restore time goes (per step, medians)", "Targets (same-run ratios)",
+             "Peak RSS by dataset size (flat memory)", "Notes")
 PROFILE = "dumpsafe-profile "
 
 

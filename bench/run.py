@@ -407,7 +407,7 @@ def kept_sections(path: Path) -> str:
     except OSError:
         return ""
     parts = old.split("\n## ")[1:]
-    kept = [p for p in parts if not p.startswith(report.GENERATED)]
+    kept = [p for p in parts if p.split("\n", 1)[0].strip() not in report.GENERATED]
     return "".join("\n## " + p.rstrip("\n") + "\n" for p in kept)
 
 
