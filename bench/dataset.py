@@ -1,8 +1,10 @@
-"""A realistic tenant database for the benchmarks: jsonb, text and numeric columns, indexes.
+"""A realistic tenant database for the benchmarks: many tables of mixed width, indexes.
 
-About 2.5 M rows per GB of database (heap + indexes), like a SaaS events/orders table with
-a customers table beside it. Deterministic (setseed), generated server-side with
-generate_series so loading 1 GB takes about a minute, not an hour of client inserts.
+Per GB of database (heap + indexes), roughly: 60 % a wide-ish SaaS events table (jsonb, text,
+numeric; 1.5 M rows) with a customers table beside it, 25 % six narrow metrics tables (4
+columns, ~10 M rows together) and 15 % a documents table of ~700-byte text rows. Deterministic
+(setseed), generated server-side with generate_series so loading 1 GB takes about a minute,
+not an hour of client inserts.
 """
 
 from __future__ import annotations
@@ -11,7 +13,10 @@ import time
 
 from dumpsafe.devcluster import Cluster
 
-ROWS_PER_GB = 2_500_000
+ROWS_PER_GB = 1_500_000  # events
+METRIC_TABLES = 6
+METRIC_ROWS_PER_GB = 1_700_000  # per metrics table
+DOC_ROWS_PER_GB = 200_000
 CHUNK_ROWS = 250_000
 
 SCHEMA = """
@@ -34,6 +39,34 @@ CREATE TABLE events (
     payload jsonb NOT NULL,
     created_at timestamptz NOT NULL
 );
+"""
+
+METRICS_SCHEMA = """
+CREATE TABLE metrics_{k} (
+    id bigint PRIMARY KEY,
+    sensor integer NOT NULL,
+    value double precision NOT NULL,
+    at timestamptz NOT NULL
+);
+"""
+METRICS_SQL = """
+INSERT INTO metrics_{k}
+SELECT g, (g::int8 * 7919) % 5000, random() * 1000, timestamptz '2024-01-01' + (g || ' seconds')::interval
+FROM generate_series({lo}, {hi}) g
+"""
+DOCS_SCHEMA = """
+CREATE TABLE documents (
+    id bigint PRIMARY KEY,
+    customer_id bigint NOT NULL,
+    title text NOT NULL,
+    body text NOT NULL
+);
+"""
+DOCS_SQL = """
+INSERT INTO documents
+SELECT g, 1 + g % {customers}, 'Document ' || g,
+       (SELECT string_agg(md5((g * 31 + k)::text), ' ') FROM generate_series(1, 20) k)
+FROM generate_series({lo}, {hi}) g
 """
 
 INDEXES = """
@@ -97,10 +130,17 @@ def parse_size(text: str) -> float:
     raise SystemExit(f"bench: size {text!r} not understood (use 100MB, 1GB or 10GB)")
 
 
+def _chunks(rows: int):
+    for lo in range(1, rows + 1, CHUNK_ROWS):
+        yield lo, min(rows, lo + CHUNK_ROWS - 1)
+
+
 def load(cluster: Cluster, dbname: str, size_gb: float, log=print) -> dict:
     """Create and fill ``dbname``; return row counts and the database size."""
     rows = int(ROWS_PER_GB * size_gb)
     customers = max(1000, rows // 50)
+    metric_rows = int(METRIC_ROWS_PER_GB * size_gb)
+    doc_rows = int(DOC_ROWS_PER_GB * size_gb)
     t0 = time.monotonic()
     cluster.create_database(dbname)
     with cluster.connect(dbname) as c:
@@ -108,12 +148,21 @@ def load(cluster: Cluster, dbname: str, size_gb: float, log=print) -> dict:
         c.execute("SELECT setseed(0.42)")
         c.execute(SCHEMA)
         c.execute(CUSTOMERS_SQL.replace("%(n)s", str(customers)))
-        for lo in range(1, rows + 1, CHUNK_ROWS):
-            hi = min(rows, lo + CHUNK_ROWS - 1)
+        for lo, hi in _chunks(rows):
             c.execute((EVENTS_SQL % {"customers": customers, "lo": lo, "hi": hi}))
             log(f"  loaded {hi:,}/{rows:,} events ({time.monotonic() - t0:.0f} s)")
+        for k in range(METRIC_TABLES):
+            c.execute(METRICS_SCHEMA.format(k=k))
+            for lo, hi in _chunks(metric_rows):
+                c.execute(METRICS_SQL.format(k=k, lo=lo, hi=hi))
+            log(f"  loaded {metric_rows:,} rows into metrics_{k} ({time.monotonic() - t0:.0f} s)")
+        c.execute(DOCS_SCHEMA)
+        for lo, hi in _chunks(doc_rows):
+            c.execute(DOCS_SQL.format(customers=customers, lo=lo, hi=hi))
+        log(f"  loaded {doc_rows:,} documents ({time.monotonic() - t0:.0f} s)")
         c.execute(INDEXES)
         # set hint bits and visibility now, so the first measured dump does not write pages
         c.execute("VACUUM (FREEZE, ANALYZE)")
         size = c.execute("SELECT pg_database_size(current_database())").fetchone()[0]
-    return {"events": rows, "customers": customers, "db_bytes": size, "load_s": time.monotonic() - t0}
+    return {"events": rows, "customers": customers, "metrics": metric_rows * METRIC_TABLES, "documents": doc_rows,
+            "tables": 3 + METRIC_TABLES, "db_bytes": size, "load_s": time.monotonic() - t0}

@@ -28,7 +28,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
 
-from dumpsafe.config import load_config  # noqa: E402
+from dumpsafe.config_load import load_config  # noqa: E402
 from dumpsafe.devcluster import Cluster, load_sample  # noqa: E402
 
 PW_ENV = "BENCH_FLEET_PGPASSWORD"

@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"local index rebuild: {s.wall_s:.2f} s")
         stores = ["local"]
         if s3:
-            from dumpsafe.config import load_config
+            from dumpsafe.config_load import load_config
             from dumpsafe.storage import open_store
 
             t = time.perf_counter()

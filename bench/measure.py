@@ -2,7 +2,8 @@
 
 Peak RSS is sampled from /proc every 20 ms as the SUM of VmRSS over the command and all its
 descendants (for dumpsafe: the Python process + pg_dump/pg_restore). Shared pages (libc,
-libpq) count once per process, so this is an upper bound. The PostgreSQL server backend
+libpq) count once per process, so this is an upper bound; a child forked and not yet
+exec'd (it shares its parent's pages) is left out. The PostgreSQL server backend
 that serves the dump is not in the tree and is not counted, for any tool.
 CPU time is the child's rusage from wait4 (it includes every descendant it waited for).
 Server CPU is the PostgreSQL cluster's CPU over the same interval (postmaster + backends,
@@ -39,20 +40,35 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+def _cmdline(pid: int) -> bytes | None:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read()
+    except OSError:
+        return None
+
+
 def tree_rss(root: int) -> int:
-    """Sum of resident pages (bytes) of ``root`` and its descendants right now."""
-    total, todo, seen = 0, [root], set()
+    """Sum of resident pages (bytes) of ``root`` and its descendants right now.
+
+    A child forked but not yet exec'd (subprocess.Popen's vfork/fork, a few ms) shares its
+    parent's pages and statm reports them again; such a child (same command line as its
+    parent) is not counted, so the sum is not doubled by the moment a sample falls in."""
+    total, todo, seen = 0, [(root, None)], set()
     while todo:
-        pid = todo.pop()
+        pid, parent_cmd = todo.pop()
         if pid in seen:
             continue
         seen.add(pid)
+        cmd = _cmdline(pid)
+        if parent_cmd is not None and cmd == parent_cmd:
+            continue
         try:
             with open(f"/proc/{pid}/statm") as fh:
                 total += int(fh.read().split()[1]) * PAGE
         except (OSError, IndexError, ValueError):
             continue
-        todo += _children(pid)
+        todo += [(c, cmd) for c in _children(pid)]
     return total
 
 

@@ -35,7 +35,7 @@ from report import STARTUP_HELP  # noqa: E402
 import report  # noqa: E402
 from measure import Sample, Series, run  # noqa: E402
 
-from dumpsafe.config import load_config  # noqa: E402
+from dumpsafe.config_load import load_config  # noqa: E402
 from dumpsafe.devcluster import Cluster  # noqa: E402
 from dumpsafe.engines.postgres import find_tool  # noqa: E402
 from dumpsafe.service import BackupService  # noqa: E402
@@ -43,6 +43,55 @@ from dumpsafe.service import BackupService  # noqa: E402
 PASSWORD_ENV = "BENCH_PGPASSWORD"
 DB = "app"
 TENANT = "bench"
+
+
+class GcsEmulator:
+    """gcp-storage-emulator (in memory) on a free port, with one bucket."""
+
+    def __init__(self, log_path: Path):
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        import urllib.request
+
+        self.proc = subprocess.Popen([sys.executable, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1",
+                                      "--port", str(self.port), "--in-memory", "--quiet"],
+                                     stdout=open(self.log_path, "wb"), stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(self.url + "/", timeout=1)
+                break
+            except OSError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError(f"gcp_storage_emulator did not start (see {self.log_path})")
+                time.sleep(0.2)
+        os.environ["STORAGE_EMULATOR_HOST"] = self.url
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import storage
+
+        storage.Client(project="bench", credentials=AnonymousCredentials()).create_bucket("bench-gcs")
+
+    def store_toml(self) -> str:
+        return '\n[stores.gcs]\nkind = "gcs"\nbucket = "bench-gcs"\nproject = "bench"\n'
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+def gcs_available() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) for m in ("gcp_storage_emulator", "google.cloud.storage"))
 
 
 def log(msg: str) -> None:
@@ -66,9 +115,11 @@ class Bench:
         self.env = dict(os.environ, **{PASSWORD_ENV: self.cluster.password})
         self.env.pop("DUMPSAFE_CONFIG", None)
         self.env["PYTHONPATH"] = str(HERE.parent / "src") + os.pathsep + self.env.get("PYTHONPATH", "")
+        self.env["DUMPSAFE_PROFILE"] = "1"  # restores and drills print their per-step wall times (dumpsafe/profile.py)
         self.series: dict[str, Series] = {}
         self.notes: list[str] = []
         self.s3 = None  # listing.MotoS3 when the S3 store exists
+        self.gcs: GcsEmulator | None = None
         self.info: dict = {}
 
     # ---- setup ------------------------------------------------------------------------------
@@ -83,6 +134,9 @@ class Bench:
         if not self.args.no_s3 and listing.s3_available():
             self.s3 = listing.MotoS3(self.work / "moto.log")
             self.s3.start()
+        if not self.args.no_gcs and self.size_gb <= self.args.gcs_max_gb and gcs_available():
+            self.gcs = GcsEmulator(self.work / "gcs.log")
+            self.gcs.start()
         os.environ[PASSWORD_ENV] = self.cluster.password  # for the in-process service below
         self.postmaster = int((self.cluster.data / "postmaster.pid").read_text().split()[0])
         self.write_config()
@@ -92,6 +146,8 @@ class Bench:
         s3 = ""
         if self.s3:
             s3 = self.s3.store_toml("s3", "bench-data") + self.s3.store_toml("catalog_s3", "bench-catalog")
+        if self.gcs:
+            s3 += self.gcs.store_toml()
         self.config_path.write_text(
             f"""state_dir = "{self.work / 'state'}"
 
@@ -115,6 +171,8 @@ store = "local"
         if self.s3:
             self.env.update(self.s3.env())
             os.environ.update(self.s3.env())
+        if self.gcs:
+            self.env["STORAGE_EMULATOR_HOST"] = self.gcs.url
 
     def run(self, argv: list[str], **kw) -> Sample:
         return run(argv, server=self.postmaster, **kw)
@@ -157,14 +215,31 @@ store = "local"
             if self.size_gb <= self.args.s3_max_gb:
                 cases.append(("dumpsafe backup create (S3, moto)", create("s3")))
             else:
-                self.notes.append(f"S3 backup skipped above {self.args.s3_max_gb:g} GB: moto keeps objects in memory.")
+                self.notes.append(f"S3 backup and restore skipped above {self.args.s3_max_gb:g} GB: moto keeps objects in memory.")
+        if self.gcs:
+            cases.append(("dumpsafe backup create (GCS, emulator)", create("gcs")))
+        elif not self.args.no_gcs:
+            self.notes.append(f"GCS backup and restore skipped (above {self.args.gcs_max_gb:g} GB or no emulator): "
+                              "gcp-storage-emulator keeps objects in memory.")
         return cases
+
+    def skipped(self, cases: list) -> list:
+        """Cases left after --skip (substrings of case names), each skip noted."""
+        kept = [c for c in cases if not any(k in c[0] for k in self.args.skip)]
+        for name, _ in cases:
+            if any(k in name for k in self.args.skip):
+                self.notes.append(f"Not run (--skip): {name}.")
+        return kept
 
     def bench_backup(self) -> None:
         cases = self.backup_cases()
-        log("warm-up: one raw read (page cache) and one dumpsafe backup (bytecode, model record)")
-        cases[1][1]()
-        cases[2][1]()
+        if self.args.no_warmup:
+            self.notes.append("No warm-up run (--no-warmup): the first case of the first repetition reads a cold cache.")
+        else:
+            log("warm-up: one raw read (page cache) and one dumpsafe backup (bytecode, model record)")
+            cases[1][1]()
+            cases[2][1]()
+        cases = self.skipped(cases)
         for r, order in rotations(cases, self.args.reps):
             for name, fn in order:
                 s, size = fn()
@@ -179,6 +254,8 @@ store = "local"
             self.notes.append("Restore not measured: BackupService.restore is not in this tree yet.")
             return
         rec = self.service.create(TENANT, store="local")[0]
+        rec_s3 = self.service.create(TENANT, store="s3")[0] if self.s3 and self.size_gb <= self.args.s3_max_gb else None
+        rec_gcs = self.service.create(TENANT, store="gcs")[0] if self.gcs else None
         plain = self.work / "plain.dump"
         n = [0]
 
@@ -193,7 +270,7 @@ store = "local"
             self.cluster.drop_database(db)
             return s, None
 
-        jobs = min(4, os.cpu_count() or 1)  # what dumpsafe's restore_jobs = 0 picks
+        jobs = max(2, min(4, os.cpu_count() or 1))  # what restore_jobs = 0 picks from 4 cores on (below: 1, streamed)
 
         def pg_restore_j() -> tuple[Sample, None]:
             db = fresh("r_plainj")
@@ -202,12 +279,12 @@ store = "local"
             self.cluster.drop_database(db)
             return s, None
 
-        def ds_restore(mode: str):
+        def ds_restore(mode: str, bid: str = rec.id):
             def case() -> tuple[Sample, None]:
                 db = fresh(f"r_{mode}")
                 if mode != "new":
                     self.cluster.create_database(db)  # atomic replaces an existing database
-                s = self.run(self.dumpsafe("backup", "restore", rec.id, "--database", db, "--mode", mode, "--yes", "--json"),
+                s = self.run(self.dumpsafe("backup", "restore", bid, "--database", db, "--mode", mode, "--yes", "--json"),
                         env=self.env)
                 for d in self.cluster_databases():
                     if d.startswith(db):  # the target and any kept/staging leftovers
@@ -215,9 +292,22 @@ store = "local"
                 return s, None
             return case
 
+        def drill() -> tuple[Sample, None]:
+            return self.run(self.dumpsafe("backup", "verify", rec.id, "--drill", "--json"), env=self.env), None
+
         cases = [("pg_restore (plain -Fc dump)", pg_restore), ("dumpsafe restore --mode new", ds_restore("new")),
-                 ("dumpsafe restore --mode atomic", ds_restore("atomic")),
+                 ("dumpsafe restore --mode atomic", ds_restore("atomic")), ("dumpsafe verify --drill", drill),
                  (f"pg_restore --jobs={jobs} (plain -Fc dump; for reference)", pg_restore_j)]
+        if rec_s3 is not None:
+            cases.insert(3, ("dumpsafe restore --mode new (S3, moto)", ds_restore("new", rec_s3.id)))
+        if rec_gcs is not None:
+            cases.insert(3, ("dumpsafe restore --mode new (GCS, emulator)", ds_restore("new", rec_gcs.id)))
+        cases = self.skipped(cases)
+        if not plain.exists():  # the pg_dump -Fc case was skipped: an uncompressed -Fc archive, not measured
+            with open(plain, "wb") as fh:
+                subprocess.run([self.pg_dump, "-Fc", "-Z0", f"--dbname={DB}"], env=self.pg_env, stdout=fh, check=True)
+            self.notes.append("pg_restore's archive was written with pg_dump -Fc -Z0 (the gzip case was skipped): "
+                              "pg_restore reads it without inflating, so its time is a lower (stricter) baseline.")
         for r, order in rotations(cases, self.args.reps):
             for name, fn in order:
                 s, _ = fn()
@@ -280,8 +370,8 @@ store = "local"
                 self.track(name).add(Sample(time.perf_counter() - t0, 0.0, 0, 0))
         # interpreter + imports alone: the floor of any CLI call
         for _ in range(self.args.reps):
-            self.track("python -c 'import dumpsafe.cli, dumpsafe.service' (start-up floor)").add(
-                run([sys.executable, "-c", "import dumpsafe.cli, dumpsafe.service"], env=self.env))
+            self.track("python -c 'import dumpsafe.fronts.cli, dumpsafe.service' (start-up floor)").add(
+                run([sys.executable, "-c", "import dumpsafe.fronts.cli, dumpsafe.service"], env=self.env))
         # what a newcomer's first command costs: interpreter, CLI and help, nothing else
         for _ in range(self.args.reps):
             self.track(STARTUP_HELP).add(run(self.dumpsafe("--help"), env=self.env))
@@ -290,6 +380,8 @@ store = "local"
     def close(self) -> None:
         if self.s3:
             self.s3.stop()
+        if self.gcs:
+            self.gcs.stop()
         self.cluster.destroy()
 
 
@@ -306,6 +398,17 @@ def load_now() -> str:
     except (OSError, IndexError):
         pass
     return text
+
+
+def kept_sections(path: Path) -> str:
+    """The "## " sections of an existing report that render() does not write (hand-written ones)."""
+    try:
+        old = path.read_text()
+    except OSError:
+        return ""
+    parts = old.split("\n## ")[1:]
+    kept = [p for p in parts if p.split("\n", 1)[0].strip() not in report.GENERATED]
+    return "".join("\n## " + p.rstrip("\n") + "\n" for p in kept)
 
 
 def machine() -> dict:
@@ -328,9 +431,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reps", type=int, default=int(os.environ.get("BENCH_REPS", "3")), help="repetitions per case (default 3)")
     p.add_argument("--records", type=int, default=10_000, help="records for the listing benchmark")
     p.add_argument("--s3-max-gb", type=float, default=1.0, help="skip the S3 backup above this size (moto is in-memory)")
+    p.add_argument("--gcs-max-gb", type=float, default=1.0, help="skip GCS above this size (the emulator is in-memory)")
     p.add_argument("--no-s3", action="store_true")
+    p.add_argument("--no-gcs", action="store_true")
     p.add_argument("--no-restore", action="store_true")
     p.add_argument("--no-list", action="store_true")
+    p.add_argument("--skip", action="append", default=[], help="skip cases whose name contains this (repeatable)")
+    p.add_argument("--no-warmup", action="store_true", help="skip the warm-up backup (10 GB runs on a shared machine)")
     p.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
     p.add_argument("--workdir", type=Path, default=None, help="where the cluster and stores live (default: a temp dir)")
     args = p.parse_args(argv)
@@ -362,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(work, ignore_errors=True)
     text = report.render(meta, bench.series, HERE / "results")
     print(text)
-    args.out.write_text(text)
+    args.out.write_text(text + kept_sections(args.out))
     log(f"wrote {args.out}")
     return 0
 

@@ -23,9 +23,9 @@ from test_failpoints_backup import assert_all_verify, assert_clean, run_killed, 
 
 P = "restore."
 CASES = [
-    ("atomic", P + "after_staged"), ("atomic", P + "after_refuse"), ("atomic", P + "after_rename"),
+    ("atomic", P + "after_load"), ("atomic", P + "after_staged"), ("atomic", P + "after_refuse"), ("atomic", P + "after_rename"),
     ("atomic", P + "after_uploads_swap"), ("atomic", P + "after_drop_old"),
-    ("new", P + "after_staged"), ("new", P + "after_rename"), ("new", P + "after_uploads_swap"),
+    ("new", P + "after_load"), ("new", P + "after_staged"), ("new", P + "after_rename"), ("new", P + "after_uploads_swap"),
     ("clean", P + "after_staged"), ("clean", P + "after_clean_restore"), ("clean", P + "after_properties"),
     ("clean", P + "after_uploads_swap"),
 ]

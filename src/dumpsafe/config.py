@@ -269,7 +269,7 @@ class Config(_Strict):
     stores: dict[str, StoreConfig] = Field(default_factory=dict)
     tenants: dict[str, TenantConfig] = Field(default_factory=dict)
     spool_dir: Path | None = None  # where restores spool a dump (default: <state_dir>/spool)
-    restore_jobs: int = Field(default=0, ge=0)  # pg_restore --jobs; 0: one per core, at most 4
+    restore_jobs: int = Field(default=0, ge=0)  # pg_restore --jobs; 0: 1 below 4 cores (streamed), else one per core, at most 4
     drill_server: str | None = None
     drill_servers: dict[str, DrillServerConfig] = Field(default_factory=dict)
     metrics_unauthenticated: bool = False  # serve: /metrics without a token shows every tenant (issue 12)

@@ -120,6 +120,8 @@ STORE = register("store", {
     "after_multipart_start": "an S3 multipart upload was started (in flight on the server)",
 })
 RESTORE = register("restore", {
+    "after_load": "atomic/new: journal at 'load'; pg_restore into the staging database done and the streamed "
+                  "dump's hash checked, contents not yet counted; nothing live touched",
     "after_staged": "journal written: staging database restored and checked, uploads staged; nothing live touched",
     "after_refuse": "atomic: connections to the target refused, before the rename",
     "after_rename": "atomic/new: database renamed into place, uploads tree not yet swapped",

@@ -1,10 +1,15 @@
 """Read a backup's stored objects back: one pass that hashes the stored bytes and yields plain ones.
 
 Every restore path reads each remote object exactly once:
-- the database dump is spooled (decompressed) to a local 0600 file while its stored bytes
-  are hashed; only after the hash and size match does anything touch a database. The local
-  file then feeds ``pg_restore --list`` and ``pg_restore -j N`` (parallel restore needs a
-  seekable file), so no whole dump is read twice from the store or spooled twice.
+- an atomic/new restore with one pg_restore job streams the dump (``Streamed``) into
+  pg_restore restoring a staging database while the stored bytes are hashed; the hash and
+  size are checked when the stream ends, before the staging database is swapped in (the
+  table of contents is read first from the object's head, a second short read).
+- clean mode (which restores into the live database) and ``pg_restore -j N`` (parallel
+  restore needs a seekable file) spool the dump (decompressed) to a local 0600 file while
+  its stored bytes are hashed; only after the hash and size match does anything touch a
+  database. The file then feeds ``pg_restore --list`` and pg_restore, so no whole dump is
+  read twice from the store or spooled twice.
 - the uploads archive is extracted into a staging directory beside the live tree while it
   is hashed; a mismatch removes the staging directory before the live tree is touched.
 - verify without a drill streams each object through the checks and keeps nothing.
@@ -199,6 +204,36 @@ def check_whole(store: Store, record: BackupRecord, refs: list[ObjectRef], advan
 def other_objects(record: BackupRecord) -> list[ObjectRef]:
     """Objects besides the dump and the uploads archive (e.g. globals): checked, not restored here."""
     return [o for o in record.objects if o.role not in ("database", "uploads")]
+
+
+def head(store: Store, record: BackupRecord, ref: ObjectRef, fn: Callable[[Callable[[int], bytes]], T],
+         identities: list[Any] | None = None) -> T:
+    """Run ``fn`` over the head of an object's plain bytes (it reads only what it needs, e.g.
+    pg_restore reading the table of contents). Not hash-checked here: a full hashed pass must
+    follow before anything is trusted. When ``fn`` fails, the whole object is checked, so a
+    tampered object is reported as such rather than by its symptom."""
+    try:
+        with open_plain(store, record, ref, identities=identities) as stream:
+            return fn(stream.read)
+    except LocalFailure:
+        raise
+    except Exception as e:
+        check_whole(store, record, [ref], identities=identities)
+        if isinstance(e, DumpsafeError):
+            raise
+        raise RestoreFailed(f"backup {record.id}: {ref.key} is not a readable archive ({_first_line(e)})") from None
+
+
+class Streamed:
+    """An object read straight from the store (no spool): ``feed`` gives a consumer its plain
+    bytes (a read function), then drains and checks the stored bytes' hash and size
+    (IntegrityError), also when the consumer failed."""
+
+    def __init__(self, store: Store, record: BackupRecord, ref: ObjectRef, identities: list[Any] | None):
+        self.store, self.record, self.ref, self.identities = store, record, ref, identities
+
+    def feed(self, consumer: Callable[[Callable[[int], bytes]], T]) -> T:
+        return consume(self.store, self.record, self.ref, lambda stream: consumer(stream.read), identities=self.identities)
 
 
 def spool(store: Store, record: BackupRecord, ref: ObjectRef, path: Path, advance: Advance | None = None,

@@ -197,7 +197,11 @@ def preflight(restorer: Any, record: BackupRecord, plan: Any, target: postgres.P
 
     raw = db_ref.raw_bytes or db_ref.size_bytes
     spool_root = Path(restorer.config.spool_dir or (Path(restorer.config.state_dir) / "spool"))
-    disk = [_disk("spool", spool_root, raw, "the decompressed dump")]
+    from dumpsafe.restore_models import streams
+
+    # atomic/new with one pg_restore job stream the dump from the store: no spool
+    spooled = plan.mode == "clean" or not streams(restorer.config.restore_jobs)
+    disk = [_disk("spool", spool_root, raw, "the decompressed dump")] if spooled else []
     if up_ref is not None and plan.uploads_to:
         need = record.uploads.bytes if record.uploads else (up_ref.raw_bytes or up_ref.size_bytes)
         disk.append(_disk("uploads", Path(plan.uploads_to).parent, need, "the staged tree beside the live one"))

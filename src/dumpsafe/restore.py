@@ -2,11 +2,14 @@
 
 Order of work (each step only starts when the one before succeeded):
 1. plan: resolve target database, mode and uploads destination; refuse bad combinations.
-2. integrity: spool the dump (hash + size checked), stage the uploads tree beside the live
-   one (hash checked, unsafe members refused). A mismatch aborts here: nothing touched.
-3. database: atomic/new restore into a staging database, compare row counts with the
-   record, then swap by rename (one transaction); clean runs pg_restore --clean in one
-   transaction. Any failure drops the staging database.
+2. integrity: stage the uploads tree beside the live one (hash checked, unsafe members
+   refused); clean mode (and a parallel restore, ``restore_jobs`` > 1) spools the dump (hash
+   + size checked). A mismatch aborts here: nothing touched.
+3. database: atomic/new restore into a staging database (single job: streamed from the store
+   straight into pg_restore while its hash is computed; the hash and size must match before
+   the swap), compare row counts with the record, then swap by rename (one transaction);
+   clean runs pg_restore --clean in one transaction from the verified spool. Any failure
+   drops the staging database.
 4. uploads: swap the staged tree in by rename, right after the database swap; the replaced
    database is dropped after both swaps.
 From step 3 on every step is journaled first (``restore_journal.py``): a restore killed at any
@@ -23,7 +26,8 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from dumpsafe import fetch, restore_journal
+from dumpsafe import fetch, profile, restore_journal
+from dumpsafe.fetch import Streamed
 from dumpsafe.engines import files, postgres
 from dumpsafe.engines import pg_globals
 from dumpsafe.compare import check_contents, clean_fixed_properties, compare_counts, known_tables  # noqa: F401
@@ -33,8 +37,8 @@ from dumpsafe.engines.sqlsession import open_session
 from dumpsafe.errors import ConflictError, RestoreFailed, UsageError
 from dumpsafe.failpoints import failpoint
 from dumpsafe.models import BackupRecord, ObjectRef
-from dumpsafe.progress import NULL, Progress
-from dumpsafe.restore_models import MODES, DbOptions, Preflight, RestorePlan, RestoreResult, restore_jobs  # noqa: F401
+from dumpsafe.progress import NULL, Advance, Progress, describe
+from dumpsafe.restore_models import MODES, DbOptions, Preflight, RestorePlan, RestoreResult, restore_jobs, streams  # noqa: F401
 
 
 class Restorer:
@@ -48,6 +52,7 @@ class Restorer:
         self.recovered: list[str] = []  # interrupted restores of this tenant finished or undone first
         self.with_globals = False
         self.opts = DbOptions()
+        self.advance: Advance = lambda n: None  # the running restore task's progress
 
     def load_identities(self, record: BackupRecord, identity: Path | None) -> list[Any] | None:
         """age identities for an encrypted backup (--identity, the tenant's identity_file, $DUMPSAFE_AGE_IDENTITY)."""
@@ -114,6 +119,7 @@ class Restorer:
         if no_owner and owner:
             raise UsageError("--no-owner and --owner are exclusive (--owner ROLE already replaces the backup's owners)")
         self.opts = DbOptions(no_owner=no_owner, owner=owner, no_tablespaces=no_tablespaces)
+        profile.start()
         record = self.svc.get(backup_id)
         with self.svc.audit.record("restore", actor, backup_id=record.id, tenant=record.tenant,
                                    database=database or record.database, store=record.store) as ev:
@@ -145,23 +151,38 @@ class Restorer:
     def _restore(self, record: BackupRecord, plan: RestorePlan, target: postgres.PgTarget, up_ref: ObjectRef | None,
                  progress: Progress) -> RestoreResult:
         t0 = time.monotonic()
+        profile.mark("plan, lock, journal replay")
         st = self.svc.store(record.store)
         db_ref = self._db_ref(record)
         # every object is stat'ed; the ones this restore reads are hashed end to end before any change
         fetch.check_sizes(st, record, list(record.objects))
+        profile.mark("stat objects")
         glob = self.read_globals(st, record) if self.with_globals else None
         fetch.check_whole(st, record, [o for o in fetch.other_objects(record) if glob is None or o.role != "globals"],
                           identities=self.identities)
+        profile.mark("check other objects")
         roles: pg_globals.GlobalsResult | None = None
         with self.spool_dir() as tmp:
-            dump = tmp / "database.dump"
-            with progress.task(f"fetch {record.id}", total=db_ref.size_bytes) as advance:
-                fetch.spool(st, record, db_ref, dump, advance, self.identities)
+            dump: Path | Streamed
+            if plan.mode != "clean" and streams(self.config.restore_jobs):
+                # atomic/new restore into a staging database: no spool; read the TOC from the head
+                # of the stored object, then stream all of it into pg_restore (hash checked before the swap)
+                dump = Streamed(st, record, db_ref, self.identities)
+                toc = fetch.head(st, record, db_ref, lambda read: pgr.read_toc(
+                    self.toc_tool(record), read, known_tables=known_tables(record)), self.identities)
+                profile.mark("read TOC (object head)")
+            else:
+                dump = tmp / "database.dump"
+                with progress.task(f"fetch {record.id}", total=db_ref.size_bytes) as advance:
+                    fetch.spool(st, record, db_ref, dump, advance, self.identities)
+                profile.mark("spool (fetch + hash + write)")
+                with open(dump, "rb") as fh:
+                    toc = pgr.read_toc(self.toc_tool(record), fh, known_tables=known_tables(record))
+                profile.mark("read TOC (spool)")
             _, tool = self._tool(target, plan.database)
-            with open(dump, "rb") as fh:
-                toc = pgr.read_toc(self.toc_tool(record), fh, known_tables=known_tables(record))
             spec = pgr.parse_spec(toc.database_sql)
             self._refuse_unsupported(target, plan, record, spec, set(glob.roles) if glob is not None else set())
+            profile.mark("server checks")
             staged: Path | None = None
             stats = None
             with ExitStack() as cleanup:
@@ -174,6 +195,7 @@ class Restorer:
                             f"backup {record.id}: the uploads archive holds {stats.files} files / {stats.bytes} bytes, the record "
                             f"says {record.uploads.files} / {record.uploads.bytes}; nothing was changed"
                         )
+                    profile.mark("uploads (fetch + hash + extract)")
                 # every object is verified and staged: from here on we touch the target, journaled
                 jr = restore_journal.Journal(
                     self.svc.state_dir, tenant=record.tenant, database=plan.database, backup_id=record.id,
@@ -182,7 +204,8 @@ class Restorer:
                     staged_ino=os.stat(staged).st_ino if staged else None, database_sql=list(toc.database_sql),
                     owner=self._clean_owner(spec) if plan.mode == "clean" else None,
                     appname=f"pg_restore dumpsafe-{secrets.token_hex(6)}")
-                with progress.task(f"restore {plan.database}") as _:
+                with progress.task(f"restore {plan.database}",
+                                   total=db_ref.raw_bytes if isinstance(dump, Streamed) else None) as self.advance:
                     if glob is not None:
                         roles = self._create_roles(target, plan, record, glob)
                     try:
@@ -196,6 +219,8 @@ class Restorer:
                             self._drop_roles(target, plan, roles.roles_created)
                         raise
                     jr.remove()
+        profile.mark("cleanup")
+        profile.report(f"restore --mode {plan.mode}")
         return RestoreResult(
             backup_id=record.id, tenant=record.tenant, database=plan.database, server=plan.server, mode=plan.mode,
             tables=tables, rows=rows, uploads_to=plan.uploads_to,
@@ -303,6 +328,7 @@ class Restorer:
             failpoint("restore.after_refuse")
             jr.step("rename")
             pgr.rename_pair(s, plan.database, staging, old)
+            profile.mark("swap (refuse + rename)")
             failpoint("restore.after_rename")
             self._swap_uploads(jr)
             jr.step("finish")
@@ -311,35 +337,42 @@ class Restorer:
                 pgr.allow_connections(s, old)
             else:
                 pgr.drop_now(s, old)
+            profile.mark("finish + drop old database")
             failpoint("restore.after_drop_old")
         return old if plan.keep_old else None
 
-    def _via_staging(self, record: BackupRecord, plan: RestorePlan, target: postgres.PgTarget, tool: str, dump: Path,
+    def _via_staging(self, record: BackupRecord, plan: RestorePlan, target: postgres.PgTarget, tool: str, dump: "Path | Streamed",
                      toc: pgr.Toc, spec: pgr.DbSpec | None, jr: restore_journal.Journal) -> tuple[str | None, int, int]:
         """atomic and new: restore beside the target with the backup's own database properties,
         check its contents, then rename into place (the template flag last)."""
         self.swept = pgr.sweep_orphans(target)
+        profile.mark("sweep orphans")
         staging = pgr.side_name(plan.database, "dsstage")
         with pgr.claimed(target, staging):
             return self._in_staging(record, plan, target, tool, dump, toc, spec, staging, jr)
 
-    def _in_staging(self, record: BackupRecord, plan: RestorePlan, target: postgres.PgTarget, tool: str, dump: Path,
+    def _in_staging(self, record: BackupRecord, plan: RestorePlan, target: postgres.PgTarget, tool: str, dump: "Path | Streamed",
                     toc: pgr.Toc, spec: pgr.DbSpec | None, staging: str | None,
                     jr: restore_journal.Journal) -> tuple[str | None, int, int]:
+        jr.step("load", staging=staging)  # a kill from here on is undone by the next command (staging dropped)
         with pgr.admin(target, plan.database, staging) as conn:
             pgr.create_database(conn, staging, spec, owner=self.opts.owner, no_owner=self.opts.no_owner,
                                 tablespaces=not self.opts.no_tablespaces, encoding=toc.encoding)
+        profile.mark("create staging database")
         try:
-            pgr.run_pg_restore(target, tool, staging, dump, args=self.opts.restore_args(),
-                               jobs=restore_jobs(self.config.restore_jobs))
+            self.load(target, tool, staging, dump, plan.database, args=self.opts.restore_args())
+            profile.mark("pg_restore" + (" (streamed + hash)" if isinstance(dump, Streamed) else ""))
+            failpoint("restore.after_load")
             with open_session(target, staging) as s:
                 counts, mismatch = check_contents(record, s)
+            profile.mark("row counts")
             if mismatch:
                 raise RestoreFailed(
                     f"restored data does not match backup {record.id}: {mismatch}; the target was not touched"
                 )
             with pgr.admin(target, plan.database, staging) as conn:
                 pgr.apply_properties(conn, staging, spec)  # after the data: a read-only default cannot stop pg_restore
+                profile.mark("database properties")
                 jr.step("staged", staging=staging)
                 failpoint("restore.after_staged")
                 if plan.mode == "atomic":
@@ -355,6 +388,20 @@ class Restorer:
         finally:
             if staging is not None:
                 pgr.drop_database(target, staging)
+
+    def load(self, target: postgres.PgTarget, tool: str, dbname: str, dump: "Path | Streamed", label: str, *,
+             args: tuple[str, ...] = (), appname: str | None = None) -> None:
+        """pg_restore ``dump`` into ``dbname``, naming each table it loads on the progress task.
+        A Streamed dump is hashed as it is fed: IntegrityError (after pg_restore) when it is not
+        the recorded object, so the caller must not use ``dbname`` unless this returns."""
+        advance = self.advance
+        on_table = lambda table: describe(advance, f"restore {label}: {table}")  # noqa: E731
+        if isinstance(dump, Path):
+            jobs = 1 if "--single-transaction" in args else restore_jobs(self.config.restore_jobs)
+            pgr.run_pg_restore(target, tool, dbname, dump, args=args, jobs=jobs, appname=appname, on_table=on_table)
+            return
+        dump.feed(lambda read: pgr.run_pg_restore(target, tool, dbname, read, args=args, appname=appname,
+                                                  on_table=on_table, fed=advance))
 
     def _clean_owner(self, spec: pgr.DbSpec | None) -> str | None:
         return None if self.opts.no_owner else (self.opts.owner or (spec.owner if spec else None))
@@ -376,7 +423,7 @@ class Restorer:
         jr.step("staged")
         failpoint("restore.after_staged")
         jr.step("clean")
-        pgr.run_pg_restore(target, tool, plan.database, dump, args=tuple(args), appname=jr.data["appname"])
+        self.load(target, tool, plan.database, dump, plan.database, args=tuple(args), appname=jr.data["appname"])
         jr.step("properties")
         failpoint("restore.after_clean_restore")
         with pgr.admin(target, plan.database) as s:
@@ -428,3 +475,4 @@ class Restorer:
         from dumpsafe.preflight import preflight
 
         return preflight(self, record, plan, target, up_ref, progress)
+

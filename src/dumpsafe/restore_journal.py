@@ -118,7 +118,7 @@ class Journal:
 # ---- replay ---------------------------------------------------------------------------------
 def _db_swapped(svc: "BackupService", s: Any, e: dict[str, Any]) -> bool:
     mode, step = e["mode"], e.get("step")
-    if step in (None, "staged"):
+    if step in (None, "load", "staged"):  # load: pg_restore into the staging database (atomic/new)
         return False
     if step in ("uploads", "finish", "properties"):  # written only after the swap (or clean's commit)
         return True

@@ -2,7 +2,8 @@
 
 Without a drill every object is streamed once through its checks (hash and size, zstd
 decoding, the dump's TOC, the uploads archive's members) and nothing is kept. A drill
-spools the dump like a restore, restores it into a scratch database (on the tenant's
+streams the dump like an atomic restore (spools it for ``restore_jobs`` > 1; the hash is
+checked when pg_restore has read it all), restores it into a scratch database (on the tenant's
 server or a configured drill server) with the backup's own database properties, compares
 what the record says the database held (per-table rows, partitioned tables, materialized
 views, large objects, database properties, the schema fingerprint) and the archive's
@@ -17,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dumpsafe import fetch, restore_journal
+from dumpsafe import fetch, profile, restore_journal
 from dumpsafe.engines import postgres
 from dumpsafe.engines import inventory
 from dumpsafe.engines import pg_restore as pgr
@@ -29,7 +30,8 @@ from dumpsafe.models import BackupRecord, Verification, utcnow
 from dumpsafe.preflight import inspect_database, inspect_uploads, tables_without_data
 from dumpsafe.progress import NULL, Progress
 from dumpsafe.compare import check_contents, known_tables
-from dumpsafe.restore import Restorer, restore_jobs
+from dumpsafe.restore import Restorer
+from dumpsafe.restore_models import streams
 
 # failures that say something about the backup (recorded as a failed verification);
 # anything else (store unreachable, bad config) is an error of the attempt, not a verdict
@@ -118,14 +120,23 @@ class Verifier:
         scratch = SCRATCH_PREFIX + secrets.token_hex(6)
         extra["server"] = target.where()
         t0 = time.monotonic()
+        profile.start()
         with restorer.spool_dir() as tmp:
-            dump = tmp / "database.dump"
-            with progress.task(f"fetch {record.id}", total=db_ref.size_bytes) as advance:
-                fetch.spool(st, record, db_ref, dump, advance, self.identities)
             major, tool = restorer._tool(target, scratch)
             toc_tool = restorer.toc_tool(record)
-            with open(dump, "rb") as fh:
-                toc = pgr.read_toc(toc_tool, fh, known_tables=known_tables(record))
+            dump: Path | fetch.Streamed
+            if streams(self.config.restore_jobs):  # one pg_restore job: streamed from the store, hash checked at its end
+                dump = fetch.Streamed(st, record, db_ref, self.identities)
+                toc = fetch.head(st, record, db_ref, lambda read: pgr.read_toc(
+                    toc_tool, read, known_tables=known_tables(record)), self.identities)
+                profile.mark("read TOC (object head)")
+            else:
+                dump = tmp / "database.dump"
+                with progress.task(f"fetch {record.id}", total=db_ref.size_bytes) as advance:
+                    fetch.spool(st, record, db_ref, dump, advance, self.identities)
+                with open(dump, "rb") as fh:
+                    toc = pgr.read_toc(toc_tool, fh, known_tables=known_tables(record))
+                profile.mark("spool + read TOC")
             spec = pgr.parse_spec(toc.database_sql)
             with pgr.admin(target, scratch) as s:
                 unsupported = pgr.unsupported_properties(s, spec, owner=None, no_owner=False, tablespaces=True)
@@ -140,25 +151,32 @@ class Verifier:
                     inspect_uploads(st, record, up_ref, advance, self.identities)
             fetch.check_whole(st, record, fetch.other_objects(record), identities=self.identities)
             self.swept = pgr.sweep_orphans(target)
+            profile.mark("checks (server, uploads, other objects)")
             t_restore = time.monotonic()
             with pgr.claimed(target, scratch):
                 with pgr.admin(target, scratch) as conn:
                     pgr.create_database(conn, scratch, spec, encoding=toc.encoding)
+                profile.mark("create scratch database")
                 try:
-                    with progress.task(f"drill restore {record.id}"):
-                        pgr.run_pg_restore(target, tool, scratch, dump, jobs=restore_jobs(self.config.restore_jobs))
+                    with progress.task(f"drill restore {record.id}",
+                                       total=db_ref.raw_bytes if isinstance(dump, fetch.Streamed) else None) as restorer.advance:
+                        restorer.load(target, tool, scratch, dump, f"drill {record.id}")
+                        profile.mark("pg_restore" + (" (streamed + hash)" if isinstance(dump, fetch.Streamed) else ""))
                         with pgr.admin(target, scratch) as conn:
                             pgr.apply_properties(conn, scratch, spec)
                             finish(conn, scratch, spec)
                         restore_s = time.monotonic() - t_restore
                         self.before_compare(target, scratch)
                         diffs, compared, counts = self._compare(record, target, scratch, major, toc_tool, dump)
+                        profile.mark("compare")
                 finally:
                     drop_error = pgr.drop_database(target, scratch)
+                profile.mark("drop scratch database")
             if drop_error:
                 raise RestoreFailed(f"drill restored fine but the scratch database {scratch!r} on {target.where()} "
                                     f"could not be dropped ({drop_error}); drop it by hand")
         rto = time.monotonic() - t0
+        profile.report("verify --drill")
         extra.update(rto_s=round(rto, 3), restore_s=round(restore_s, 3), tables=len(counts), compared=compared)
         if diffs:
             raise RestoreFailed("drill failed: " + "; ".join(diffs) + " (compared " + ", ".join(compared) + ")")
@@ -169,7 +187,7 @@ class Verifier:
         """Called between the scratch restore and the comparison (tests damage the scratch database here)."""
 
     def _compare(self, record: BackupRecord, target: postgres.PgTarget, scratch: str, major: int, toc_tool: str,
-                 dump: Path) -> tuple[list[str], list[str], dict[str, int]]:
+                 dump: "Path | fetch.Streamed") -> tuple[list[str], list[str], dict[str, int]]:
         """Everything the record (and the archive) says the database held, against the scratch database."""
         diffs: list[str] = []
         compared = [f"row counts of {len(record.tables)} tables"]
@@ -183,7 +201,8 @@ class Verifier:
                 compared.append(f"{record.large_objects.count} large objects ({record.large_objects.bytes} bytes)")
             if mismatch:
                 diffs.append(mismatch)
-            want_seq = pgr.archive_sequences(toc_tool, str(dump))
+            want_seq = pgr.archive_sequences(toc_tool, str(dump) if isinstance(dump, Path) else (
+                lambda fn: fetch.head(dump.store, record, dump.ref, fn, dump.identities)))
             got_seq = inventory.sequences(s)
             compared.append(f"{len(want_seq)} sequence values")
             seq_diffs = [f"{k} (archive {want_seq.get(k)}, restored {got_seq.get(k)})"

@@ -8,9 +8,11 @@ database as a quoted conninfo string, so odd names can never be read as options.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Callable
 
 from dumpsafe.engines.databases import (  # noqa: F401  (re-exported)
     IDENT_MAX, LOCK_SPACE, ORPHAN_RE, admin, allow_connections, apply_properties, available_extensions, check_db_name, claimed, clean_blockers,
@@ -20,7 +22,7 @@ from dumpsafe.engines.databases import (  # noqa: F401  (re-exported)
     unsupported_properties,
 )
 from dumpsafe.engines.dbspec import DbSpec, parse_spec  # noqa: F401
-from dumpsafe.engines.postgres import PgTarget, _StderrTail
+from dumpsafe.engines.postgres import STDERR_KEEP, PgTarget, _StderrTail
 from dumpsafe.engines.toc import Toc, TocEntry, archive_sequences, clean_list, major_of, parse_toc, read_toc, split_key  # noqa: F401
 from dumpsafe.errors import RestoreFailed
 
@@ -31,16 +33,53 @@ def conninfo_dbname(name: str) -> str:
     return "dbname='" + name.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def run_pg_restore(target: PgTarget, tool: str, dbname: str, archive: Path, *, args: tuple[str, ...] = (), jobs: int = 1,
-                   appname: str | None = None) -> None:
-    """pg_restore an archive file into ``dbname``; any error stops it (--exit-on-error).
+# pg_restore --verbose, before each table's COPY: 'pg_restore: processing data for table "public.events"'
+_TABLE_LINE = re.compile(rb'^pg_restore: processing data for table "(.*)"$')
+Read = Callable[[int], bytes]
 
-    Local tools read the file (parallel with ``jobs`` > 1); exec'd tools get it on stdin,
-    so nothing needs to exist inside the container. ``appname`` names its sessions
-    (application_name), so a journal replay can find them after the restoring process died.
+
+class _VerboseTail(_StderrTail):
+    """The stderr tail, also reporting each table pg_restore starts loading (its --verbose lines)."""
+
+    def __init__(self, stream, secret: str | None, on_table: Callable[[str], None]):
+        super().__init__(stream, secret)
+        self._on_table = on_table
+
+    def run(self) -> None:
+        try:
+            for line in iter(self._stream.readline, b""):
+                m = _TABLE_LINE.match(line.rstrip(b"\r\n"))
+                if m:
+                    try:
+                        self._on_table(m.group(1).decode("utf-8", "replace"))
+                    except Exception:  # a progress display must never stop the restore
+                        pass
+                    continue  # verbose chatter stays out of the error tail
+                if line.startswith(b"pg_restore: ") and not line[12:].lower().startswith((b"error", b"detail", b"warning")) \
+                        and b"Command was" not in line:
+                    continue
+                self.tail = (self.tail + line)[-STDERR_KEEP:]
+        finally:
+            self._stream.close()
+
+
+def run_pg_restore(target: PgTarget, tool: str, dbname: str, archive: Path | Read, *, args: tuple[str, ...] = (),
+                   jobs: int = 1, appname: str | None = None, on_table: Callable[[str], None] | None = None,
+                   fed: Callable[[int], None] | None = None) -> None:
+    """pg_restore an archive into ``dbname``; any error stops it (--exit-on-error).
+
+    ``archive`` is a file (local tools read it, in parallel with ``jobs`` > 1) or a read
+    function whose bytes go to pg_restore's stdin (single job; exec'd tools always get stdin,
+    so nothing needs to exist inside the container). ``fed`` is told every chunk written to
+    stdin, ``on_table`` each table whose data pg_restore starts loading (its --verbose output).
+    ``appname`` names its sessions (application_name), so a journal replay can find them after
+    the restoring process died.
     """
     argv = [tool, *target.conn_args(), "--no-password", "--exit-on-error", f"--dbname={conninfo_dbname(dbname)}", *args]
-    if not target.exec_prefix:
+    if on_table is not None:
+        argv.append("--verbose")
+    piped = bool(target.exec_prefix) or callable(archive)
+    if not piped:
         if jobs > 1 and "--single-transaction" not in args:
             argv.append(f"--jobs={jobs}")
         argv.append(str(archive))
@@ -48,18 +87,25 @@ def run_pg_restore(target: PgTarget, tool: str, dbname: str, archive: Path, *, a
     if appname:
         env["PGAPPNAME"] = appname
     try:
-        proc = subprocess.Popen(target.command(argv), stdin=subprocess.PIPE if target.exec_prefix else subprocess.DEVNULL,
+        proc = subprocess.Popen(target.command(argv), stdin=subprocess.PIPE if piped else subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     except OSError as e:
         raise RestoreFailed(f"tenant {target.tenant!r}: cannot start {tool} ({e.strerror})") from None
-    tail = _StderrTail(proc.stderr, target.password)
+    tail = _VerboseTail(proc.stderr, target.password, on_table) if on_table else _StderrTail(proc.stderr, target.password)
     tail.start()
     try:
-        if target.exec_prefix:  # password line first (PW_WRAPPER), then the archive
+        if piped:  # exec'd: password line first (PW_WRAPPER), then the archive
             try:
-                proc.stdin.write(target.password_line())
-                with open(archive, "rb") as fh:
-                    shutil.copyfileobj(fh, proc.stdin, 1 << 20)
+                if target.exec_prefix:
+                    proc.stdin.write(target.password_line())
+                if callable(archive):
+                    while chunk := archive(1 << 20):
+                        proc.stdin.write(chunk)
+                        if fed:
+                            fed(len(chunk))
+                else:
+                    with open(archive, "rb") as fh:
+                        shutil.copyfileobj(fh, proc.stdin, 1 << 20)
             except BrokenPipeError:
                 pass  # pg_restore stopped early; its exit status and stderr say why
             finally:

@@ -294,12 +294,50 @@ def read_toc(tool: str, source: IO[bytes] | Callable[[int], bytes], *, with_sql:
 _SETVAL = re.compile(r"^SELECT pg_catalog\.setval\('((?:[^']|'')*)', (-?\d+), (true|false)\);$")
 
 
-def archive_sequences(tool: str, archive: str) -> dict[str, list]:
-    """[value, is_called] of every SEQUENCE SET entry of an archive file, keyed like the record
-    (pg_dump writes the sequence quoted as quote_ident does). Reads only those entries."""
+Read = Callable[[int], bytes]
+# a streamed archive: runs a function over a fresh read of the archive's head (fetch.head)
+HeadReader = Callable[[Callable[[Read], "subprocess.CompletedProcess"]], "subprocess.CompletedProcess"]
+
+
+def _fed(argv: list[str], read: Read) -> subprocess.CompletedProcess:
+    """Run ``argv`` with the archive on stdin, fed until it stops reading or the archive ends."""
+    p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out: list[bytes] = []
+    err: list[bytes] = []
+    threads = [threading.Thread(target=lambda: out.append(p.stdout.read()), daemon=True),
+               threading.Thread(target=lambda: err.append(p.stderr.read()), daemon=True)]
+    for t in threads:
+        t.start()
+    try:
+        while chunk := read(1 << 16):
+            p.stdin.write(chunk)
+    except (BrokenPipeError, OSError):
+        pass  # it has what it needs
+    finally:
+        try:
+            p.stdin.close()
+        except OSError:
+            pass
+    rc = p.wait()
+    for t in threads:
+        t.join(timeout=30)
+    return subprocess.CompletedProcess(argv, rc, b"".join(out).decode("utf-8", "replace"),
+                                       b"".join(err).decode("utf-8", "replace"))
+
+
+def archive_sequences(tool: str, archive: str | HeadReader) -> dict[str, list]:
+    """[value, is_called] of every SEQUENCE SET entry of an archive, keyed like the record
+    (pg_dump writes the sequence quoted as quote_ident does). Reads only those entries: from
+    a file path, or from a streamed archive's head (SEQUENCE SET entries live in the table of
+    contents, so pg_restore never reads the data blocks)."""
     import tempfile
 
-    listing = subprocess.run([tool, "--list", archive], capture_output=True, text=True)
+    def run(argv: list[str]) -> subprocess.CompletedProcess:
+        if callable(archive):
+            return archive(lambda read: _fed(argv, read))
+        return subprocess.run([*argv, archive], capture_output=True, text=True)
+
+    listing = run([tool, "--list"])
     if listing.returncode != 0:
         raise RestoreFailed(f"the archive's table of contents is not readable by {tool}: {listing.stderr.strip()[-300:]}")
     wanted = [ln for ln in listing.stdout.splitlines() if _TOC_LINE.match(ln) and " SEQUENCE SET " in ln]
@@ -308,7 +346,7 @@ def archive_sequences(tool: str, archive: str) -> dict[str, list]:
     with tempfile.NamedTemporaryFile("w", suffix=".list") as lf:
         lf.write("\n".join(wanted) + "\n")
         lf.flush()
-        out = subprocess.run([tool, "--data-only", f"--use-list={lf.name}", "--file=-", archive], capture_output=True, text=True)
+        out = run([tool, "--data-only", f"--use-list={lf.name}", "--file=-"])
     if out.returncode != 0:
         raise RestoreFailed(f"cannot read the archive's sequence values with {tool}: {out.stderr.strip()[-300:]}")
     seqs: dict[str, list] = {}

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator
 from rich.console import Console
 
 from dumpsafe.fronts import tables
-from dumpsafe.progress import NULL, Advance, Progress
+from dumpsafe.progress import NULL, Advance, Progress, Ticker
 
 if TYPE_CHECKING:  # imported where used: `--help` and `backup list` load only what they need
     from dumpsafe.models import BackupRecord
@@ -224,7 +224,7 @@ class RichProgress:
     def task(self, description: str, total: int | None = None) -> Iterator[Advance]:
         with self._bar:
             tid = self._bar.add_task(description, total=total)
-            yield lambda n: self._bar.advance(tid, n)
+            yield Ticker(lambda n: self._bar.advance(tid, n), lambda text: self._bar.update(tid, description=text))
             if total is None:
                 done = self._bar.tasks[[t.id for t in self._bar.tasks].index(tid)].completed
                 self._bar.update(tid, total=done, completed=done)

@@ -118,9 +118,10 @@ class _MultipartWriter:
         self.written += n
         while len(self.buf) >= self._part_size():
             size = self._part_size()
-            with memoryview(self.buf) as mv:
-                part = bytes(mv[:size])
-            del self.buf[:size]
+            # the filled buffer becomes the part (only the tail past it is copied): one part's
+            # bytes live once, not twice (peak RSS)
+            part, self.buf = self.buf, self.buf[size:]
+            del part[size:]
             self._queue(part)
         return n
 
@@ -179,8 +180,8 @@ class _MultipartWriter:
             self.buf = bytearray()
             return
         if self.buf:
-            self._queue(bytes(self.buf))
-            self.buf = bytearray()
+            part, self.buf = self.buf, bytearray()
+            self._queue(part)
         while self.pending:
             self._collect(self.pending.popleft())
         parts = [{"PartNumber": n, "ETag": self.etags[n]} for n in sorted(self.etags)]
