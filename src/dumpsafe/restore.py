@@ -39,12 +39,13 @@ from dumpsafe.failpoints import failpoint
 from dumpsafe.models import BackupRecord, ObjectRef
 from dumpsafe.progress import NULL, Advance, Progress, describe
 from dumpsafe.restore_models import MODES, DbOptions, Preflight, RestorePlan, RestoreResult, restore_jobs, streams  # noqa: F401
+from dumpsafe.context import ServiceContext
 
 
 class Restorer:
     """The restore flow; BackupService.restore/restore_plan delegate here."""
 
-    def __init__(self, service: Any):
+    def __init__(self, service: ServiceContext):
         self.svc = service
         self.config = service.config
         self.identities: list[Any] | None = None

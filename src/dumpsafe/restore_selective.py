@@ -37,6 +37,7 @@ from dumpsafe.models import BackupRecord
 from dumpsafe.progress import NULL, Progress
 from dumpsafe.restore import Restorer
 from dumpsafe.restore_models import SelectiveResult, restore_jobs
+from dumpsafe.context import ServiceContext
 
 
 def _schema_exists(s: Any, name: str) -> bool:
@@ -48,7 +49,7 @@ def _count(s: Any, schema: str, table: str) -> int:
 
 
 class SelectiveRestorer:
-    def __init__(self, service: Any):
+    def __init__(self, service: ServiceContext):
         self.svc = service
         self.base = Restorer(service)  # its plan, tools, spool and identities: reused, not copied
 

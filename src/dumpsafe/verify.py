@@ -32,6 +32,7 @@ from dumpsafe.progress import NULL, Progress
 from dumpsafe.compare import check_contents, known_tables
 from dumpsafe.restore import Restorer
 from dumpsafe.restore_models import streams
+from dumpsafe.context import ServiceContext
 
 # failures that say something about the backup (recorded as a failed verification);
 # anything else (store unreachable, bad config) is an error of the attempt, not a verdict
@@ -40,7 +41,7 @@ SCRATCH_PREFIX = "dumpsafe_drill_"
 
 
 class Verifier:
-    def __init__(self, service: Any):
+    def __init__(self, service: ServiceContext):
         self.svc = service
         self.config = service.config
         self.identities: list[Any] | None = None
