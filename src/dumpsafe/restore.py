@@ -48,6 +48,7 @@ class Restorer:
     def __init__(self, service: ServiceContext):
         self.svc = service
         self.config = service.config
+        self.sessions_ended = 0  # atomic: the other sessions the swap ended
         self.identities: list[Any] | None = None
         self.swept: list[str] = []  # orphaned staging/scratch databases dropped on the way
         self.recovered: list[str] = []  # interrupted restores of this tenant finished or undone first
@@ -141,6 +142,8 @@ class Restorer:
                 self.recovered = restore_journal.replay(self.svc, record.tenant, held=(record.tenant, plan.database))
                 result = self._restore(record, plan, target, up_ref, progress)
             ev.extra["kept_old"] = result.kept_old
+            if result.sessions_ended:
+                ev.extra["sessions_ended"] = result.sessions_ended
             if self.recovered:
                 ev.extra["recovered"] = self.recovered
             if result.globals is not None:
@@ -227,6 +230,7 @@ class Restorer:
             tables=tables, rows=rows, uploads_to=plan.uploads_to,
             uploads={"files": stats.files, "bytes": stats.bytes} if stats else None, kept_old=kept,
             duration_s=round(time.monotonic() - t0, 3), globals=roles.to_json_dict() if roles else None,
+            sessions_ended=self.sessions_ended,
         )
 
     # ---- roles (--with-globals) ------------------------------------------------------------
@@ -328,7 +332,7 @@ class Restorer:
             pgr.refuse_connections(s, plan.database)
             failpoint("restore.after_refuse")
             jr.step("rename")
-            pgr.rename_pair(s, plan.database, staging, old)
+            self.sessions_ended = pgr.rename_pair(s, plan.database, staging, old)
             profile.mark("swap (refuse + rename)")
             failpoint("restore.after_rename")
             self._swap_uploads(jr)
