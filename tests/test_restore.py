@@ -456,7 +456,7 @@ def test_symlinked_uploads_path_keeps_its_link(env, backed_up, tmp_path):
 def test_orphans_of_a_dead_dumpsafe_are_swept_but_live_ones_are_not(env, backed_up):
     """Staging/scratch databases left by a killed dumpsafe are dropped by the next restore;
     one that a running restore has claimed is left alone."""
-    from dumpsafe.engines import pg_restore as pgr
+    from dumpsafe.engines import databases as dbs
 
     bid, state, _ = backed_up
     orphans = [f"{env.db}_dsstage_0badf00d", "dumpsafe_drill_0123456789ab"]
@@ -465,7 +465,7 @@ def test_orphans_of_a_dead_dumpsafe_are_swept_but_live_ones_are_not(env, backed_
         env.pg.create_database(name)
     target = env.service().pg_target("acme")
     try:
-        with pgr.claimed(target, live):
+        with dbs.claimed(target, live):
             r = env.cli("backup", "restore", bid, "--yes", "--no-uploads")
             assert r.code == 0, r.err
             dbs = databases(env.pg)
