@@ -286,7 +286,7 @@ def test_a_property_the_server_cannot_take_is_refused_before_anything_changes(fi
 
 
 def test_sweep_drops_every_leftover_dumpsafe_creates_and_nothing_else(fid, pg):
-    from dumpsafe.engines import pg_restore as pgr
+    from dumpsafe.engines import databases as dbs
 
     env, _, _ = fid
     orphan_old, orphan_stage = "fid_dsold_0badf00d", "fid_dsstage_0badf00d"
@@ -297,8 +297,8 @@ def test_sweep_drops_every_leftover_dumpsafe_creates_and_nothing_else(fid, pg):
         c.execute(sql.SQL("ALTER DATABASE {} IS_TEMPLATE true").format(sql.Identifier(orphan_old)))
     target = env.service().pg_target("acme")
     try:
-        with pgr.claimed(target, held):  # a live restore holds it
-            swept = pgr.sweep_orphans(target)
+        with dbs.claimed(target, held):  # a live restore holds it
+            swept = dbs.sweep_orphans(target)
         assert orphan_old in swept and orphan_stage in swept
         left = databases(pg)
         assert orphan_old not in left and orphan_stage not in left and held in left and foreign in left

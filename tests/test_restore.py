@@ -456,7 +456,7 @@ def test_symlinked_uploads_path_keeps_its_link(env, backed_up, tmp_path):
 def test_orphans_of_a_dead_dumpsafe_are_swept_but_live_ones_are_not(env, backed_up):
     """Staging/scratch databases left by a killed dumpsafe are dropped by the next restore;
     one that a running restore has claimed is left alone."""
-    from dumpsafe.engines import pg_restore as pgr
+    from dumpsafe.engines import databases as dbs
 
     bid, state, _ = backed_up
     orphans = [f"{env.db}_dsstage_0badf00d", "dumpsafe_drill_0123456789ab"]
@@ -465,7 +465,7 @@ def test_orphans_of_a_dead_dumpsafe_are_swept_but_live_ones_are_not(env, backed_
         env.pg.create_database(name)
     target = env.service().pg_target("acme")
     try:
-        with pgr.claimed(target, live):
+        with dbs.claimed(target, live):
             r = env.cli("backup", "restore", bid, "--yes", "--no-uploads")
             assert r.code == 0, r.err
             dbs = databases(env.pg)
@@ -545,3 +545,22 @@ def test_dry_run_counts_table_data_entries_exactly(env):
     assert pf["table_data_entries"] == len(rec["tables"]) == 7 and pf["tables_without_data"] == []
     assert pf["would_drop"] == [] and pf["would_create"] == []
     assert {"table odd schema.t 1", "table public.TABLE DATA", "materialized view public.mv"} <= set(pf["would_replace"])
+
+
+def test_atomic_restore_says_which_sessions_it_ended(env, backed_up):
+    """Replacing a database ends the other sessions on it: the result, the audit line and the
+    table say how many, so an operator knows why the application reconnected."""
+    bid, _state, _tree = backed_up
+    idle = env.pg.connect(env.db)
+    try:
+        r = env.cli("backup", "restore", bid, "--yes", "--no-uploads", "--json")
+        assert r.code == 0, r.err
+        assert r.json()["sessions_ended"] == 1
+        (line,) = audit_lines(env, "restore")
+        assert line["outcome"] == "ok" and line["sessions_ended"] == 1
+        with pytest.raises(psycopg.OperationalError):
+            idle.execute("SELECT 1")  # it was ended, not left on the replaced (dropped) database
+        table = env.cli("backup", "restore", bid, "--yes", "--no-uploads")
+        assert table.code == 0 and "other sessions ended" not in table.out  # none connected this time
+    finally:
+        idle.close()

@@ -6,11 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from dumpsafe.engines import inventory
-from dumpsafe.engines import pg_restore as pgr
+from dumpsafe.engines import dbspec
+from dumpsafe.engines import toc as tocs
 from dumpsafe.models import BackupRecord
 
 
-def clean_fixed_properties(record: BackupRecord, spec: pgr.DbSpec | None, live: dict[str, Any], name: str, *,
+def clean_fixed_properties(record: BackupRecord, spec: dbspec.DbSpec | None, live: dict[str, Any], name: str, *,
                            tablespaces: bool = True) -> list[str]:
     """clean restores into the existing database: properties it cannot change must already match."""
     props = record.database_properties or (spec.describe() if spec else None)
@@ -26,7 +27,7 @@ def clean_fixed_properties(record: BackupRecord, spec: pgr.DbSpec | None, live: 
 
 def known_tables(record: BackupRecord) -> set[tuple[str, str]]:
     """(schema, table) of every table the record counts, whatever its key style."""
-    return {pgr.split_key(k, record.table_keys == "quoted") for k in record.tables}
+    return {tocs.split_key(k, record.table_keys == "quoted") for k in record.tables}
 
 
 def check_contents(record: BackupRecord, s: Any, *, extra_tables_ok: bool = False) -> tuple[dict[str, int], str]:

@@ -13,6 +13,7 @@ from dumpsafe import fetch
 from dumpsafe.errors import UsageError
 from dumpsafe.pipeline import CHUNK
 from dumpsafe.restore import Restorer
+from dumpsafe.context import ServiceContext
 
 
 def record_layout(client_version: str | None, encrypted: bool) -> dict[str, Any]:
@@ -31,7 +32,7 @@ def record_layout(client_version: str | None, encrypted: bool) -> dict[str, Any]
     return {"tools": tools, "layout": layout}
 
 
-def export(svc: Any, backup_id: str, out: BinaryIO, *, uploads: bool = False, identity: Path | None = None,
+def export(svc: ServiceContext, backup_id: str, out: BinaryIO, *, uploads: bool = False, identity: Path | None = None,
            actor: str = "local") -> dict[str, Any]:
     """Copy one object's plain bytes into ``out``; return what was written (role, bytes, format)."""
     record = svc.get(backup_id)
@@ -62,7 +63,7 @@ def export(svc: Any, backup_id: str, out: BinaryIO, *, uploads: bool = False, id
                 "format": "tar" if uploads else record.format, "sha256_checked": ref.sha256}
 
 
-def export_to_file(svc: Any, backup_id: str, path: Path, **kw: Any) -> dict[str, Any]:
+def export_to_file(svc: ServiceContext, backup_id: str, path: Path, **kw: Any) -> dict[str, Any]:
     """export() into ``path`` via a temporary sibling renamed on success; removed on any failure."""
     if path.exists() and path.is_dir():
         raise UsageError(f"--output {path} is a directory: name a file")

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serial
 
 from dumpsafe.errors import DumpsafeError, ObjectMissing, UsageError
 from dumpsafe.models import encode_db, rfc3339, utcnow
+from dumpsafe.context import ServiceContext
 
 HISTORY_PREFIX = "history/"
 TENANT_LEVEL = "~tenant"  # never an encode_db output: "~" is always followed by two hex digits
@@ -91,7 +92,7 @@ def parse_key(key: str) -> dict[str, Any] | None:
 class History:
     """Appends and reads history events through the stores (the Store interface only)."""
 
-    def __init__(self, service: Any):
+    def __init__(self, service: ServiceContext):
         self.svc = service
 
     def _home(self, tenant: str) -> str | None:

@@ -14,7 +14,9 @@ from dumpsafe import fetch
 from dumpsafe.compare import clean_fixed_properties, known_tables
 from dumpsafe.engines import files, postgres
 from dumpsafe.engines import inventory, pg_globals
-from dumpsafe.engines import pg_restore as pgr
+from dumpsafe.engines import databases as dbs
+from dumpsafe.engines import dbspec
+from dumpsafe.engines import toc as tocs
 from dumpsafe.engines.sqlsession import open_session
 from dumpsafe.engines.postgres import tool_version
 from dumpsafe.errors import RestoreFailed
@@ -25,17 +27,17 @@ from dumpsafe.restore_models import Preflight
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
-def tables_without_data(record: BackupRecord, toc: pgr.Toc) -> list[str]:
+def tables_without_data(record: BackupRecord, toc: tocs.Toc) -> list[str]:
     """Record keys of tables the archive holds no TABLE DATA for."""
     have = set(toc.table_data())
     quoted = record.table_keys == "quoted"
-    return sorted(k for k in record.tables if pgr.split_key(k, quoted) not in have)
+    return sorted(k for k in record.tables if tocs.split_key(k, quoted) not in have)
 
 
-def inspect_database(store, record: BackupRecord, ref: ObjectRef, tool: str, advance=None, identities=None) -> pgr.Toc:
+def inspect_database(store, record: BackupRecord, ref: ObjectRef, tool: str, advance=None, identities=None) -> tocs.Toc:
     """Stream the dump once: hash it, decode it, read its TOC (and the roles its schema names)."""
 
-    def read(stream: fetch.PlainStream) -> pgr.Toc:
+    def read(stream: fetch.PlainStream) -> tocs.Toc:
         head = stream.read(5)
         if head != b"PGDMP":
             raise RestoreFailed(f"backup {record.id}: {ref.key} is not a pg_dump custom-format archive")
@@ -47,7 +49,7 @@ def inspect_database(store, record: BackupRecord, ref: ObjectRef, tool: str, adv
                 return head
             return stream.read(n)
 
-        return pgr.read_toc(tool, feed, known_tables=known_tables(record))
+        return tocs.read_toc(tool, feed, known_tables=known_tables(record))
 
     return fetch.consume(store, record, ref, read, advance, identities)
 
@@ -110,17 +112,17 @@ def preflight(restorer: Any, record: BackupRecord, plan: Any, target: postgres.P
         problems.append(f"the archive has no TABLE DATA for {', '.join(without_data)}")
 
     dump_objs = toc.objects()
-    spec = pgr.parse_spec(toc.database_sql)
+    spec = dbspec.parse_spec(toc.database_sql)
     opts = restorer.opts
-    with pgr.admin(target, plan.database) as s:
-        roles = pgr.existing_roles(s)
-        available = pgr.available_extensions(s)
-        server_version, _ = pgr.server_version(s)
-        datadir = pgr.data_directory(s)
+    with dbs.admin(target, plan.database) as s:
+        roles = dbs.existing_roles(s)
+        available = dbs.available_extensions(s)
+        server_version, _ = dbs.server_version(s)
+        datadir = dbs.data_directory(s)
         live_props = inventory.database_properties(s, plan.database) if plan.target_exists else None
         if plan.mode != "clean":
             coming = set(glob.roles) if glob is not None and restorer.with_globals else set()
-            problems += pgr.unsupported_properties(s, spec, owner=opts.owner, no_owner=opts.no_owner,
+            problems += dbs.unsupported_properties(s, spec, owner=opts.owner, no_owner=opts.no_owner,
                                                    tablespaces=not opts.no_tablespaces, will_exist=coming)
     props = record.database_properties or (spec.describe() if spec else None)
     changes: list[str] = []
@@ -133,17 +135,17 @@ def preflight(restorer: Any, record: BackupRecord, plan: Any, target: postgres.P
             fixed = clean_fixed_properties(record, spec, live_props, plan.database, tablespaces=not opts.no_tablespaces)
             problems += fixed
             if not fixed:  # the property statements run and roll back: a role or grant that fails shows here
-                with pgr.admin(target, plan.database) as s:
+                with dbs.admin(target, plan.database) as s:
                     try:
-                        pgr.replace_properties(s, plan.database, spec, owner=restorer._clean_owner(spec), probe=True)
+                        dbs.replace_properties(s, plan.database, spec, owner=restorer._clean_owner(spec), probe=True)
                     except RestoreFailed as e:
                         problems.append(e.message)
     target_objs: set[tuple[str, str]] = set()
     if plan.target_exists:
         with open_session(target, plan.database) as s:
-            target_objs = pgr.target_objects(s)
+            target_objs = dbs.target_objects(s)
             if plan.mode == "clean" and target.exec_prefix:
-                problems += pgr.clean_blockers(s)
+                problems += dbs.clean_blockers(s)
 
     def fmt(objs: set[tuple[str, str]]) -> list[str]:
         return [f"{k.lower()} {n}" for k, n in sorted(objs)]
@@ -181,7 +183,7 @@ def preflight(restorer: Any, record: BackupRecord, plan: Any, target: postgres.P
 
     tv = tool_version(tool) if not target.exec_prefix else None
     dumped_by = toc.dumped_by or record.client_version
-    dump_major = pgr.major_of(dumped_by)
+    dump_major = tocs.major_of(dumped_by)
     versions = {
         "pg_restore": f"{tv[0]}.{tv[1]}" if tv else ("exec" if target.exec_prefix else None),
         "pg_dump": dumped_by,
@@ -191,8 +193,8 @@ def preflight(restorer: Any, record: BackupRecord, plan: Any, target: postgres.P
     }
     if tv and dump_major and tv[0] < dump_major:
         problems.append(f"pg_restore {tv[0]}.{tv[1]} is older than the pg_dump {dumped_by} that wrote the archive")
-    if pgr.major_of(versions["dumped_from_server"]) and pgr.major_of(server_version) and \
-            pgr.major_of(server_version) < pgr.major_of(versions["dumped_from_server"]):
+    if tocs.major_of(versions["dumped_from_server"]) and tocs.major_of(server_version) and \
+            tocs.major_of(server_version) < tocs.major_of(versions["dumped_from_server"]):
         problems.append(f"the target server ({server_version}) is older than the one dumped ({versions['dumped_from_server']})")
 
     raw = db_ref.raw_bytes or db_ref.size_bytes

@@ -21,6 +21,7 @@ from dumpsafe.report_model import (
     AuditExcerpt, BackupEvidence, DatabaseReport, Drill, EncryptionEvidence, Failure, Gap, IntegrityEvidence,
     PruneRun, Report, RetentionEvidence, RtoStats, ScheduleEvidence, TenantReport,
 )
+from dumpsafe.context import ServiceContext
 
 MAX_AUDIT_LINES = 500
 MAX_EXPECTED = 2_000  # fire times counted one by one per schedule; more are extrapolated
@@ -47,7 +48,7 @@ def parse_since(text: str | None, until: datetime) -> datetime:
     return dt
 
 
-def build(service: Any, tenants: Iterable[str], since: datetime, until: datetime | None = None) -> Report:
+def build(service: ServiceContext, tenants: Iterable[str], since: datetime, until: datetime | None = None) -> Report:
     until = until or utcnow()
     names = list(tenants)
     audit_entries = [e for e in service.audit.entries() if _in(e.get("time"), since, until)]
@@ -70,7 +71,7 @@ def _in(value: Any, since: datetime, until: datetime) -> bool:
     return at is not None and since <= at <= until
 
 
-def _tenant(service: Any, tenant: str, since: datetime, until: datetime, audit: list[dict]) -> TenantReport:
+def _tenant(service: ServiceContext, tenant: str, since: datetime, until: datetime, audit: list[dict]) -> TenantReport:
     cfg = service.config.tenant(tenant)
     events = [e for e in service.history.events(tenant, since=since) if e.at <= until]
     records = [r for r in service.list(tenant)]
@@ -105,7 +106,7 @@ def _expected_runs(sched: Any, since: datetime, until: datetime) -> tuple[int | 
     return round(MAX_EXPECTED * (until - since).total_seconds() / (fires[-1] - since).total_seconds()), False
 
 
-def _database(service: Any, cfg: Any, tenant: str, db: str, events: list[HistoryEvent], records: list[BackupRecord],
+def _database(service: ServiceContext, cfg: Any, tenant: str, db: str, events: list[HistoryEvent], records: list[BackupRecord],
               audit: list[dict], since: datetime, until: datetime) -> DatabaseReport:
     # successes: history's backup events, plus records made in the window (older than the history)
     made: dict[str, tuple[datetime, int, float | None]] = {}
@@ -174,7 +175,7 @@ def _database(service: Any, cfg: Any, tenant: str, db: str, events: list[History
     )
 
 
-def _audit(service: Any, tenants: list[str], entries: list[dict]) -> AuditExcerpt:
+def _audit(service: ServiceContext, tenants: list[str], entries: list[dict]) -> AuditExcerpt:
     chain = service.audit.verify()
     if chain.ok:
         sentence = f"hash chain intact over {chain.lines} lines" + (

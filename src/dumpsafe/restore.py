@@ -32,21 +32,26 @@ from dumpsafe.engines import files, postgres
 from dumpsafe.engines import pg_globals
 from dumpsafe.compare import check_contents, clean_fixed_properties, compare_counts, known_tables  # noqa: F401
 from dumpsafe.engines import inventory
+from dumpsafe.engines import databases as dbs
+from dumpsafe.engines import dbspec
 from dumpsafe.engines import pg_restore as pgr
+from dumpsafe.engines import toc as tocs
 from dumpsafe.engines.sqlsession import open_session
 from dumpsafe.errors import ConflictError, RestoreFailed, UsageError
 from dumpsafe.failpoints import failpoint
 from dumpsafe.models import BackupRecord, ObjectRef
 from dumpsafe.progress import NULL, Advance, Progress, describe
 from dumpsafe.restore_models import MODES, DbOptions, Preflight, RestorePlan, RestoreResult, restore_jobs, streams  # noqa: F401
+from dumpsafe.context import ServiceContext
 
 
 class Restorer:
     """The restore flow; BackupService.restore/restore_plan delegate here."""
 
-    def __init__(self, service: Any):
+    def __init__(self, service: ServiceContext):
         self.svc = service
         self.config = service.config
+        self.sessions_ended = 0  # atomic: the other sessions the swap ended
         self.identities: list[Any] | None = None
         self.swept: list[str] = []  # orphaned staging/scratch databases dropped on the way
         self.recovered: list[str] = []  # interrupted restores of this tenant finished or undone first
@@ -72,10 +77,10 @@ class Restorer:
         if with_globals and record.object("globals") is None:
             raise UsageError(f"backup {record.id} holds no globals object, so --with-globals has no roles to create "
                              f"(set include_globals = true for tenant {record.tenant!r} in later backups)")
-        target_db = pgr.check_db_name(database or record.database)
+        target_db = dbs.check_db_name(database or record.database)
         target = self.svc.pg_target(record.tenant)
-        with pgr.admin(target, target_db) as conn:
-            exists = pgr.database_exists(conn, target_db)
+        with dbs.admin(target, target_db) as conn:
+            exists = dbs.database_exists(conn, target_db)
         mode = mode or ("atomic" if exists else "new")
         where = f"{target.where()} (tenant {record.tenant!r})"
         if mode == "new" and exists:
@@ -140,6 +145,8 @@ class Restorer:
                 self.recovered = restore_journal.replay(self.svc, record.tenant, held=(record.tenant, plan.database))
                 result = self._restore(record, plan, target, up_ref, progress)
             ev.extra["kept_old"] = result.kept_old
+            if result.sessions_ended:
+                ev.extra["sessions_ended"] = result.sessions_ended
             if self.recovered:
                 ev.extra["recovered"] = self.recovered
             if result.globals is not None:
@@ -168,7 +175,7 @@ class Restorer:
                 # atomic/new restore into a staging database: no spool; read the TOC from the head
                 # of the stored object, then stream all of it into pg_restore (hash checked before the swap)
                 dump = Streamed(st, record, db_ref, self.identities)
-                toc = fetch.head(st, record, db_ref, lambda read: pgr.read_toc(
+                toc = fetch.head(st, record, db_ref, lambda read: tocs.read_toc(
                     self.toc_tool(record), read, known_tables=known_tables(record)), self.identities)
                 profile.mark("read TOC (object head)")
             else:
@@ -177,10 +184,10 @@ class Restorer:
                     fetch.spool(st, record, db_ref, dump, advance, self.identities)
                 profile.mark("spool (fetch + hash + write)")
                 with open(dump, "rb") as fh:
-                    toc = pgr.read_toc(self.toc_tool(record), fh, known_tables=known_tables(record))
+                    toc = tocs.read_toc(self.toc_tool(record), fh, known_tables=known_tables(record))
                 profile.mark("read TOC (spool)")
             _, tool = self._tool(target, plan.database)
-            spec = pgr.parse_spec(toc.database_sql)
+            spec = dbspec.parse_spec(toc.database_sql)
             self._refuse_unsupported(target, plan, record, spec, set(glob.roles) if glob is not None else set())
             profile.mark("server checks")
             staged: Path | None = None
@@ -226,6 +233,7 @@ class Restorer:
             tables=tables, rows=rows, uploads_to=plan.uploads_to,
             uploads={"files": stats.files, "bytes": stats.bytes} if stats else None, kept_old=kept,
             duration_s=round(time.monotonic() - t0, 3), globals=roles.to_json_dict() if roles else None,
+            sessions_ended=self.sessions_ended,
         )
 
     # ---- roles (--with-globals) ------------------------------------------------------------
@@ -241,13 +249,13 @@ class Restorer:
     @staticmethod
     def _create_roles(target: postgres.PgTarget, plan: RestorePlan, record: BackupRecord,
                       glob: pg_globals.Globals) -> pg_globals.GlobalsResult:
-        with pgr.admin(target, plan.database) as s:
-            return pg_globals.create_missing_roles(s, glob, pgr.existing_roles(s), record.id)
+        with dbs.admin(target, plan.database) as s:
+            return pg_globals.create_missing_roles(s, glob, dbs.existing_roles(s), record.id)
 
     @staticmethod
     def _drop_roles(target: postgres.PgTarget, plan: RestorePlan, names: list[str]) -> None:
         try:
-            with pgr.admin(target, plan.database) as s:
+            with dbs.admin(target, plan.database) as s:
                 pg_globals.drop_roles(s, names)
         except Exception:  # cleanup must not mask the real failure
             pass
@@ -262,27 +270,27 @@ class Restorer:
             raise fetch.LocalFailure(f"cannot write the uploads staging tree {staged} ({e.strerror})") from None
 
     def _refuse_unsupported(self, target: postgres.PgTarget, plan: RestorePlan, record: BackupRecord,
-                            spec: pgr.DbSpec | None, will_exist: set[str]) -> None:
+                            spec: dbspec.DbSpec | None, will_exist: set[str]) -> None:
         """Before anything is touched: every database property the server cannot take, named with the way out."""
         if plan.mode == "clean":
             problems = []
             if target.exec_prefix:  # the reordered list (see _clean) needs a local pg_restore
                 with open_session(target, plan.database) as s:
-                    problems = pgr.clean_blockers(s)
-            with pgr.admin(target, plan.database) as s:
+                    problems = dbs.clean_blockers(s)
+            with dbs.admin(target, plan.database) as s:
                 problems += clean_fixed_properties(record, spec, inventory.database_properties(s, plan.database),
                                                    plan.database, tablespaces=not self.opts.no_tablespaces)
                 if not problems:  # the property statements run (and roll back) now: a failure stops here
                     try:
-                        pgr.replace_properties(s, plan.database, spec, owner=self._clean_owner(spec), probe=True)
+                        dbs.replace_properties(s, plan.database, spec, owner=self._clean_owner(spec), probe=True)
                     except RestoreFailed as e:
                         problems.append(e.message)
             if problems:
                 raise ConflictError(f"cannot restore backup {record.id} into database {plan.database!r} on {plan.server}: "
                                     + "; ".join(problems) + "; nothing was changed")
             return
-        with pgr.admin(target, plan.database) as s:
-            problems = pgr.unsupported_properties(s, spec, owner=self.opts.owner, no_owner=self.opts.no_owner,
+        with dbs.admin(target, plan.database) as s:
+            problems = dbs.unsupported_properties(s, spec, owner=self.opts.owner, no_owner=self.opts.no_owner,
                                                   tablespaces=not self.opts.no_tablespaces, will_exist=will_exist)
         if problems:
             raise ConflictError(f"cannot restore backup {record.id} into database {plan.database!r} on {plan.server}: "
@@ -315,48 +323,48 @@ class Restorer:
                 ) from None
         failpoint("restore.after_uploads_swap")
 
-    def _swap(self, target: postgres.PgTarget, s: Any, plan: RestorePlan, staging: str, spec: pgr.DbSpec | None,
+    def _swap(self, target: postgres.PgTarget, s: Any, plan: RestorePlan, staging: str, spec: dbspec.DbSpec | None,
               jr: restore_journal.Journal) -> str | None:
         """atomic: refuse connections, rename both in one transaction, swap the uploads tree,
         then the template flag and the replaced database dropped (or kept); each step journaled."""
-        if not pgr.database_exists(s, plan.database):
+        if not dbs.database_exists(s, plan.database):
             raise ConflictError(f"database {plan.database!r} disappeared during the restore; nothing was swapped")
-        old = pgr.side_name(plan.database, "dskept" if plan.keep_old else "dsold")
+        old = dbs.side_name(plan.database, "dskept" if plan.keep_old else "dsold")
         jr.step("refuse", old=old)
-        with pgr.claimed(target, old):
-            pgr.refuse_connections(s, plan.database)
+        with dbs.claimed(target, old):
+            dbs.refuse_connections(s, plan.database)
             failpoint("restore.after_refuse")
             jr.step("rename")
-            pgr.rename_pair(s, plan.database, staging, old)
+            self.sessions_ended = dbs.rename_pair(s, plan.database, staging, old)
             profile.mark("swap (refuse + rename)")
             failpoint("restore.after_rename")
             self._swap_uploads(jr)
             jr.step("finish")
-            pgr.finish(s, plan.database, spec)
+            dbs.finish(s, plan.database, spec)
             if plan.keep_old:
-                pgr.allow_connections(s, old)
+                dbs.allow_connections(s, old)
             else:
-                pgr.drop_now(s, old)
+                dbs.drop_now(s, old)
             profile.mark("finish + drop old database")
             failpoint("restore.after_drop_old")
         return old if plan.keep_old else None
 
     def _via_staging(self, record: BackupRecord, plan: RestorePlan, target: postgres.PgTarget, tool: str, dump: "Path | Streamed",
-                     toc: pgr.Toc, spec: pgr.DbSpec | None, jr: restore_journal.Journal) -> tuple[str | None, int, int]:
+                     toc: tocs.Toc, spec: dbspec.DbSpec | None, jr: restore_journal.Journal) -> tuple[str | None, int, int]:
         """atomic and new: restore beside the target with the backup's own database properties,
         check its contents, then rename into place (the template flag last)."""
-        self.swept = pgr.sweep_orphans(target)
+        self.swept = dbs.sweep_orphans(target)
         profile.mark("sweep orphans")
-        staging = pgr.side_name(plan.database, "dsstage")
-        with pgr.claimed(target, staging):
+        staging = dbs.side_name(plan.database, "dsstage")
+        with dbs.claimed(target, staging):
             return self._in_staging(record, plan, target, tool, dump, toc, spec, staging, jr)
 
     def _in_staging(self, record: BackupRecord, plan: RestorePlan, target: postgres.PgTarget, tool: str, dump: "Path | Streamed",
-                    toc: pgr.Toc, spec: pgr.DbSpec | None, staging: str | None,
+                    toc: tocs.Toc, spec: dbspec.DbSpec | None, staging: str | None,
                     jr: restore_journal.Journal) -> tuple[str | None, int, int]:
         jr.step("load", staging=staging)  # a kill from here on is undone by the next command (staging dropped)
-        with pgr.admin(target, plan.database, staging) as conn:
-            pgr.create_database(conn, staging, spec, owner=self.opts.owner, no_owner=self.opts.no_owner,
+        with dbs.admin(target, plan.database, staging) as conn:
+            dbs.create_database(conn, staging, spec, owner=self.opts.owner, no_owner=self.opts.no_owner,
                                 tablespaces=not self.opts.no_tablespaces, encoding=toc.encoding)
         profile.mark("create staging database")
         try:
@@ -370,8 +378,8 @@ class Restorer:
                 raise RestoreFailed(
                     f"restored data does not match backup {record.id}: {mismatch}; the target was not touched"
                 )
-            with pgr.admin(target, plan.database, staging) as conn:
-                pgr.apply_properties(conn, staging, spec)  # after the data: a read-only default cannot stop pg_restore
+            with dbs.admin(target, plan.database, staging) as conn:
+                dbs.apply_properties(conn, staging, spec)  # after the data: a read-only default cannot stop pg_restore
                 profile.mark("database properties")
                 jr.step("staged", staging=staging)
                 failpoint("restore.after_staged")
@@ -379,7 +387,7 @@ class Restorer:
                     kept = self._swap(target, conn, plan, staging, spec, jr)
                 else:
                     jr.step("rename")
-                    pgr.rename_into_place(conn, staging, plan.database, spec)
+                    dbs.rename_into_place(conn, staging, plan.database, spec)
                     failpoint("restore.after_rename")
                     self._swap_uploads(jr)
                     kept = None
@@ -387,7 +395,7 @@ class Restorer:
             return kept, sum(counts.values()), len(counts)
         finally:
             if staging is not None:
-                pgr.drop_database(target, staging)
+                dbs.drop_database(target, staging)
 
     def load(self, target: postgres.PgTarget, tool: str, dbname: str, dump: "Path | Streamed", label: str, *,
              args: tuple[str, ...] = (), appname: str | None = None) -> None:
@@ -403,11 +411,11 @@ class Restorer:
         dump.feed(lambda read: pgr.run_pg_restore(target, tool, dbname, read, args=args, appname=appname,
                                                   on_table=on_table, fed=advance))
 
-    def _clean_owner(self, spec: pgr.DbSpec | None) -> str | None:
+    def _clean_owner(self, spec: dbspec.DbSpec | None) -> str | None:
         return None if self.opts.no_owner else (self.opts.owner or (spec.owner if spec else None))
 
     def _clean(self, record: BackupRecord, plan: RestorePlan, target: postgres.PgTarget, tool: str,
-               dump: Path, spec: pgr.DbSpec | None, jr: restore_journal.Journal) -> tuple[int, int]:
+               dump: Path, spec: dbspec.DbSpec | None, jr: restore_journal.Journal) -> tuple[int, int]:
         """pg_restore --clean in one transaction: a failure rolls back and leaves the target as it was.
 
         A reordered list (engines/toc.clean_list) keeps the target's extensions in place (their
@@ -416,9 +424,9 @@ class Restorer:
         args = ["--clean", "--if-exists", "--single-transaction", *self.opts.restore_args()]
         if not target.exec_prefix:  # the list file must be readable by pg_restore: local tools only
             with open_session(target, plan.database) as s:
-                have = {n for k, n in pgr.target_objects(s) if k == "EXTENSION"} | {"plpgsql"}
+                have = {n for k, n in dbs.target_objects(s) if k == "EXTENSION"} | {"plpgsql"}
             listfile = dump.with_suffix(".list")
-            if pgr.clean_list(self.toc_tool(record), str(dump), have, str(listfile)):
+            if tocs.clean_list(self.toc_tool(record), str(dump), have, str(listfile)):
                 args.append(f"--use-list={listfile}")
         jr.step("staged")
         failpoint("restore.after_staged")
@@ -426,9 +434,9 @@ class Restorer:
         self.load(target, tool, plan.database, dump, plan.database, args=tuple(args), appname=jr.data["appname"])
         jr.step("properties")
         failpoint("restore.after_clean_restore")
-        with pgr.admin(target, plan.database) as s:
+        with dbs.admin(target, plan.database) as s:
             try:
-                pgr.replace_properties(s, plan.database, spec, owner=self._clean_owner(spec))
+                dbs.replace_properties(s, plan.database, spec, owner=self._clean_owner(spec))
             except RestoreFailed as e:
                 raise RestoreFailed(f"database {plan.database!r} was restored in place but {e.message}; "
                                     "its previous properties are unchanged") from None
@@ -442,8 +450,8 @@ class Restorer:
 
     # ---- plumbing --------------------------------------------------------------------------
     def _tool(self, target: postgres.PgTarget, dbname: str) -> tuple[int, str]:
-        with pgr.admin(target, dbname) as s:
-            _, major = pgr.server_version(s)
+        with dbs.admin(target, dbname) as s:
+            _, major = dbs.server_version(s)
         tool, _ = self.svc.pg_tool(target, "pg_restore", major)
         return major, tool
 
@@ -451,7 +459,7 @@ class Restorer:
         """A local pg_restore able to read the archive (at least the major of the pg_dump that wrote it)."""
         t = self.config.tenants.get(record.tenant)
         dirs = tuple(p for p in ((t.pg_bin_dir if t and not t.exec else None), self.config.pg_bin_dir) if p)
-        path, _ = postgres.find_tool("pg_restore", pgr.major_of(record.client_version), dirs)
+        path, _ = postgres.find_tool("pg_restore", tocs.major_of(record.client_version), dirs)
         return path
 
     @staticmethod

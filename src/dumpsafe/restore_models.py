@@ -51,6 +51,7 @@ class RestoreResult:
     duration_s: float
     dry_run: bool = False
     globals: dict[str, Any] | None = None  # with --with-globals: roles created, memberships, tablespaces skipped
+    sessions_ended: int = 0  # atomic: other sessions on the replaced database, ended at the swap
 
     def to_json_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -27,7 +27,10 @@ from typing import Any
 from psycopg import sql
 
 from dumpsafe import fetch, restore_journal
+from dumpsafe.engines import databases as dbs
+from dumpsafe.engines import dbspec
 from dumpsafe.engines import pg_restore as pgr
+from dumpsafe.engines import toc as tocs
 from dumpsafe.engines import postgres, selection
 from dumpsafe.engines.postgres import _StderrTail
 from dumpsafe.engines.sqlsession import open_session
@@ -37,6 +40,7 @@ from dumpsafe.models import BackupRecord
 from dumpsafe.progress import NULL, Progress
 from dumpsafe.restore import Restorer
 from dumpsafe.restore_models import SelectiveResult, restore_jobs
+from dumpsafe.context import ServiceContext
 
 
 def _schema_exists(s: Any, name: str) -> bool:
@@ -48,7 +52,7 @@ def _count(s: Any, schema: str, table: str) -> int:
 
 
 class SelectiveRestorer:
-    def __init__(self, service: Any):
+    def __init__(self, service: ServiceContext):
         self.svc = service
         self.base = Restorer(service)  # its plan, tools, spool and identities: reused, not copied
 
@@ -83,8 +87,8 @@ class SelectiveRestorer:
             if mode not in (None, "into-schema"):
                 raise UsageError("--into-schema restores into the live database: leave out --mode "
                                  "(or use --mode new --database NAME for a new database)")
-            if not into_schema or len(into_schema.encode()) > pgr.IDENT_MAX or "\x00" in into_schema:
-                raise UsageError(f"{into_schema!r} is not a valid schema name (1-{pgr.IDENT_MAX} bytes)")
+            if not into_schema or len(into_schema.encode()) > dbs.IDENT_MAX or "\x00" in into_schema:
+                raise UsageError(f"{into_schema!r} is not a valid schema name (1-{dbs.IDENT_MAX} bytes)")
             if into_schema.startswith("pg_"):
                 raise UsageError(f"schema names starting with pg_ are reserved: pick another name than {into_schema!r}")
             plan, target, _ = self.base.plan(record, database=database, mode=None, uploads=False, uploads_to=None,
@@ -104,7 +108,7 @@ class SelectiveRestorer:
             plan, target, _ = self.base.plan(record, database=database, mode="new", uploads=False, uploads_to=None,
                                              keep_old=False)
         except ConflictError:
-            raise ConflictError(f"database {pgr.check_db_name(database or record.database)!r} already exists: --mode new "
+            raise ConflictError(f"database {dbs.check_db_name(database or record.database)!r} already exists: --mode new "
                                 "needs a new name (--database NAME), or use --into-schema NAME to restore beside the "
                                 "live data; nothing was changed") from None
         return target, plan.database, "new"
@@ -129,7 +133,7 @@ class SelectiveRestorer:
                 fetch.spool(st, record, db_ref, dump, advance, self.base.identities)  # hash checked before anything else
             toc_tool = self.base.toc_tool(record)
             with open(dump, "rb") as fh:
-                toc = pgr.read_toc(toc_tool, fh, known_tables=set(record.tables_by_name()))
+                toc = tocs.read_toc(toc_tool, fh, known_tables=set(record.tables_by_name()))
             sel = selection.select(selection.read_entries(toc_tool, dump, record, toc.roles), pairs, keys)
             result = SelectiveResult(
                 backup_id=record.id, tenant=record.tenant, database=target_db, server=target.where(), mode=mode,
@@ -141,22 +145,22 @@ class SelectiveRestorer:
                 return result
             listfile = tmp / "selection.list"
             sel.write_list(listfile)
-            spec = pgr.parse_spec(toc.database_sql)
-            with pgr.admin(target, target_db) as s:
-                _, major = pgr.server_version(s)
+            spec = dbspec.parse_spec(toc.database_sql)
+            with dbs.admin(target, target_db) as s:
+                _, major = dbs.server_version(s)
             tool, _ = self.svc.pg_tool(target, "pg_restore", major)
-            pgr.sweep_orphans(target)
-            staging = pgr.side_name(target_db, "dsstage")
+            dbs.sweep_orphans(target)
+            staging = dbs.side_name(target_db, "dsstage")
             with progress.task(f"restore {len(keys)} table(s) of {record.id}"):
-                with pgr.claimed(target, staging):
+                with dbs.claimed(target, staging):
                     result.tables = self._staged(record, sel, target, tool, dump, listfile, spec, toc, staging,
                                                  target_db, into_schema)
         return result
 
     def _staged(self, record: BackupRecord, sel: selection.Selection, target: postgres.PgTarget, tool: str, dump: Any,
                 listfile: Any, spec: Any, toc: Any, staging: str, target_db: str, into_schema: str | None) -> dict[str, int]:
-        with pgr.admin(target, target_db, staging) as conn:
-            pgr.create_database(conn, staging, spec, encoding=toc.encoding)
+        with dbs.admin(target, target_db, staging) as conn:
+            dbs.create_database(conn, staging, spec, encoding=toc.encoding)
         keep = False
         try:
             pgr.run_pg_restore(target, tool, staging, dump, args=(f"--use-list={listfile}",),
@@ -170,9 +174,9 @@ class SelectiveRestorer:
                             sql.Identifier(schema), sql.Identifier(table), sql.Identifier(into_schema)))
             failpoint("restore_selective.after_staged")
             if into_schema is None:
-                with pgr.admin(target, target_db, staging) as conn:
-                    pgr.apply_properties(conn, staging, spec)
-                    pgr.rename_into_place(conn, staging, target_db, spec)
+                with dbs.admin(target, target_db, staging) as conn:
+                    dbs.apply_properties(conn, staging, spec)
+                    dbs.rename_into_place(conn, staging, target_db, spec)
                 keep = True
                 where = None
             else:
@@ -184,7 +188,7 @@ class SelectiveRestorer:
                                           f"database {target_db!r}" + (f" schema {into_schema!r}" if where else ""))
         finally:
             if not keep:
-                pgr.drop_database(target, staging)
+                dbs.drop_database(target, staging)
 
     @staticmethod
     def _check_counts(record: BackupRecord, sel: selection.Selection, s: Any, schema: str | None, where: str) -> dict[str, int]:
@@ -196,8 +200,8 @@ class SelectiveRestorer:
 
     def _copy_schema(self, target: postgres.PgTarget, staging: str, target_db: str, schema: str) -> None:
         """pg_dump --schema of the staging database piped into pg_restore --single-transaction on the target."""
-        with pgr.admin(target, target_db) as s:
-            _, major = pgr.server_version(s)
+        with dbs.admin(target, target_db) as s:
+            _, major = dbs.server_version(s)
         dump_tool, _ = self.svc.pg_tool(target, "pg_dump", major)
         restore_tool, _ = self.svc.pg_tool(target, "pg_restore", major)
         pattern = '"' + schema.replace('"', '""') + '"'

@@ -21,7 +21,9 @@ from typing import Any
 from dumpsafe import fetch, profile, restore_journal
 from dumpsafe.engines import postgres
 from dumpsafe.engines import inventory
-from dumpsafe.engines import pg_restore as pgr
+from dumpsafe.engines import databases as dbs
+from dumpsafe.engines import dbspec
+from dumpsafe.engines import toc as tocs
 from dumpsafe.engines.databases import finish
 from dumpsafe.engines.sqlsession import open_session
 from dumpsafe.config import drill_password
@@ -32,6 +34,7 @@ from dumpsafe.progress import NULL, Progress
 from dumpsafe.compare import check_contents, known_tables
 from dumpsafe.restore import Restorer
 from dumpsafe.restore_models import streams
+from dumpsafe.context import ServiceContext
 
 # failures that say something about the backup (recorded as a failed verification);
 # anything else (store unreachable, bad config) is an error of the attempt, not a verdict
@@ -40,7 +43,7 @@ SCRATCH_PREFIX = "dumpsafe_drill_"
 
 
 class Verifier:
-    def __init__(self, service: Any):
+    def __init__(self, service: ServiceContext):
         self.svc = service
         self.config = service.config
         self.identities: list[Any] | None = None
@@ -127,7 +130,7 @@ class Verifier:
             dump: Path | fetch.Streamed
             if streams(self.config.restore_jobs):  # one pg_restore job: streamed from the store, hash checked at its end
                 dump = fetch.Streamed(st, record, db_ref, self.identities)
-                toc = fetch.head(st, record, db_ref, lambda read: pgr.read_toc(
+                toc = fetch.head(st, record, db_ref, lambda read: tocs.read_toc(
                     toc_tool, read, known_tables=known_tables(record)), self.identities)
                 profile.mark("read TOC (object head)")
             else:
@@ -135,12 +138,12 @@ class Verifier:
                 with progress.task(f"fetch {record.id}", total=db_ref.size_bytes) as advance:
                     fetch.spool(st, record, db_ref, dump, advance, self.identities)
                 with open(dump, "rb") as fh:
-                    toc = pgr.read_toc(toc_tool, fh, known_tables=known_tables(record))
+                    toc = tocs.read_toc(toc_tool, fh, known_tables=known_tables(record))
                 profile.mark("spool + read TOC")
-            spec = pgr.parse_spec(toc.database_sql)
-            with pgr.admin(target, scratch) as s:
-                unsupported = pgr.unsupported_properties(s, spec, owner=None, no_owner=False, tablespaces=True)
-                missing_ext = sorted(set(toc.extensions()) - pgr.available_extensions(s))
+            spec = dbspec.parse_spec(toc.database_sql)
+            with dbs.admin(target, scratch) as s:
+                unsupported = dbs.unsupported_properties(s, spec, owner=None, no_owner=False, tablespaces=True)
+                missing_ext = sorted(set(toc.extensions()) - dbs.available_extensions(s))
             if missing_ext:
                 unsupported.append(f"extensions not available there: {', '.join(missing_ext)} (install their packages)")
             if unsupported:
@@ -150,27 +153,27 @@ class Verifier:
                 with progress.task(f"verify uploads {record.id}", total=up_ref.size_bytes) as advance:
                     inspect_uploads(st, record, up_ref, advance, self.identities)
             fetch.check_whole(st, record, fetch.other_objects(record), identities=self.identities)
-            self.swept = pgr.sweep_orphans(target)
+            self.swept = dbs.sweep_orphans(target)
             profile.mark("checks (server, uploads, other objects)")
             t_restore = time.monotonic()
-            with pgr.claimed(target, scratch):
-                with pgr.admin(target, scratch) as conn:
-                    pgr.create_database(conn, scratch, spec, encoding=toc.encoding)
+            with dbs.claimed(target, scratch):
+                with dbs.admin(target, scratch) as conn:
+                    dbs.create_database(conn, scratch, spec, encoding=toc.encoding)
                 profile.mark("create scratch database")
                 try:
                     with progress.task(f"drill restore {record.id}",
                                        total=db_ref.raw_bytes if isinstance(dump, fetch.Streamed) else None) as restorer.advance:
                         restorer.load(target, tool, scratch, dump, f"drill {record.id}")
                         profile.mark("pg_restore" + (" (streamed + hash)" if isinstance(dump, fetch.Streamed) else ""))
-                        with pgr.admin(target, scratch) as conn:
-                            pgr.apply_properties(conn, scratch, spec)
+                        with dbs.admin(target, scratch) as conn:
+                            dbs.apply_properties(conn, scratch, spec)
                             finish(conn, scratch, spec)
                         restore_s = time.monotonic() - t_restore
                         self.before_compare(target, scratch)
                         diffs, compared, counts = self._compare(record, target, scratch, major, toc_tool, dump)
                         profile.mark("compare")
                 finally:
-                    drop_error = pgr.drop_database(target, scratch)
+                    drop_error = dbs.drop_database(target, scratch)
                 profile.mark("drop scratch database")
             if drop_error:
                 raise RestoreFailed(f"drill restored fine but the scratch database {scratch!r} on {target.where()} "
@@ -201,7 +204,7 @@ class Verifier:
                 compared.append(f"{record.large_objects.count} large objects ({record.large_objects.bytes} bytes)")
             if mismatch:
                 diffs.append(mismatch)
-            want_seq = pgr.archive_sequences(toc_tool, str(dump) if isinstance(dump, Path) else (
+            want_seq = tocs.archive_sequences(toc_tool, str(dump) if isinstance(dump, Path) else (
                 lambda fn: fetch.head(dump.store, record, dump.ref, fn, dump.identities)))
             got_seq = inventory.sequences(s)
             compared.append(f"{len(want_seq)} sequence values")
@@ -210,14 +213,14 @@ class Verifier:
             if seq_diffs:
                 diffs.append("sequence values differ: " + ", ".join(seq_diffs))
         if record.database_properties is not None:
-            with pgr.admin(target, scratch) as s:
+            with dbs.admin(target, scratch) as s:
                 got = inventory.database_properties(s, scratch)
             compared.append("database properties")
             prop = inventory.property_diffs(record.database_properties, got)  # "(restored → recorded)"
             if prop:
                 diffs.append("database properties differ (restored → recorded): " + ", ".join(prop))
         pg_dump, dump_version = self.svc.pg_tool(target, "pg_dump", major) if record.schema_sha256 else (None, None)
-        if record.schema_sha256 and pgr.major_of(dump_version) != pgr.major_of(record.client_version or dump_version):
+        if record.schema_sha256 and tocs.major_of(dump_version) != tocs.major_of(record.client_version or dump_version):
             # another major's pg_dump writes the same schema differently: no honest comparison
             compared.append(f"schema fingerprint not compared (pg_dump {dump_version} here, {record.client_version} at backup)")
         elif record.schema_sha256:

@@ -218,21 +218,23 @@ def allow_connections(s: Session, name: str) -> None:
     s.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(sql.Identifier(name)))
 
 
-def rename_pair(s: Session, target: str, staging: str, old: str, *, timeout_s: float = 30.0) -> None:
+def rename_pair(s: Session, target: str, staging: str, old: str, *, timeout_s: float = 30.0) -> int:
     """End the sessions on ``target``, then rename ``target`` to ``old`` and ``staging`` to
     ``target`` in one transaction: every client sees the old database or the new one.
-    The caller has refused new connections to ``target`` (``refuse_connections``)."""
+    The caller has refused new connections to ``target`` (``refuse_connections``).
+    Returns how many sessions were ended (the restore reports and audits it)."""
     t, st, o = sql.Identifier(target), sql.Identifier(staging), sql.Identifier(old)
     deadline = time.monotonic() + timeout_s
+    ended = 0
     while True:
-        s.rows(sql.SQL(
+        ended += sum(1 for row in s.rows(sql.SQL(
             "SELECT pg_terminate_backend(pid, 5000) AS ended FROM pg_stat_activity "
-            "WHERE datname = {} AND pid <> pg_backend_pid()").format(sql.Literal(target)))
+            "WHERE datname = {} AND pid <> pg_backend_pid()").format(sql.Literal(target))) if row[0])
         try:
             with s.transaction():
                 s.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(t, o))
                 s.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(st, t))
-            return
+            return ended
         except SqlFailed as e:
             if e.sqlstate != OBJECT_IN_USE:
                 raise RestoreFailed(f"swapping the restored database into {target!r} failed: {e.message}") from None

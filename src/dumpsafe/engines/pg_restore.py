@@ -1,6 +1,6 @@
 """PostgreSQL restore side: run pg_restore. The archive's TOC is read by ``engines/toc.py``,
 its database-level statements by ``engines/dbspec.py``, databases are created, swapped and
-dropped by ``engines/databases.py`` (re-exported here, so ``pgr.X`` keeps working).
+dropped by ``engines/databases.py``.
 
 pg_restore always gets its password through the environment (PgTarget.env()) and the
 database as a quoted conninfo string, so odd names can never be read as options.
@@ -14,16 +14,7 @@ import subprocess
 from pathlib import Path
 from typing import Callable
 
-from dumpsafe.engines.databases import (  # noqa: F401  (re-exported)
-    IDENT_MAX, LOCK_SPACE, ORPHAN_RE, admin, allow_connections, apply_properties, available_extensions, check_db_name, claimed, clean_blockers,
-    create_database, data_directory, database_exists, drop_database, drop_now, existing_roles, finish, maintenance_db,
-    refuse_connections, rename_pair,
-    rename_into_place, replace_properties, server_version, side_name, swap_databases, sweep_orphans, target_objects,
-    unsupported_properties,
-)
-from dumpsafe.engines.dbspec import DbSpec, parse_spec  # noqa: F401
 from dumpsafe.engines.postgres import STDERR_KEEP, PgTarget, _StderrTail
-from dumpsafe.engines.toc import Toc, TocEntry, archive_sequences, clean_list, major_of, parse_toc, read_toc, split_key  # noqa: F401
 from dumpsafe.errors import RestoreFailed
 
 

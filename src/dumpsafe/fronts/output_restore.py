@@ -48,6 +48,8 @@ def show_restore(result, as_json: bool) -> None:
     ]
     if result.kept_old:
         rows.append(("previous database kept as", result.kept_old))
+    if getattr(result, "sessions_ended", 0):
+        rows.append(("other sessions ended", f"{result.sessions_ended} (connected to the replaced database)"))
     if result.globals is not None:
         g = result.globals
         rows.append(("roles created", ", ".join(g["roles_created"]) or "none (all present)"))
