@@ -277,3 +277,46 @@ def test_list_json_orders_by_sequence_when_a_clock_went_back(tmp_path):
     got, _ = _listed_json(svc)
     assert [r["id"] for r in got] == [r.id for r in svc.list()]
     assert [r["id"] for r in got if r["tenant"] == "acme"] == [second.id, first.id]
+
+
+def _rewrite_manifest(store, key, edit):
+    """Decompress manifest ``key``, apply ``edit`` to its list of lines, write it back."""
+    import zstandard
+
+    lines = zstandard.ZstdDecompressor().decompressobj().decompress(store.get_bytes(key)).split(b"\n")[:-1]
+    store.put_bytes(key, zstandard.ZstdCompressor().compress(b"\n".join(edit(lines)) + b"\n"))
+
+
+def _resealed(lines):
+    """The lines with a trailer recomputed over them (what a buggy writer could have sealed)."""
+    import hashlib
+
+    body = lines[:-1]
+    h = hashlib.sha256(b"".join(ln + b"\n" for ln in body))
+    return body + [json.dumps({"end": True, "lines": len(body) - 1, "sha256": h.hexdigest()}).encode()]
+
+
+@pytest.mark.parametrize("damage", ["byte flipped", "cut short", "trailer missing", "two metas on one line",
+                                    "a meta split over two lines"])
+def test_a_damaged_manifest_is_not_used(make_store, host, caplog, damage):
+    """Every check of the manifest reader (it hashes and decodes a chunk of lines at once):
+    a manifest failing one is not used; the cold host lists records/ and gets every record."""
+    _, store = make_store("local")
+    a = host(store)
+    # "two metas on one line" in a chunk before the last (the count of lines still matches): a
+    # manifest of more than one 1 MiB chunk, the damage in the first
+    recs = fill(a, 1500 if damage == "two metas on one line" else 40)
+    key = a.compact(force=True)
+    edits = {
+        "byte flipped": lambda ls: ls[:5] + [ls[5].replace(b'"t', b'"u', 1)] + ls[6:],
+        "cut short": lambda ls: ls[:-1] + [ls[-1][:-3]],
+        "trailer missing": lambda ls: ls[:-1],
+        "two metas on one line": lambda ls: _resealed(ls[:3] + [ls[3].split(b"\t")[0] + b"," + ls[4]] + ls[5:]),
+        "a meta split over two lines": lambda ls: _resealed(ls[:3] + [ls[3][:5], ls[3][5:]] + ls[4:]),
+    }
+    _rewrite_manifest(store, key, edits[damage])
+    cold = host(store, clock=later)
+    got = cold.records()
+    assert sorted(r.id for r in got) == sorted(r.id for r in recs)
+    assert [(r.id, r.tenant) for r in got] == [(r.id, r.tenant) for r in sorted(recs, key=lambda r: r.created_at, reverse=True)]
+    assert f"catalog manifest {key} is not used" in caplog.text

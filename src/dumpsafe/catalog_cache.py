@@ -125,14 +125,14 @@ class CatalogCache:
         self.db.execute(f"INSERT OR REPLACE INTO records ({ROW_COLS}, json) VALUES (?,?,?,?,?,?,?,?,?)", (*row, data))
         self.db.execute("DELETE FROM damaged WHERE store=? AND id=?", (row.store, row.id))
 
-    def put_many(self, rows: Iterable[tuple[Row, bytes]], *, bulk: bool = False) -> None:
-        """Insert many rows; ``bulk`` (a whole manifest): the indexes are built once at the
-        end, which is several times faster than keeping them up to date row by row."""
+    def put_many(self, rows: Iterable[tuple], *, bulk: bool = False, flat: bool = False) -> None:
+        """Insert many (Row, json) pairs (``flat``: (*Row, json) tuples); ``bulk`` (a whole manifest):
+        the indexes are built once at the end, several times faster than row by row."""
         if bulk:
             for ix in ("records_id", "records_tenant", "records_time"):
                 self.db.execute(f"DROP INDEX IF EXISTS {ix}")
         self.db.executemany(f"INSERT OR REPLACE INTO records ({ROW_COLS}, json) VALUES (?,?,?,?,?,?,?,?,?)",
-                            ((*r, d) for r, d in rows))
+                            rows if flat else ((*r, d) for r, d in rows))
         if bulk:
             for stmt in filter(None, (x.strip() for x in _INDEXES.split(";"))):
                 self.db.execute(stmt)
