@@ -27,7 +27,7 @@ ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"
 def fake_records(model: dict, n: int, tenants: int = 1) -> list[tuple[str, bytes]]:
     """``n`` (key, JSON) pairs: the model record with a new id, times, object keys, sequence
     and record_sha256 each (spread over ``tenants`` tenants of the model's database)."""
-    from dumpsafe.index import _content_sha256
+    from dumpsafe.catalog import _content_sha256
 
     rnd = random.Random(7)
     t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -150,7 +150,7 @@ def seed_manifest(store, model: dict, n: int, tenants: int) -> str:
     over moto's 100,000-key listing takes many minutes: moto lists in O(keys) per page)."""
     import tempfile as _tf
 
-    from dumpsafe.index import Catalog, _row, check_record
+    from dumpsafe.catalog import Catalog, _row, check_record
 
     with _tf.TemporaryDirectory() as d:
         cat = Catalog(store, Path(d))

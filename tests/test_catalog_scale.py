@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from dumpsafe.index import Catalog, record_key
+from dumpsafe.catalog import Catalog, record_key
 from dumpsafe.manifest import MANIFESTS_PREFIX, NOTES_PREFIX
 from dumpsafe.models import Verification
 from recordfactory import make_record
@@ -219,7 +219,7 @@ def test_a_damaged_cache_file_is_started_afresh(make_store, host, tmp_path, capl
 def test_a_write_running_while_a_manifest_is_made_is_seen(kind, make_store, host):
     """Its change note is covered by the manifest, its record lands just after: a reader
     re-reads the records of notes younger than manifest.SETTLE."""
-    from dumpsafe.index import encode_record
+    from dumpsafe.catalog import encode_record
     from dumpsafe.manifest import write_note
 
     _, store = make_store(kind)

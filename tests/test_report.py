@@ -15,7 +15,7 @@ import jsonschema
 import pytest
 
 from dumpsafe.history import HistoryEvent
-from dumpsafe.index import Catalog
+from dumpsafe.catalog import Catalog
 from dumpsafe.report_model import json_schema
 from dumpsafe.report_render import to_html, to_json, to_markdown
 from dumpsafe.models import utcnow

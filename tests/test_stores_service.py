@@ -262,7 +262,7 @@ def test_warm_listing_is_one_paginated_listing(kind, count, make_store, request,
     from concurrent.futures import ThreadPoolExecutor
     from datetime import datetime, timezone
 
-    from dumpsafe.index import Catalog, encode_record, record_key
+    from dumpsafe.catalog import Catalog, encode_record, record_key
     from dumpsafe.models import BackupRecord, new_backup_id
     from stores import TcpProxy, create_gcs_bucket, create_s3_bucket, new_bucket_name
 

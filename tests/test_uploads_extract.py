@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from dumpsafe.engines import files
-from dumpsafe.index import object_key
+from dumpsafe.catalog import object_key
 from dumpsafe.pipeline import pack_stream
 from restore_helpers import databases, db_state, tree_state
 

@@ -23,7 +23,7 @@ from dumpsafe.engines.inventory import schema_fingerprint
 from dumpsafe.errors import BackupFailed, DumpsafeError, IntegrityError, first_line
 from dumpsafe.export import record_layout
 from dumpsafe.failpoints import failpoint
-from dumpsafe.index import object_key, objects_prefix, order_key
+from dumpsafe.catalog import object_key, objects_prefix, order_key
 from dumpsafe.models import BackupRecord, ObjectRef, UploadsInfo, encode_db, new_backup_id
 from dumpsafe.pending import Pending
 from dumpsafe.pipeline import HashingReader, pack_stream

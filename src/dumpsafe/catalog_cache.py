@@ -1,7 +1,7 @@
 """The local catalog cache: one SQLite file (0600 in the 0700 state dir) for every store.
 
 It only saves reads: the truth is the store (records, manifests, change notes; see
-``index`` and ``manifest``). Rows are updated one by one as they change, never rewritten
+``catalog`` and ``manifest``). Rows are updated one by one as they change, never rewritten
 whole, and indexed by store, tenant, database and created_at. Each row keeps the
 record's normalized JSON (validated once, when it was read from the store), so listing
 100,000 records never re-parses them unless a caller asks for models.
@@ -177,7 +177,7 @@ class CatalogCache:
 
     def time_order_holds(self, store: str, tenant: str | None = None, database: str | None = None) -> bool:
         """Whether, in every tenant/database, ``sequence`` grows with (created_at, id): then
-        newest-first by time IS the listing order (a clock set back breaks it; see index)."""
+        newest-first by time IS the listing order (a clock set back breaks it; see catalog.py)."""
         where, args = self._where(store, tenant, database)
         q = (f"SELECT 1 FROM (SELECT COALESCE(sequence, 0) AS s, LAG(COALESCE(sequence, 0)) OVER "
              f"(PARTITION BY tenant, database ORDER BY created_at, id) AS p FROM records WHERE {where}) WHERE s < p LIMIT 1")

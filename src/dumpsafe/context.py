@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # types only: the modules below import the flows that take th
     from dumpsafe.config import Config
     from dumpsafe.engines.postgres import PgTarget
     from dumpsafe.history import History
-    from dumpsafe.index import Catalog
+    from dumpsafe.catalog import Catalog
     from dumpsafe.models import BackupRecord
     from dumpsafe.storage import Store
 

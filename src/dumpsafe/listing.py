@@ -8,7 +8,7 @@ from __future__ import annotations
 import heapq
 from typing import TYPE_CHECKING, Iterator
 
-from dumpsafe.index import Damaged, filter_records, newest_first
+from dumpsafe.catalog import Damaged, filter_records, newest_first
 from dumpsafe.models import BackupRecord
 
 if TYPE_CHECKING:

@@ -156,7 +156,7 @@ class BackupRecord(BaseModel):
     sequence: int | None = None  # grows per store/tenant/database; orders listing and retention
     clock_behind_s: float | None = None  # the clock was this far behind the newest earlier backup
     repaired: dict[str, Any] | None = None  # set by 'backup repair': from what, and what is unproven
-    record_sha256: str | None = None  # SHA-256 of the record's own content (see index.encode_record)
+    record_sha256: str | None = None  # SHA-256 of the record's own content (see catalog.encode_record)
     # readable without dumpsafe (issue 19): how each object was written, so a person can undo it by hand
     tools: dict[str, str] | None = None  # pg_dump, zstd and (when encrypted) age versions that wrote the objects
     layout: str | None = None  # one sentence: object = [age](zstd(content)), and what each role's content is

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import zstandard
 
 from dumpsafe.errors import ConflictError, DamagedRecord, DumpsafeError, NotFoundError
-from dumpsafe.index import objects_prefix, record_copy_key
+from dumpsafe.catalog import objects_prefix, record_copy_key
 from dumpsafe.models import ID_RE, BackupRecord, ObjectRef, UploadsInfo, rfc3339, validate_backup_id
 from dumpsafe.pending import marker_key, read_marker
 from dumpsafe.pipeline import CHUNK, HashingReader

@@ -26,7 +26,7 @@ from dumpsafe.engines import postgres, sqlsession
 from dumpsafe.errors import BackupFailed, DamagedRecord, DatabaseUnavailable, DumpsafeError, NotFoundError, UsageError
 from dumpsafe.fsutil import secure_config_roots
 from dumpsafe.history import History
-from dumpsafe.index import Catalog, Damaged
+from dumpsafe.catalog import Catalog, Damaged
 from dumpsafe.models import ID_RE, BackupRecord, utcnow, validate_backup_id
 from dumpsafe.progress import NULL, Progress
 from dumpsafe.restore import Restorer

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from dumpsafe.errors import DumpsafeError
-from dumpsafe.index import OBJECTS_PREFIX, RECORDS_PREFIX, id_from_record_key, objects_prefix, record_copy_key, record_key
+from dumpsafe.catalog import OBJECTS_PREFIX, RECORDS_PREFIX, id_from_record_key, objects_prefix, record_copy_key, record_key
 from dumpsafe.manifest import write_note
 from dumpsafe.pending import PENDING_PREFIX, Marker, marker_key, read_marker
 from dumpsafe.storage.base import Store
