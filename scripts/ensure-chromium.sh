@@ -5,13 +5,7 @@ set -euo pipefail
 if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then
   exit 0
 fi
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-if ! command -v apt-get >/dev/null 2>&1; then
-  echo "chromium and chromedriver not found and apt-get is unavailable: install Chromium and its driver and retry" >&2
-  exit 1
-fi
+. "$(dirname "$0")/apt.sh"
+require_apt "chromium and chromedriver" "Chromium and its driver"
 echo "installing chromium and chromium-driver with apt-get"
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq chromium chromium-driver fonts-dejavu-core >/dev/null
+apt_install chromium chromium-driver fonts-dejavu-core

@@ -5,15 +5,9 @@ set -euo pipefail
 if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1; then
   exit 0
 fi
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-if ! command -v apt-get >/dev/null 2>&1; then
-  echo "PostgreSQL server binaries not found and apt-get is unavailable: install PostgreSQL (initdb, pg_ctl, pg_dump) and retry" >&2
-  exit 1
-fi
+. "$(dirname "$0")/apt.sh"
+require_apt "PostgreSQL server binaries" "PostgreSQL (initdb, pg_ctl, pg_dump)"
 echo "installing PostgreSQL with apt-get (no default cluster is created)"
 $SUDO mkdir -p /etc/postgresql-common
 echo "create_main_cluster = false" | $SUDO tee /etc/postgresql-common/createcluster.conf >/dev/null
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq postgresql postgresql-contrib >/dev/null
+apt_install postgresql postgresql-contrib

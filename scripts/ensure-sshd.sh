@@ -5,12 +5,8 @@ set -euo pipefail
 if [ -x /usr/sbin/sshd ] || command -v sshd >/dev/null 2>&1; then
   exit 0
 fi
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-if ! command -v apt-get >/dev/null 2>&1; then
-  echo "sshd not found and apt-get is unavailable: install the OpenSSH server (sshd) and retry" >&2
-  exit 1
-fi
+. "$(dirname "$0")/apt.sh"
+require_apt "sshd" "the OpenSSH server (sshd)"
 echo "installing openssh-server with apt-get (its system service is not started)"
 # policy-rc.d 101: packages must not start daemons during this install
 POLICY=/usr/sbin/policy-rc.d
@@ -21,6 +17,4 @@ if [ ! -e "$POLICY" ]; then
   CREATED=1
 fi
 trap '[ -n "$CREATED" ] && $SUDO rm -f "$POLICY"' EXIT
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get -o DPkg::Lock::Timeout=300 update -qq
-$SUDO apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends openssh-server >/dev/null
+apt_install --no-install-recommends openssh-server
