@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from dumpsafe import fetch
+from dumpsafe import fetch, restore_globals
 from dumpsafe.compare import clean_fixed_properties, known_tables
 from dumpsafe.engines import files, postgres
 from dumpsafe.engines import inventory, pg_globals
@@ -101,7 +101,7 @@ def preflight(restorer: Any, record: BackupRecord, plan: Any, target: postgres.P
     glob = None
     for ref in fetch.other_objects(record):
         if ref.role == "globals":
-            glob = restorer.read_globals(st, record)  # hash-checked like every object
+            glob = restore_globals.read_globals(st, record, restorer.identities)  # hash-checked like every object
         else:
             fetch.check_whole(st, record, [ref], identities=restorer.identities)
         integrity.append({"key": ref.key, "role": ref.role, "size_bytes": ref.size_bytes, "sha256": ref.sha256, "ok": True})

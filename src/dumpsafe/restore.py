@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import os
 import secrets
-import tarfile
 import time
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from dumpsafe import fetch, profile, restore_journal
+from dumpsafe import fetch, profile, restore_globals, restore_journal, restore_uploads
 from dumpsafe.fetch import Streamed
 from dumpsafe.engines import files, postgres
 from dumpsafe.engines import pg_globals
@@ -164,7 +163,7 @@ class Restorer:
         # every object is stat'ed; the ones this restore reads are hashed end to end before any change
         fetch.check_sizes(st, record, list(record.objects))
         profile.mark("stat objects")
-        glob = self.read_globals(st, record) if self.with_globals else None
+        glob = restore_globals.read_globals(st, record, self.identities) if self.with_globals else None
         fetch.check_whole(st, record, [o for o in fetch.other_objects(record) if glob is None or o.role != "globals"],
                           identities=self.identities)
         profile.mark("check other objects")
@@ -196,7 +195,7 @@ class Restorer:
                 if up_ref is not None:
                     staged = cleanup.enter_context(files.staging(Path(plan.uploads_to)))
                     with progress.task(f"uploads {record.id}", total=up_ref.size_bytes) as advance:
-                        stats = fetch.consume(st, record, up_ref, lambda s: self._extract(s, staged), advance, self.identities)
+                        stats = fetch.consume(st, record, up_ref, lambda s: restore_uploads.extract_staged(s, staged), advance, self.identities)
                     if record.uploads and (stats.files, stats.bytes) != (record.uploads.files, record.uploads.bytes):
                         raise RestoreFailed(
                             f"backup {record.id}: the uploads archive holds {stats.files} files / {stats.bytes} bytes, the record "
@@ -214,7 +213,7 @@ class Restorer:
                 with progress.task(f"restore {plan.database}",
                                    total=db_ref.raw_bytes if isinstance(dump, Streamed) else None) as self.advance:
                     if glob is not None:
-                        roles = self._create_roles(target, plan, record, glob)
+                        roles = restore_globals.create_roles(target, plan.database, record, glob)
                     try:
                         if plan.mode == "clean":
                             kept, rows, tables = None, *self._clean(record, plan, target, tool, dump, spec, jr)
@@ -223,7 +222,7 @@ class Restorer:
                     except BaseException:
                         swapped = self._resolve_here(jr)
                         if not swapped and roles is not None and roles.roles_created:  # nothing owns them now
-                            self._drop_roles(target, plan, roles.roles_created)
+                            restore_globals.drop_roles(target, plan.database, roles.roles_created)
                         raise
                     jr.remove()
         profile.mark("cleanup")
@@ -235,39 +234,6 @@ class Restorer:
             duration_s=round(time.monotonic() - t0, 3), globals=roles.to_json_dict() if roles else None,
             sessions_ended=self.sessions_ended,
         )
-
-    # ---- roles (--with-globals) ------------------------------------------------------------
-    def read_globals(self, st: Any, record: BackupRecord) -> pg_globals.Globals | None:
-        """The backup's globals object, hash-checked, parsed (None when the backup has none)."""
-        ref = record.object("globals")
-        if ref is None:
-            return None
-        text = fetch.consume(st, record, ref, lambda stream: b"".join(iter(lambda: stream.read(1 << 16), b"")),
-                             identities=self.identities)
-        return pg_globals.parse_globals(text.decode("utf-8", "replace"))
-
-    @staticmethod
-    def _create_roles(target: postgres.PgTarget, plan: RestorePlan, record: BackupRecord,
-                      glob: pg_globals.Globals) -> pg_globals.GlobalsResult:
-        with dbs.admin(target, plan.database) as s:
-            return pg_globals.create_missing_roles(s, glob, dbs.existing_roles(s), record.id)
-
-    @staticmethod
-    def _drop_roles(target: postgres.PgTarget, plan: RestorePlan, names: list[str]) -> None:
-        try:
-            with dbs.admin(target, plan.database) as s:
-                pg_globals.drop_roles(s, names)
-        except Exception:  # cleanup must not mask the real failure
-            pass
-
-    @staticmethod
-    def _extract(stream: fetch.PlainStream, staged: Path) -> files.TreeStats:
-        try:
-            return files.extract_tree(stream, staged)
-        except (files.UnsafeMember, tarfile.FilterError) as e:
-            raise RestoreFailed(f"refusing to restore the uploads tree: {e}; nothing was changed") from None
-        except OSError as e:
-            raise fetch.LocalFailure(f"cannot write the uploads staging tree {staged} ({e.strerror})") from None
 
     def _refuse_unsupported(self, target: postgres.PgTarget, plan: RestorePlan, record: BackupRecord,
                             spec: dbspec.DbSpec | None, will_exist: set[str]) -> None:
@@ -309,20 +275,6 @@ class Restorer:
         jr.remove()
         return forward
 
-    def _swap_uploads(self, jr: restore_journal.Journal) -> None:
-        """Right after the database swap: the staged uploads tree in place of the live one."""
-        staged, live = jr.data.get("uploads_staged"), jr.data.get("uploads_live")
-        if staged:
-            jr.step("uploads")
-            try:
-                files.swap_in(Path(staged), Path(live))
-            except OSError as e:
-                raise RestoreFailed(
-                    f"database {jr.data['database']!r} was restored, but swapping in the uploads tree at {live} "
-                    f"failed ({e.strerror})"
-                ) from None
-        failpoint("restore.after_uploads_swap")
-
     def _swap(self, target: postgres.PgTarget, s: Any, plan: RestorePlan, staging: str, spec: dbspec.DbSpec | None,
               jr: restore_journal.Journal) -> str | None:
         """atomic: refuse connections, rename both in one transaction, swap the uploads tree,
@@ -338,7 +290,7 @@ class Restorer:
             self.sessions_ended = dbs.rename_pair(s, plan.database, staging, old)
             profile.mark("swap (refuse + rename)")
             failpoint("restore.after_rename")
-            self._swap_uploads(jr)
+            restore_uploads.swap_uploads(jr)
             jr.step("finish")
             dbs.finish(s, plan.database, spec)
             if plan.keep_old:
@@ -389,7 +341,7 @@ class Restorer:
                     jr.step("rename")
                     dbs.rename_into_place(conn, staging, plan.database, spec)
                     failpoint("restore.after_rename")
-                    self._swap_uploads(jr)
+                    restore_uploads.swap_uploads(jr)
                     kept = None
             staging = None
             return kept, sum(counts.values()), len(counts)
@@ -445,7 +397,7 @@ class Restorer:
         if mismatch:
             raise RestoreFailed(f"database {plan.database!r} was restored in place but does not match backup {record.id}: {mismatch}")
         failpoint("restore.after_properties")
-        self._swap_uploads(jr)
+        restore_uploads.swap_uploads(jr)
         return sum(counts.get(k, 0) for k in record.tables), len(record.tables)
 
     # ---- plumbing --------------------------------------------------------------------------
