@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -100,3 +101,25 @@ def _restore_cycle(demo: Demo) -> None:
     with demo.cluster.connect("app") as c:  # accepts connections again, and holds the backup
         n = c.execute("SELECT count(*) FROM orders").fetchone()[0]
     demo.console.print(f"app accepts connections; app.orders has {n} rows; nothing left half-done", highlight=False)
+    demo.step("Bring back one table beside the live data: orders into a new schema, nothing else touched")
+    with demo.cluster.connect("app") as c:
+        c.execute("UPDATE orders SET total = 0 WHERE id % 2 = 0")  # a bad UPDATE; the application keeps running
+        n = c.execute("SELECT count(*) FROM orders WHERE total = 0").fetchone()[0]
+    demo.console.print(f"a bad UPDATE zeroed the total of {n} orders", highlight=False)
+    demo.run("backup", "restore", bid, "--table", "public.orders", "--into-schema", "restored", "--dry-run")
+    demo.run("backup", "restore", bid, "--table", "public.orders", "--into-schema", "restored")
+    with demo.cluster.connect("app") as c:
+        live = c.execute("SELECT count(*) FROM orders").fetchone()[0]
+        back = c.execute("SELECT count(*) FROM restored.orders").fetchone()[0]
+        differ = c.execute("SELECT count(*) FROM restored.orders r JOIN orders o USING (id) "
+                           "WHERE o.total IS DISTINCT FROM r.total").fetchone()[0]
+    demo.console.print(f"live app.orders ({live} rows) untouched; restored.orders ({back} rows) holds the "
+                       f"{differ} totals to copy back", highlight=False)
+    demo.step("Without dumpsafe: export the verified plain pg_dump archive; stock pg_restore reads it")
+    out = demo.workdir / "app.dump"
+    demo.run("backup", "export", bid, "--output", str(out.relative_to(demo.workdir)))
+    listing = subprocess.run([str(demo.cluster.bin_dir / "pg_restore"), "--list", str(out)], capture_output=True,
+                             text=True, check=True).stdout
+    tables = [ln for ln in listing.splitlines() if " TABLE DATA " in ln]
+    demo.console.print(f"$ pg_restore --list app.dump: {len(tables)} tables with data, e.g. "
+                       f"{tables[0].split(' TABLE DATA ')[1] if tables else '-'}", highlight=False)
