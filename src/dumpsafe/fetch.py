@@ -221,7 +221,7 @@ def head(store: Store, record: BackupRecord, ref: ObjectRef, fn: Callable[[Calla
         check_whole(store, record, [ref], identities=identities)
         if isinstance(e, DumpsafeError):
             raise
-        raise RestoreFailed(f"backup {record.id}: {ref.key} is not a readable archive ({_first_line(e)})") from None
+        raise RestoreFailed(f"backup {record.id}: {ref.key} is not a readable archive ({first_line(e)})") from None
 
 
 class Streamed:
