@@ -23,7 +23,6 @@ IdentityOpt = Annotated[
 ]
 
 
-
 class RestoreMode(str, Enum):
     atomic = "atomic"
     clean = "clean"

@@ -52,26 +52,6 @@ def validate_backup_id(value: str) -> str:
     return check(value)
 
 
-def _state(ctx: typer.Context) -> State:
-    return ctx.ensure_object(State)
-
-
-def confirm(question: str, yes: bool, refusal: str) -> None:
-    """Ask on a terminal; without one, only --yes proceeds."""
-    if yes:
-        return
-    if not sys.stdin.isatty():
-        raise RefusedError(refusal)
-    if not typer.confirm(question, default=False):
-        raise RefusedError("cancelled; nothing was changed")
-
-
-def validate_backup_id(value: str) -> str:
-    from dumpsafe.models import validate_backup_id as check
-
-    return check(value)
-
-
 def state(ctx: typer.Context) -> State:
     return ctx.ensure_object(State)
 
