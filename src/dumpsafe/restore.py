@@ -29,7 +29,7 @@ from dumpsafe import fetch, profile, restore_globals, restore_journal, restore_u
 from dumpsafe.fetch import Streamed
 from dumpsafe.engines import files, postgres
 from dumpsafe.engines import pg_globals
-from dumpsafe.compare import check_contents, clean_fixed_properties, compare_counts, known_tables  # noqa: F401
+from dumpsafe.compare import check_contents, clean_fixed_properties, known_tables
 from dumpsafe.engines import inventory
 from dumpsafe.engines import databases as dbs
 from dumpsafe.engines import dbspec
@@ -40,7 +40,7 @@ from dumpsafe.errors import ConflictError, RestoreFailed, UsageError
 from dumpsafe.failpoints import failpoint
 from dumpsafe.models import BackupRecord, ObjectRef
 from dumpsafe.progress import NULL, Advance, Progress, describe
-from dumpsafe.restore_models import MODES, DbOptions, Preflight, RestorePlan, RestoreResult, restore_jobs, streams  # noqa: F401
+from dumpsafe.restore_models import MODES, DbOptions, Preflight, RestorePlan, RestoreResult, restore_jobs, streams
 from dumpsafe.context import ServiceContext
 
 
