@@ -24,6 +24,11 @@ CHUNK = 1 << 20
 # On two cores those CPU-seconds are taken from pg_dump's server backend (bench/RESULTS.md).
 ZSTD_LEVEL = 2
 ZSTD_THREADS = -1  # one worker per core
+# Each zstd worker holds its job's input and output: at level 2 the default job is 4 MiB and
+# the workers' buffers came to +18 MiB of peak RSS; 2 MiB jobs take +7 MiB for the same ratio
+# and ~5 % more compression CPU (measured on 800 MiB of dump-like rows), which the backup
+# never waits on (pg_dump is the slower side).
+ZSTD_JOB_SIZE = 2 << 20
 
 Advance = Callable[[int], None]
 
@@ -95,7 +100,10 @@ class PackResult:
 
 def _compressor() -> zstandard.ZstdCompressor:
     threads = ZSTD_THREADS if ZSTD_THREADS >= 0 else (os.cpu_count() or 1)
-    return zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=threads)
+    if threads < 1:
+        return zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+    params = zstandard.ZstdCompressionParameters.from_level(ZSTD_LEVEL, threads=threads, job_size=ZSTD_JOB_SIZE)
+    return zstandard.ZstdCompressor(compression_params=params)
 
 
 def pack_stream(
