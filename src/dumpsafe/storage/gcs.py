@@ -155,7 +155,8 @@ class _Reader:
                 self._buf, self._off = b"", 0
                 return b"".join(parts)
             if self._off >= len(self._buf):
-                self._buf, self._off = self._fetch(), 0
+                self._buf, self._off = b"", 0  # let the spent chunk go before the next one arrives
+                self._buf = self._fetch()
         except _ERRORS as e:
             raise self._store._error(e, f"reading {self._key}") from None
         out = self._buf[self._off : self._off + n]
