@@ -34,7 +34,7 @@ def setup(env: Env, tmp_path, request, kind: str, *, second: str | None = None, 
     if second:
         env.stores_toml += _toml("second", store_section(second, tmp_path, request))
     env.tenant_extra = f'store = "main"\ninclude_globals = true\n{retention}'
-    if big_upload:  # incompressible and over one 8 MiB part: an S3 multipart upload
+    if big_upload:  # incompressible and over one 5 MiB part: an S3 multipart upload
         (env.uploads / "big.bin").write_bytes(os.urandom(9 << 20))
     env.write_config()
 

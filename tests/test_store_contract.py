@@ -196,12 +196,13 @@ def test_200mb_streams_with_flat_memory(kind, make_store):
 
 
 def test_part_sizes_fit_the_part_limit():
-    # unknown size: 8 MiB parts, doubling every 1,000 parts, still room for ~7.8 TiB
+    # unknown size: 5 MiB parts, doubling every 1,000 parts, still room for ~4.9 TiB (S3's
+    # largest object is 5 TiB)
     base, steady = choose_part_size(None)
     assert base == MIN_PART
     capacity = sum(part_size_at(i, base, steady) for i in range(MAX_PARTS))
-    assert capacity >= 7.5 * (1 << 40)
-    assert part_size_at(500, base, steady) == MIN_PART  # ordinary dumps stay at 8 MiB
+    assert base == 5 * MiB and capacity >= 4.8 * (1 << 40)
+    assert part_size_at(500, base, steady) == MIN_PART  # ordinary dumps stay at 5 MiB
     # known 5 TiB: fixed parts sized to fit 9,000 parts, under S3's 5 GiB part limit
     hint = 5 * (1 << 40)
     base, steady = choose_part_size(hint)
