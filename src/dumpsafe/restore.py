@@ -29,7 +29,7 @@ from dumpsafe import fetch, profile, restore_globals, restore_journal, restore_u
 from dumpsafe.fetch import Streamed
 from dumpsafe.engines import files, postgres
 from dumpsafe.engines import pg_globals
-from dumpsafe.compare import check_contents, clean_fixed_properties, known_tables
+from dumpsafe.compare import check_contents, clean_fixed_properties, counted_in_parallel, known_tables
 from dumpsafe.engines import inventory
 from dumpsafe.engines import databases as dbs
 from dumpsafe.engines import dbspec
@@ -324,7 +324,7 @@ class Restorer:
             profile.mark("pg_restore" + (" (streamed + hash)" if isinstance(dump, Streamed) else ""))
             failpoint("restore.after_load")
             with open_session(target, staging) as s:
-                counts, mismatch = check_contents(record, s)
+                counts, mismatch = check_contents(record, s, **counted_in_parallel(target, staging))
             profile.mark("row counts")
             if mismatch:
                 raise RestoreFailed(

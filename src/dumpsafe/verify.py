@@ -31,7 +31,7 @@ from dumpsafe.errors import ConflictError, DumpsafeError, IntegrityError, Object
 from dumpsafe.models import BackupRecord, Verification, utcnow
 from dumpsafe.preflight import inspect_database, inspect_uploads, tables_without_data
 from dumpsafe.progress import NULL, Progress
-from dumpsafe.compare import check_contents, known_tables
+from dumpsafe.compare import check_contents, counted_in_parallel, known_tables
 from dumpsafe.restore import Restorer
 from dumpsafe.restore_models import streams
 from dumpsafe.context import ServiceContext
@@ -195,7 +195,7 @@ class Verifier:
         diffs: list[str] = []
         compared = [f"row counts of {len(record.tables)} tables"]
         with open_session(target, scratch) as s:
-            counts, mismatch = check_contents(record, s)
+            counts, mismatch = check_contents(record, s, **counted_in_parallel(target, scratch))
             if record.partitioned is not None:
                 compared.append(f"{len(record.partitioned)} partitioned tables")
             if record.matviews is not None:

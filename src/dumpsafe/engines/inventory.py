@@ -8,12 +8,18 @@ Keys are identifiers quoted as PostgreSQL quotes them (``quote_ident``), so ``"x
 from __future__ import annotations
 
 import hashlib
+import queue
 import re
-from typing import IO, Any, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, ExitStack
+from typing import IO, Any, Callable, Iterable
 
 from psycopg import sql
 
 from dumpsafe.engines.sqlsession import Session
+from dumpsafe.errors import DatabaseUnavailable
+
+MoreSessions = Callable[[], AbstractContextManager[Session]]
 
 _USER_RELS = """
 SELECT c.relkind::text AS kind, n.nspname::text AS nsp, c.relname::text AS rel,
@@ -36,9 +42,45 @@ def _count(s: Session, schema: str, name: str) -> int:
     return int(s.rows(sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(schema), sql.Identifier(name)))[0][0])
 
 
-def count_tables(s: Session, *, quoted: bool = True) -> dict[str, int]:
-    """Exact row count of every user table (plain keys "schema.table" for records written before quoting)."""
-    return {(key if quoted else f"{nsp}.{rel}"): _count(s, nsp, rel) for _k, nsp, rel, key, _p, _o in _rels(s, "'r'")}
+def count_tables(s: Session, *, quoted: bool = True, more: MoreSessions | None = None, workers: int = 1) -> dict[str, int]:
+    """Exact row count of every user table (plain keys "schema.table" for records written before quoting).
+
+    With ``more`` (opens another session on the same database) and ``workers`` > 1 the tables
+    are counted by that many sessions at once, largest first; a session that cannot be opened
+    (the server's connection limit) leaves its share to the others. Only for a database nobody
+    else writes to (a staging or scratch database): the sessions do not share a snapshot."""
+    rels = _rels(s, "'r'")
+    keys = {oid: (key if quoted else f"{nsp}.{rel}") for _k, nsp, rel, key, _p, oid in rels}
+    if more is None or workers < 2 or len(rels) < 2:
+        return {keys[oid]: _count(s, nsp, rel) for _k, nsp, rel, _key, _p, oid in rels}
+    sizes = dict(s.rows("SELECT c.oid::int8, pg_relation_size(c.oid) FROM pg_class c WHERE c.relkind = 'r'"))
+    todo = queue.SimpleQueue()
+    for _k, nsp, rel, _key, _p, oid in sorted(rels, key=lambda r: -sizes.get(r[5], 0)):
+        todo.put((oid, nsp, rel))
+    out: dict[int, int] = {}
+
+    def drain(session: Session) -> None:
+        while True:
+            try:
+                oid, nsp, rel = todo.get_nowait()
+            except queue.Empty:
+                return
+            out[oid] = _count(session, nsp, rel)
+
+    def helper() -> None:
+        with ExitStack() as stack:
+            try:
+                other = stack.enter_context(more())
+            except DatabaseUnavailable:  # e.g. max_connections reached: the first session counts the rest
+                return
+            drain(other)
+
+    with ThreadPoolExecutor(min(workers, len(rels)) - 1, thread_name_prefix="count") as pool:
+        helpers = [pool.submit(helper) for _ in range(min(workers, len(rels)) - 1)]
+        drain(s)
+        for h in helpers:
+            h.result()  # a helper's error (e.g. SqlFailed) is the count's error
+    return {keys[oid]: out[oid] for _k, _n, _r, _key, _p, oid in rels}
 
 
 def count_relations(s: Session, tables: dict[str, int] | None = None) -> dict[str, dict[str, int | None]]:
