@@ -169,9 +169,10 @@ class Verifier:
                             dbs.apply_properties(conn, scratch, spec)
                             finish(conn, scratch, spec)
                         restore_s = time.monotonic() - t_restore
+                        profile.mark("database properties")
                         self.before_compare(target, scratch)
                         diffs, compared, counts = self._compare(record, target, scratch, major, toc_tool, dump)
-                        profile.mark("compare")
+                        profile.mark("compare: the rest")
                 finally:
                     drop_error = dbs.drop_database(target, scratch)
                 profile.mark("drop scratch database")
@@ -196,6 +197,7 @@ class Verifier:
         compared = [f"row counts of {len(record.tables)} tables"]
         with open_session(target, scratch) as s:
             counts, mismatch = check_contents(record, s, **counted_in_parallel(target, scratch))
+            profile.mark("compare: row counts")
             if record.partitioned is not None:
                 compared.append(f"{len(record.partitioned)} partitioned tables")
             if record.matviews is not None:
@@ -212,6 +214,7 @@ class Verifier:
                          for k in sorted(set(want_seq) | set(got_seq)) if want_seq.get(k) != got_seq.get(k)]
             if seq_diffs:
                 diffs.append("sequence values differ: " + ", ".join(seq_diffs))
+            profile.mark("compare: sequences (archive head)")
         if record.database_properties is not None:
             with dbs.admin(target, scratch) as s:
                 got = inventory.database_properties(s, scratch)
@@ -219,6 +222,7 @@ class Verifier:
             prop = inventory.property_diffs(record.database_properties, got)  # "(restored → recorded)"
             if prop:
                 diffs.append("database properties differ (restored → recorded): " + ", ".join(prop))
+            profile.mark("compare: database properties")
         pg_dump, dump_version = self.svc.pg_tool(target, "pg_dump", major) if record.schema_sha256 else (None, None)
         if record.schema_sha256 and tocs.major_of(dump_version) != tocs.major_of(record.client_version or dump_version):
             # another major's pg_dump writes the same schema differently: no honest comparison
@@ -229,4 +233,5 @@ class Verifier:
             compared.append("schema fingerprint")
             if got_sha != record.schema_sha256:
                 diffs.append(f"schema fingerprint differs (recorded {record.schema_sha256[:12]}…, restored {got_sha[:12]}…)")
+            profile.mark("compare: schema fingerprint (pg_dump -s)")
         return diffs, compared, counts
