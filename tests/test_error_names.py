@@ -69,5 +69,7 @@ def test_the_new_names_map_to_their_codes_in_errors_py():
             by_kind.setdefault(cls.kind, set()).add((cls.exit_code, cls.http_status))
     assert by_kind["database_unavailable"] == {(1, 503)}
     assert by_kind["sql_failed"] == {(1, 502)}
+    assert by_kind["tool_failed"] == {(1, 502)}
+    assert not issubclass(errors.ToolFailed, (errors.BackupFailed, errors.RestoreFailed))  # not a drill verdict
     assert issubclass(errors.WrongKey, errors.UsageError) and errors.WrongKey.exit_code == 2
     assert not issubclass(errors.SqlFailed, (errors.BackupFailed, errors.RestoreFailed))

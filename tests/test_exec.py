@@ -269,3 +269,37 @@ def test_exec_clean_refuses_partitioned_tables_with_keys_before_touching_anythin
     with pg.connect(env.db) as c:
         assert c.execute("SELECT count(*) FROM ev").fetchone()[0] == 2
     assert table_digest(pg, env.db) != before  # untouched: still the row added after the backup
+
+
+def test_exec_drill_whose_pg_dump_will_not_run_is_a_tool_error_not_a_verdict(exec_env, exec_backed_up, pg):
+    """A client tool the exec target cannot run says so as ``tool_failed`` (not ``backup_failed``
+    on a drill or restore), and a drill that could not compare records no failed verification."""
+    import json as _json
+
+    from restore_helpers import databases
+
+    env = exec_env
+    bid, digest = exec_backed_up
+    before = databases(pg)
+    bad = env.root / "nodump"
+    bad.mkdir()
+    for tool in ("psql", "pg_restore", "pg_dumpall"):
+        (bad / tool).symlink_to(Path(pg.bin_dir) / tool)
+    (bad / "pg_dump").write_text("#!/bin/sh\necho 'pg_dump: cannot execute: simulated' >&2\nexit 126\n")
+    (bad / "pg_dump").chmod(0o755)
+    env.config_path.write_text(env.config_path.read_text().replace(f'pg_bin_dir = "{pg.bin_dir}"', f'pg_bin_dir = "{bad}"'))
+    r = env.cli("backup", "verify", bid, "--drill", "--json")
+    err = _json.loads(r.err.strip().splitlines()[-1])
+    assert (r.code, err["kind"]) == (1, "tool_failed"), r.err
+    assert "pg_dump --version failed" in err["error"] and pg.password not in r.err
+    r = env.cli("backup", "get", bid, "--json")
+    assert r.json()["last_verification"] is None  # the attempt failed, the backup was not judged
+    assert databases(pg) == before and table_digest(pg, env.db) == digest  # scratch dropped
+
+    (bad / "pg_restore").unlink()
+    (bad / "pg_restore").write_text("#!/bin/sh\nexit 127\n")
+    (bad / "pg_restore").chmod(0o755)
+    r = env.cli("backup", "restore", bid, "--yes", "--no-uploads", "--json")
+    err = _json.loads(r.err.strip().splitlines()[-1])
+    assert (r.code, err["kind"]) == (1, "tool_failed"), r.err
+    assert table_digest(pg, env.db) == digest and databases(pg) == before

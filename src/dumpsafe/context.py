@@ -14,6 +14,7 @@ if TYPE_CHECKING:  # types only: the modules below import the flows that take th
     from dumpsafe.audit import AuditLog
     from dumpsafe.config import Config
     from dumpsafe.engines.postgres import PgTarget
+    from dumpsafe.errors import DumpsafeError
     from dumpsafe.history import History
     from dumpsafe.catalog import Catalog
     from dumpsafe.models import BackupRecord
@@ -46,6 +47,7 @@ class ServiceContext(Protocol):
 
     def pg_target(self, tenant: str) -> PgTarget: ...
 
-    def pg_tool(self, target: PgTarget, name: str, server_major: int | None) -> tuple[str, str]: ...
+    def pg_tool(self, target: PgTarget, name: str, server_major: int | None, *,
+                error: type[DumpsafeError] = ...) -> tuple[str, str]: ...
 
     def sweep_store(self, st: Store) -> None: ...

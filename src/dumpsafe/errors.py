@@ -90,6 +90,15 @@ class RestoreFailed(DumpsafeError):
     kind = "restore_failed"
 
 
+class ToolFailed(DumpsafeError):
+    """A PostgreSQL client tool (pg_dump, pg_restore) would not start or failed outside the
+    restore itself, e.g. inside a tenant's exec target. Raised by restores and drills; a backup
+    says ``backup_failed``. A drill that fails so records no verdict on the backup."""
+
+    http_status = 502
+    kind = "tool_failed"
+
+
 class DatabaseUnavailable(DumpsafeError):
     """The PostgreSQL server cannot be reached or refuses the login (down, wrong password, no such database).
 

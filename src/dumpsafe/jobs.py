@@ -29,7 +29,7 @@ from dumpsafe.audit import JOB_CONTEXT
 
 log = logging.getLogger(__name__)
 
-TRANSIENT = (errors.BackupFailed, errors.RestoreFailed, errors.ConflictError, errors.DatabaseUnavailable, errors.SqlFailed)
+TRANSIENT = (errors.BackupFailed, errors.RestoreFailed, errors.ConflictError, errors.DatabaseUnavailable, errors.SqlFailed, errors.ToolFailed)
 
 
 class TransientJobError(Exception):

@@ -36,7 +36,7 @@ from dumpsafe.engines import dbspec
 from dumpsafe.engines import pg_restore as pgr
 from dumpsafe.engines import toc as tocs
 from dumpsafe.engines.sqlsession import open_session
-from dumpsafe.errors import ConflictError, RestoreFailed, UsageError
+from dumpsafe.errors import ConflictError, RestoreFailed, ToolFailed, UsageError
 from dumpsafe.failpoints import failpoint
 from dumpsafe.models import BackupRecord, ObjectRef
 from dumpsafe.progress import NULL, Advance, Progress, describe
@@ -404,7 +404,7 @@ class Restorer:
     def _tool(self, target: postgres.PgTarget, dbname: str) -> tuple[int, str]:
         with dbs.admin(target, dbname) as s:
             _, major = dbs.server_version(s)
-        tool, _ = self.svc.pg_tool(target, "pg_restore", major)
+        tool, _ = self.svc.pg_tool(target, "pg_restore", major, error=ToolFailed)
         return major, tool
 
     def toc_tool(self, record: BackupRecord) -> str:

@@ -34,7 +34,7 @@ from dumpsafe.engines import toc as tocs
 from dumpsafe.engines import postgres, selection
 from dumpsafe.engines.postgres import _StderrTail
 from dumpsafe.engines.sqlsession import open_session
-from dumpsafe.errors import ConflictError, RestoreFailed, UsageError
+from dumpsafe.errors import ConflictError, RestoreFailed, ToolFailed, UsageError
 from dumpsafe.failpoints import failpoint
 from dumpsafe.models import BackupRecord
 from dumpsafe.progress import NULL, Progress
@@ -148,7 +148,7 @@ class SelectiveRestorer:
             spec = dbspec.parse_spec(toc.database_sql)
             with dbs.admin(target, target_db) as s:
                 _, major = dbs.server_version(s)
-            tool, _ = self.svc.pg_tool(target, "pg_restore", major)
+            tool, _ = self.svc.pg_tool(target, "pg_restore", major, error=ToolFailed)
             dbs.sweep_orphans(target)
             staging = dbs.side_name(target_db, "dsstage")
             with progress.task(f"restore {len(keys)} table(s) of {record.id}"):
@@ -202,8 +202,8 @@ class SelectiveRestorer:
         """pg_dump --schema of the staging database piped into pg_restore --single-transaction on the target."""
         with dbs.admin(target, target_db) as s:
             _, major = dbs.server_version(s)
-        dump_tool, _ = self.svc.pg_tool(target, "pg_dump", major)
-        restore_tool, _ = self.svc.pg_tool(target, "pg_restore", major)
+        dump_tool, _ = self.svc.pg_tool(target, "pg_dump", major, error=ToolFailed)
+        restore_tool, _ = self.svc.pg_tool(target, "pg_restore", major, error=ToolFailed)
         pattern = '"' + schema.replace('"', '""') + '"'
         base = [*target.conn_args(), "--no-password"]
         dump_argv = [dump_tool, *base, "--format=custom", f"--schema={pattern}",

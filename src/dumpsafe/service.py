@@ -68,10 +68,12 @@ class BackupService:
             bin_dirs=bin_dirs,
         )
 
-    def pg_tool(self, target: postgres.PgTarget, name: str, server_major: int | None) -> tuple[str, str]:
-        """Path and version of a client tool fit for the server (inside the exec target, if any)."""
+    def pg_tool(self, target: postgres.PgTarget, name: str, server_major: int | None, *,
+                error: type[DumpsafeError] = BackupFailed) -> tuple[str, str]:
+        """Path and version of a client tool fit for the server (inside the exec target, if any);
+        an exec target's tool that will not run raises ``error`` (restores and drills: RestoreFailed)."""
         if target.exec_prefix:
-            return postgres.find_exec_tool(target, name, server_major)
+            return postgres.find_exec_tool(target, name, server_major, error=error)
         path, ver = postgres.find_tool(name, server_major, target.bin_dirs)
         return path, f"{ver[0]}.{ver[1]}"
 

@@ -27,7 +27,7 @@ from dumpsafe.engines import toc as tocs
 from dumpsafe.engines.databases import finish
 from dumpsafe.engines.sqlsession import open_session
 from dumpsafe.config import drill_password
-from dumpsafe.errors import ConflictError, DumpsafeError, IntegrityError, ObjectMissing, RestoreFailed
+from dumpsafe.errors import ConflictError, DumpsafeError, IntegrityError, ObjectMissing, RestoreFailed, ToolFailed
 from dumpsafe.models import BackupRecord, Verification, utcnow
 from dumpsafe.preflight import inspect_database, inspect_uploads, tables_without_data
 from dumpsafe.progress import NULL, Progress
@@ -223,12 +223,12 @@ class Verifier:
             if prop:
                 diffs.append("database properties differ (restored → recorded): " + ", ".join(prop))
             profile.mark("compare: database properties")
-        pg_dump, dump_version = self.svc.pg_tool(target, "pg_dump", major) if record.schema_sha256 else (None, None)
+        pg_dump, dump_version = self.svc.pg_tool(target, "pg_dump", major, error=ToolFailed) if record.schema_sha256 else (None, None)
         if record.schema_sha256 and tocs.major_of(dump_version) != tocs.major_of(record.client_version or dump_version):
             # another major's pg_dump writes the same schema differently: no honest comparison
             compared.append(f"schema fingerprint not compared (pg_dump {dump_version} here, {record.client_version} at backup)")
         elif record.schema_sha256:
-            with postgres.pg_dump_schema_stream(target, scratch, pg_dump) as out:
+            with postgres.pg_dump_schema_stream(target, scratch, pg_dump, error=ToolFailed) as out:
                 got_sha = inventory.schema_fingerprint(out)
             compared.append("schema fingerprint")
             if got_sha != record.schema_sha256:

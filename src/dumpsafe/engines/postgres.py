@@ -20,7 +20,7 @@ from typing import IO, TYPE_CHECKING, Iterator
 
 import psycopg
 
-from dumpsafe.errors import BackupFailed, ConfigError, DatabaseUnavailable, first_line
+from dumpsafe.errors import BackupFailed, ConfigError, DatabaseUnavailable, DumpsafeError, first_line
 
 if TYPE_CHECKING:
     from dumpsafe.engines.pgsnapshot import DumpSnapshot
@@ -141,17 +141,19 @@ def find_tool(name: str, min_major: int | None = None, extra: tuple[Path, ...] =
     )
 
 
-def find_exec_tool(target: PgTarget, name: str, min_major: int | None) -> tuple[str, str]:
-    """A tool inside the tenant's exec target: pg_bin_dir/name if configured, else on its PATH."""
+def find_exec_tool(target: PgTarget, name: str, min_major: int | None, *,
+                   error: type[DumpsafeError] = BackupFailed) -> tuple[str, str]:
+    """A tool inside the tenant's exec target: pg_bin_dir/name if configured, else on its PATH.
+    ``error`` is what a tool that will not run raises (a restore or drill: RestoreFailed)."""
     path = str(target.bin_dirs[0] / name) if target.bin_dirs else name
     try:
         out = subprocess.run(through(target.exec_prefix, [path, "--version"]), capture_output=True, text=True, timeout=60,
                              stdin=subprocess.DEVNULL, env=target.env())
     except (OSError, subprocess.SubprocessError) as e:
-        raise BackupFailed(f"tenant {target.tenant!r}: cannot run {path} through {target.exec_prefix[0]} ({e})") from None
+        raise error(f"tenant {target.tenant!r}: cannot run {path} through {target.exec_prefix[0]} ({e})") from None
     m = _VERSION_RE.search(out.stdout)
     if not m:
-        raise BackupFailed(
+        raise error(
             f"tenant {target.tenant!r}: {path} --version failed through {target.exec_prefix[0]} "
             f"({(out.stderr or out.stdout).strip()[:200] or 'no output'}); install the PostgreSQL client there or set pg_bin_dir"
         )
@@ -226,15 +228,17 @@ class _StderrTail(threading.Thread):
 
 
 @contextmanager
-def tool_stream(target: PgTarget, argv: list[str], what: str) -> Iterator[IO[bytes]]:
-    """Run a client tool and yield its stdout; a non-zero exit raises BackupFailed on leaving
-    the block (so an enclosing store writer aborts). An exception inside kills the tool."""
+def tool_stream(target: PgTarget, argv: list[str], what: str, *,
+                error: type[DumpsafeError] = BackupFailed) -> Iterator[IO[bytes]]:
+    """Run a client tool and yield its stdout; a non-zero exit raises ``error`` (a backup's
+    BackupFailed unless told) on leaving the block (so an enclosing store writer aborts). An
+    exception inside kills the tool."""
     full = target.command(argv)
     stdin = subprocess.PIPE if target.exec_prefix else subprocess.DEVNULL
     try:
         proc = subprocess.Popen(full, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=stdin, env=target.env())
     except OSError as e:
-        raise BackupFailed(f"tenant {target.tenant!r}: cannot start {full[0]} ({e.strerror})") from None
+        raise error(f"tenant {target.tenant!r}: cannot start {full[0]} ({e.strerror})") from None
     if target.exec_prefix:
         try:
             proc.stdin.write(target.password_line())
@@ -255,7 +259,7 @@ def tool_stream(target: PgTarget, argv: list[str], what: str) -> Iterator[IO[byt
         tail.join(timeout=5)
     if rc != 0:
         detail = tail.text() or f"exit status {rc}"
-        raise BackupFailed(f"tenant {target.tenant!r}: {what} failed: {detail}")
+        raise error(f"tenant {target.tenant!r}: {what} failed: {detail}")
 
 
 def pg_dump_stream(target: PgTarget, dbname: str, snap: DumpSnapshot, pg_dump: str):
@@ -265,12 +269,13 @@ def pg_dump_stream(target: PgTarget, dbname: str, snap: DumpSnapshot, pg_dump: s
     return tool_stream(target, argv, f"pg_dump of database {dbname!r}")
 
 
-def pg_dump_schema_stream(target: PgTarget, dbname: str, pg_dump: str, snap: DumpSnapshot | None = None):
+def pg_dump_schema_stream(target: PgTarget, dbname: str, pg_dump: str, snap: DumpSnapshot | None = None, *,
+                          error: type[DumpsafeError] = BackupFailed):
     """pg_dump --schema-only as plain SQL (the schema fingerprint), in the dump's snapshot if given."""
     argv = [pg_dump, *target.conn_args(), "--schema-only", "--no-password", f"--dbname={dbname}"]
     if snap is not None:
         argv.insert(-1, f"--snapshot={snap.snapshot_id}")
-    return tool_stream(target, argv, f"pg_dump --schema-only of database {dbname!r}")
+    return tool_stream(target, argv, f"pg_dump --schema-only of database {dbname!r}", error=error)
 
 
 def pg_dumpall_globals_stream(target: PgTarget, pg_dumpall: str):
