@@ -147,3 +147,25 @@ def test_the_manifest_listing_equals_the_slow_path(tmp_path):
     ids = [r["id"] for r in _truth(cold)]
     assert recs[60].id not in ids and only.id in ids and len(ids) == 150 - 1 - 1 + 5 + 1
     assert [r["store"] for r in _truth(cold) if r["id"] == recs[3].id] == ["offsite"]
+
+
+def test_backup_list_does_not_import_the_backup_and_restore_stack(tmp_path):
+    """`dumpsafe backup list` (table and --json) imports what listing needs, not the PostgreSQL
+    engines, backup, restore, verify, export, the REST/MCP fronts or boto3 (a local store)."""
+    import os
+    import subprocess
+    import sys
+
+    st = _service(tmp_path, "cli", ["main"]).catalog("main")
+    fill(st, 3)
+    (tmp_path / "cli.toml").write_text(f'state_dir = "{tmp_path / "cli"}"\n[tenants.t0]\n[tenants.t1]\n[tenants.t2]\n'
+                                       f'[stores.main]\nkind = "local"\npath = "{tmp_path / "main"}"\n')
+    heavy = {"psycopg", "boto3", "fastapi", "mcp", "google", "dumpsafe.service", "dumpsafe.backup",
+             "dumpsafe.restore", "dumpsafe.verify", "dumpsafe.export", "dumpsafe.engines", "dumpsafe.copies"}
+    for extra in ([], ["--json"]):
+        p = subprocess.run([sys.executable, "-X", "importtime", "-m", "dumpsafe", "backup", "list", *extra],
+                           capture_output=True, env=dict(os.environ, DUMPSAFE_CONFIG=str(tmp_path / "cli.toml")))
+        assert p.returncode == 0, p.stderr.decode()[-2000:]
+        assert b"t0" in p.stdout and b"t2" in p.stdout
+        mods = {ln.rsplit("|", 1)[-1].strip() for ln in p.stderr.decode().splitlines() if ln.startswith("import time:")}
+        assert not {m for m in mods if m.split(".")[0] in heavy or ".".join(m.split(".")[:2]) in heavy}, extra
