@@ -190,7 +190,7 @@ def test_the_sqlite_cache_is_updated_row_by_row(make_store, host, tmp_path):
     assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(cache_dir.stat().st_mode) == 0o700
     db = sqlite3.connect(path)
     indexes = {r[1] for r in db.execute("PRAGMA index_list(records)")}
-    assert {"records_tenant", "records_time"} <= indexes
+    assert {"records_tenant", "records_time"} <= indexes  # records_time: only rows holding their JSON
     before = cat.cache.db.total_changes
     (new,) = fill(a, 1, start=900)
     assert len(cat.records()) == 151

@@ -169,3 +169,22 @@ def test_backup_list_does_not_import_the_backup_and_restore_stack(tmp_path):
         assert b"t0" in p.stdout and b"t2" in p.stdout
         mods = {ln.rsplit("|", 1)[-1].strip() for ln in p.stderr.decode().splitlines() if ln.startswith("import time:")}
         assert not {m for m in mods if m.split(".")[0] in heavy or ".".join(m.split(".")[:2]) in heavy}, extra
+
+
+def test_a_clock_set_back_after_a_listing_still_orders_by_sequence(tmp_path):
+    """Whether time order is the listing order is kept between listings: a backup written
+    since with its clock set back must still be listed by sequence (cold and warm hosts)."""
+    svc = _service(tmp_path, "a", ["main"])
+    cat = svc.catalog("main")
+    first = make_record("2026-03-01T11:00:00Z", tenant="t0").model_copy(update={"sequence": 1})
+    cat.put(first)
+    fill(cat, 110)
+    cat.compact(force=True)
+    warm = _service(tmp_path, "warm", ["main"])
+    assert json.loads(b"".join(warm.list_json()[0])) == _truth(warm)
+    back = make_record("2026-03-01T10:00:00Z", tenant="t0").model_copy(update={"sequence": 2})  # the clock went back
+    cat.put(back)
+    for svc in (warm, _service(tmp_path, "cold", ["main"])):
+        got = [r["id"] for r in json.loads(b"".join(svc.list_json(tenant="t0")[0]))]
+        assert got.index(back.id) < got.index(first.id)
+        assert json.loads(b"".join(svc.list_json()[0])) == _truth(svc)

@@ -184,6 +184,7 @@ class Catalog:
         self.damaged: list[Damaged] = []
         self.uncovered = 0  # changes the newest manifest does not hold (or records, without one)
         self._listing = CatalogListing()
+        self._copy = None  # the checked local manifest copy, open, for the next read after a sync
 
     # ---- reading from the store ---------------------------------------------------------------
     def _fetch(self, keys: list[tuple[str, str | None]]) -> Iterator[tuple[str, str | None, bytes | None]]:
@@ -253,19 +254,27 @@ class Catalog:
             self.cache.clear(name)
             damaged: list[tuple[str, str]] = []
 
+            seqs: dict[tuple, int] = {}  # per tenant/database: the sequence of its newer record
+            ordered = True  # newest first, each one's sequence <= its newer one's (time_order_holds)
+
             def rows() -> Iterator[tuple]:  # (*Row, None) as plain tuples: the JSON stays in the copy
+                nonlocal ordered
                 for meta, rec in m.entries:
                     if rec is None or not isinstance(meta, list):
                         damaged.append((meta["id"], meta.get("damaged") or "damaged"))
                         continue
                     if len(meta) != len(Row._fields) - 1:
                         raise TypeError("an entry lacks a field")
+                    seq, group = meta[4] or 0, (meta[1], meta[2])
+                    if seqs.get(group, seq) < seq:
+                        ordered = False
+                    seqs[group] = seq
                     yield (name, *meta, None)
 
             self.cache.put_many(rows(), bulk=True, flat=True)
             self.cache.add_damaged(name, damaged)
             self.cache.add_notes(name, m.covers)
-            self.cache.set_manifest(name, key, sha)
+            self.cache.set_manifest(name, key, sha, ordered)
         except (ManifestError, KeyError, TypeError, AttributeError) as e:
             log.warning("store %r: catalog manifest %s is not used (%s); listing records/ instead", name, key,
                         e if isinstance(e, ManifestError) else "an entry lacks a field")
@@ -330,7 +339,7 @@ class Catalog:
             return newest_first(self.cache.rows(self.store.name, id_prefix))
 
     def _set_copy(self, copy) -> None:
-        old, self._copy = getattr(self, "_copy", None), copy
+        old, self._copy = self._copy, copy
         if old is not None and old is not copy:
             old.close()
 
@@ -341,12 +350,15 @@ class Catalog:
         name = self.store.name
         copy, self._copy = self._copy, None
         extras = self.cache.newest_first(name, tenant, database)
+        loaded, sha = self.cache.manifest(name)
+        if copy is None and loaded is not None:  # already read once since the sync: open it again
+            copy = open_checked(self._local(loaded), sha)
+            if copy is None:
+                raise ManifestError(f"the local copy of catalog manifest {loaded} changed meanwhile; list again")
         if copy is None:
-            if self.cache.manifest(name)[0] is not None:
-                raise ManifestError("the local manifest copy was already read; sync again")
             return extras
         masked = self.cache.masked(name)
-        m = read_manifest(None, copy)
+        m = read_manifest(None, copy, checked=True)
 
         def lines() -> Iterator[tuple[list, bytes]]:
             try:
@@ -408,9 +420,7 @@ class Catalog:
             now = self.clock()
             listing = self._listing
             covers = [n.key for n in listing.notes]
-            key = write_manifest(self.store, entries(), covers, now)
-            with self.cache.db:
-                self.cache.set_manifest(name, key)
+            key = write_manifest(self.store, entries(), covers, now)  # this host loads it at its next sync
             remove_superseded(self.store, listing, set(covers), key, now)
             self.uncovered = 0
             return key

@@ -22,12 +22,12 @@ from dumpsafe.fsutil import open_private, private_dir
 log = logging.getLogger(__name__)
 
 CACHE_FILE = "catalog.sqlite3"
-SCHEMA_VERSION = 4  # 4: json NULL for a manifest's records, masked, stores.digest
+SCHEMA_VERSION = 5  # 4: json NULL for a manifest's records, masked, stores.digest; 5: records_time partial
 
 _INDEXES = """
 CREATE UNIQUE INDEX IF NOT EXISTS records_id ON records (store, id);
 CREATE INDEX IF NOT EXISTS records_tenant ON records (store, tenant, database, created_at, id, sequence);
-CREATE INDEX IF NOT EXISTS records_time ON records (store, created_at, id);
+CREATE INDEX IF NOT EXISTS records_time ON records (store, created_at, id) WHERE json IS NOT NULL;
 """
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -36,13 +36,13 @@ CREATE TABLE IF NOT EXISTS records (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS records_id ON records (store, id);
 CREATE INDEX IF NOT EXISTS records_tenant ON records (store, tenant, database, created_at, id, sequence);
-CREATE INDEX IF NOT EXISTS records_time ON records (store, created_at, id);
+CREATE INDEX IF NOT EXISTS records_time ON records (store, created_at, id) WHERE json IS NOT NULL;
 CREATE TABLE IF NOT EXISTS damaged (
     store TEXT NOT NULL, id TEXT NOT NULL, reason TEXT NOT NULL, etag TEXT, PRIMARY KEY (store, id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS notes (store TEXT NOT NULL, key TEXT NOT NULL, PRIMARY KEY (store, key)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS masked (store TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (store, id)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS stores (name TEXT PRIMARY KEY, url TEXT NOT NULL, manifest TEXT, digest TEXT);
+CREATE TABLE IF NOT EXISTS stores (name TEXT PRIMARY KEY, url TEXT NOT NULL, manifest TEXT, digest TEXT, ordered INTEGER);
 """
 
 
@@ -120,10 +120,14 @@ class CatalogCache:
     def clear(self, store: str) -> None:
         for t in ("records", "damaged", "notes", "masked"):
             self.db.execute(f"DELETE FROM {t} WHERE store=?", (store,))
+        self._changed(store)
 
-    def set_manifest(self, store: str, manifest: str | None, digest: str | None = None) -> None:
-        """The manifest whose records are cached (and its local copy's SHA-256)."""
-        self.db.execute("UPDATE stores SET manifest=?, digest=? WHERE name=?", (manifest, digest, store))
+    def set_manifest(self, store: str, manifest: str | None, digest: str | None = None,
+                     ordered: bool | None = None) -> None:
+        """The manifest whose records are cached (its local copy's SHA-256; whether its records'
+        time order is their listing order, when the loader checked it)."""
+        self.db.execute("UPDATE stores SET manifest=?, digest=?, ordered=? WHERE name=?",
+                        (manifest, digest, None if ordered is None else int(ordered), store))
         if manifest is None:
             self.db.execute("DELETE FROM masked WHERE store=?", (store,))
 
@@ -131,8 +135,14 @@ class CatalogCache:
         row = self.db.execute("SELECT manifest, digest FROM stores WHERE name=?", (store,)).fetchone()
         return (row[0], row[1]) if row else (None, None)
 
+    def _changed(self, store: str) -> None:
+        """The store's rows changed: whether time order holds is to be checked again."""
+        self.db.execute("UPDATE stores SET ordered=NULL WHERE name=?", (store,))
+
     def _mask(self, store: str, backup_id: str) -> None:
-        """The manifest's line of this ID is no longer the truth (when a manifest is loaded)."""
+        """The manifest's line of this ID is no longer the truth (when a manifest is loaded);
+        every single-row change passes here, so it also marks the store's order unchecked."""
+        self._changed(store)
         self.db.execute("INSERT OR IGNORE INTO masked (store, id) SELECT ?, ? WHERE EXISTS "
                         "(SELECT 1 FROM stores WHERE name=? AND manifest IS NOT NULL)", (store, backup_id, store))
 
@@ -153,6 +163,7 @@ class CatalogCache:
                 self.db.execute(f"DROP INDEX IF EXISTS {ix}")
         self.db.executemany(f"INSERT OR REPLACE INTO records ({ROW_COLS}, json) VALUES (?,?,?,?,?,?,?,?,?)",
                             rows if flat else ((*r, d) for r, d in rows))
+        self.db.execute("UPDATE stores SET ordered=NULL")  # rows of any store may have come
         if bulk:
             for stmt in filter(None, (x.strip() for x in _INDEXES.split(";"))):
                 self.db.execute(stmt)
@@ -196,11 +207,21 @@ class CatalogCache:
 
     def time_order_holds(self, store: str, tenant: str | None = None, database: str | None = None) -> bool:
         """Whether, in every tenant/database, ``sequence`` grows with (created_at, id): then
-        newest-first by time IS the listing order (a clock set back breaks it; see catalog.py)."""
+        newest-first by time IS the listing order (a clock set back breaks it; see catalog.py).
+        The whole store's answer is kept until its rows change (it holds for every subset too)."""
+        row = self.db.execute("SELECT ordered FROM stores WHERE name=?", (store,)).fetchone()
+        if row is not None and row[0] is not None and (row[0] or (tenant is None and database is None)):
+            return bool(row[0])
+        q = ("SELECT 1 FROM (SELECT COALESCE(sequence, 0) AS s, LAG(COALESCE(sequence, 0)) OVER "
+             "(PARTITION BY tenant, database ORDER BY created_at, id) AS p FROM records WHERE {}) WHERE s < p LIMIT 1")
+        if row is not None and row[0] is None:
+            holds = self.db.execute(q.format("store=?"), (store,)).fetchone() is None
+            with self.db:
+                self.db.execute("UPDATE stores SET ordered=? WHERE name=?", (int(holds), store))
+            if holds or (tenant is None and database is None):
+                return holds
         where, args = self._where(store, tenant, database)
-        q = (f"SELECT 1 FROM (SELECT COALESCE(sequence, 0) AS s, LAG(COALESCE(sequence, 0)) OVER "
-             f"(PARTITION BY tenant, database ORDER BY created_at, id) AS p FROM records WHERE {where}) WHERE s < p LIMIT 1")
-        return self.db.execute(q, args).fetchone() is None
+        return self.db.execute(q.format(where), args).fetchone() is None
 
     def newest_first(self, store: str, tenant: str | None = None,
                      database: str | None = None) -> Iterator[tuple[list, bytes]]:
