@@ -5,17 +5,16 @@ columns. Each listing must equal the slow path's (records read one by one from t
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import timedelta
 
 import pytest
 import zstandard
 
-from dumpsafe.catalog import Catalog, check_record, id_from_record_key, newest_first, record_key
+from dumpsafe.catalog import check_record, id_from_record_key, newest_first, record_key
 from dumpsafe.listing import prefer_originals
 from recordfactory import make_record
-from stores import make_store, s3_server  # noqa: F401 (fixtures)
-from test_catalog_scale import T0, _resealed, _rewrite_manifest, fill, host, later, manifests  # noqa: F401
+from stores import make_store  # noqa: F401 (a fixture)
+from test_catalog_scale import T0, _resealed, _rewrite_manifest, fill, host, later  # noqa: F401 (host: a fixture)
 
 
 def _lines(store, key):

@@ -44,8 +44,8 @@ from pydantic import TypeAdapter, ValidationError
 from dumpsafe import manifest as manifest_mod
 from dumpsafe.catalog_cache import CatalogCache, Row
 from dumpsafe.errors import DamagedRecord, ObjectMissing
-from dumpsafe.manifest import (CatalogListing, Entry, ManifestError, fetch, list_catalog, note_id, open_checked,
-                               read_manifest, remove_superseded, write_manifest, write_note)
+from dumpsafe.manifest import (CatalogListing, Entry, ManifestError, fetch, list_catalog, load_columns, note_id,
+                               open_checked, read_manifest, remove_superseded, write_manifest, write_note)
 from dumpsafe.models import ID_RE, BackupRecord, rfc3339
 from dumpsafe.storage.base import Store
 
@@ -250,31 +250,7 @@ class Catalog:
 
             private_dir(self._mdir)
             sha = fetch(self.store, key, path)
-            m = read_manifest(None, path)
-            self.cache.clear(name)
-            damaged: list[tuple[str, str]] = []
-
-            seqs: dict[tuple, int] = {}  # per tenant/database: the sequence of its newer record
-            ordered = True  # newest first, each one's sequence <= its newer one's (time_order_holds)
-
-            def rows() -> Iterator[tuple]:  # (*Row, None) as plain tuples: the JSON stays in the copy
-                nonlocal ordered
-                for meta, rec in m.entries:
-                    if rec is None or not isinstance(meta, list):
-                        damaged.append((meta["id"], meta.get("damaged") or "damaged"))
-                        continue
-                    if len(meta) != len(Row._fields) - 1:
-                        raise TypeError("an entry lacks a field")
-                    seq, group = meta[4] or 0, (meta[1], meta[2])
-                    if seqs.get(group, seq) < seq:
-                        ordered = False
-                    seqs[group] = seq
-                    yield (name, *meta, None)
-
-            self.cache.put_many(rows(), bulk=True, flat=True)
-            self.cache.add_damaged(name, damaged)
-            self.cache.add_notes(name, m.covers)
-            self.cache.set_manifest(name, key, sha, ordered)
+            self.cache.set_manifest(name, key, sha, load_columns(self.cache, name, path))
         except (ManifestError, KeyError, TypeError, AttributeError) as e:
             log.warning("store %r: catalog manifest %s is not used (%s); listing records/ instead", name, key,
                         e if isinstance(e, ManifestError) else "an entry lacks a field")

@@ -44,11 +44,14 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator
+from typing import TYPE_CHECKING, BinaryIO, Iterable, Iterator
 
 import zstandard
 
 from dumpsafe.storage.base import ObjectInfo, Store
+
+if TYPE_CHECKING:
+    from dumpsafe.catalog_cache import CatalogCache
 
 CATALOG_PREFIX = "catalog/"
 MANIFESTS_PREFIX = "catalog/manifests/"
@@ -304,3 +307,34 @@ def read_manifest(store: Store | None, key: str | Path | BinaryIO, *, checked: b
         raise ManifestError("its trailer is missing (cut short)")
 
     return Manifest(key, set(header.get("covers") or ()), entries())
+
+
+def load_columns(cache: CatalogCache, store: str, path: Path) -> bool:
+    """Replace ``store``'s cached rows with the columns of the manifest copy at ``path``
+    (checked whole as it is read: ManifestError, or KeyError/TypeError/AttributeError for an
+    entry lacking a field); the caller commits or rolls back. Returns whether, in every
+    tenant/database, time order is the listing order (``CatalogCache.time_order_holds``)."""
+    m = read_manifest(None, path)
+    cache.clear(store)
+    damaged: list[tuple[str, str]] = []
+    seqs: dict[tuple, int] = {}  # per tenant/database: the sequence of its newer record
+    ordered = True  # newest first: each one's sequence <= its newer one's
+
+    def rows() -> Iterator[tuple]:  # (*Row, None) as plain tuples: the JSON stays in the copy
+        nonlocal ordered
+        for meta, rec in m.entries:
+            if rec is None or not isinstance(meta, list):
+                damaged.append((meta["id"], meta.get("damaged") or "damaged"))
+                continue
+            if len(meta) != 7:  # [id, tenant, database, created_at, sequence, copy_of, etag]
+                raise TypeError("an entry lacks a field")
+            seq, group = meta[4] or 0, (meta[1], meta[2])
+            if seqs.get(group, seq) < seq:
+                ordered = False
+            seqs[group] = seq
+            yield (store, *meta, None)
+
+    cache.put_many(rows(), bulk=True, flat=True)
+    cache.add_damaged(store, damaged)
+    cache.add_notes(store, m.covers)
+    return ordered
