@@ -362,7 +362,9 @@ class Catalog:
     def records_json(self, rows: list[Row]) -> Iterator[bytes]:
         """After a sync: the normalized JSON of each row's record, in order (not re-read)."""
         want = {r.id for r in rows}
-        got = {m[0]: j for m, j in self._entries() if m[0] in want}
+        with self._lock:
+            entries = self._entries()
+        got = {m[0]: j for m, j in entries if m[0] in want}
         return (got[r.id] for r in rows)
 
     def records(self, *, refresh: bool = False, id_prefix: str = "") -> list[BackupRecord]:
