@@ -215,12 +215,12 @@ def main(argv: list[str] | None = None) -> int:
             seed_manifest(open_store(load_config(work / "dumpsafe.toml"), "s3"), model, n, args.tenants)
             log(f"S3 manifest written in {time.perf_counter() - t:.1f} s")
             stores.append("s3")
-        cache = work / "state" / "cache" / "catalog.sqlite3"
+        cache = work / "state" / "cache"  # the SQLite file and the manifests' local copies
         for rep in range(args.reps):
             for store in stores:
                 for warm in (False, True):
                     if not warm:
-                        cache.unlink(missing_ok=True)
+                        shutil.rmtree(cache, ignore_errors=True)
                     out = work / "list.json"
                     with open(out, "wb") as fh:
                         s = run(dumpsafe + ["backup", "list", "--store", store, "--json"], env=env, stdout=fh)

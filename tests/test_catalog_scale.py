@@ -190,12 +190,18 @@ def test_the_sqlite_cache_is_updated_row_by_row(make_store, host, tmp_path):
     assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(cache_dir.stat().st_mode) == 0o700
     db = sqlite3.connect(path)
     indexes = {r[1] for r in db.execute("PRAGMA index_list(records)")}
-    assert {"records_tenant", "records_time"} <= indexes
+    assert {"records_tenant", "records_time"} <= indexes  # records_time: only rows holding their JSON
     before = cat.cache.db.total_changes
-    fill(a, 1, start=900)
+    (new,) = fill(a, 1, start=900)
     assert len(cat.records()) == 151
     assert cat.cache.db.total_changes - before <= 5  # one record row and its note, not the whole cache
-    assert json.loads(db.execute("SELECT json FROM records WHERE tenant='t4' LIMIT 1").fetchone()[0])["tenant"] == "t4"
+    # the manifest's 150 records keep only their columns (their JSON stays in the manifest's
+    # checked local copy, 0600 in a 0700 dir); the one written since keeps its JSON
+    assert db.execute("SELECT count(*) FROM records WHERE json IS NULL").fetchone()[0] == 150
+    assert [json.loads(j)["id"] for (j,) in db.execute("SELECT json FROM records WHERE json IS NOT NULL")] == [new.id]
+    copies = list((cache_dir / "manifests").iterdir())
+    assert len(copies) == 1 and stat.S_IMODE(copies[0].stat().st_mode) == 0o600
+    assert stat.S_IMODE((cache_dir / "manifests").stat().st_mode) == 0o700
 
 
 def test_a_damaged_cache_file_is_started_afresh(make_store, host, tmp_path, caplog):

@@ -16,16 +16,22 @@ Listing (see ``manifest`` for the store side, ``catalog_cache`` for the local si
 listing of ``catalog/``, the newest catalog manifest (read once per host), and a read of
 each record a change note names since; without a manifest, one listing of ``records/``
 and a read of each record not already cached (keyed by the listing's etag). The cache is
-SQLite, updated row by row. ``Catalog.compact`` writes a manifest when enough changes are
+SQLite, updated row by row; the manifest's records keep only their columns there, their JSON
+is streamed from the manifest's checked local copy (written in listing order), merged with
+the records read since. ``Catalog.compact`` writes a manifest when enough changes are
 not in one yet (after a create or prune) and ``index rebuild`` always writes one.
 """
 
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 import logging
+import shutil
+import tempfile
 import threading
+import weakref
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -38,8 +44,8 @@ from pydantic import TypeAdapter, ValidationError
 from dumpsafe import manifest as manifest_mod
 from dumpsafe.catalog_cache import CatalogCache, Row
 from dumpsafe.errors import DamagedRecord, ObjectMissing
-from dumpsafe.manifest import (CatalogListing, Entry, ManifestError, list_catalog, note_id, read_manifest,
-                               remove_superseded, write_manifest, write_note)
+from dumpsafe.manifest import (CatalogListing, Entry, ManifestError, fetch, list_catalog, load_columns, note_id,
+                               open_checked, read_manifest, remove_superseded, write_manifest, write_note)
 from dumpsafe.models import ID_RE, BackupRecord, rfc3339
 from dumpsafe.storage.base import Store
 
@@ -168,11 +174,17 @@ class Catalog:
     def __init__(self, store: Store, cache_dir: Path | None, *, clock: Callable[[], datetime] | None = None):
         self.store = store
         self.cache = CatalogCache(cache_dir)
+        if self.cache.path is not None:  # the checked local copies of the store's manifests
+            self._mdir = self.cache.path.parent / "manifests"
+        else:
+            self._mdir = Path(tempfile.mkdtemp(prefix="dumpsafe-manifests-"))
+            weakref.finalize(self, shutil.rmtree, self._mdir, True)
         self.clock = clock or (lambda: datetime.now(timezone.utc))  # compared with the store's own times
         self._lock = threading.Lock()
         self.damaged: list[Damaged] = []
         self.uncovered = 0  # changes the newest manifest does not hold (or records, without one)
         self._listing = CatalogListing()
+        self._copy = None  # the checked local manifest copy, open, for the next read after a sync
 
     # ---- reading from the store ---------------------------------------------------------------
     def _fetch(self, keys: list[tuple[str, str | None]]) -> Iterator[tuple[str, str | None, bytes | None]]:
@@ -222,34 +234,32 @@ class Catalog:
             self._ingest(bid, etag, data)
         self.uncovered = len(listed) if not id_prefix else self.uncovered
 
+    def _local(self, key: str) -> Path:
+        """Where this host keeps its checked copy of manifest ``key`` (one file per manifest)."""
+        tag = hashlib.sha256(self.store.name.encode()).hexdigest()[:16]
+        return self._mdir / f"{tag}-{key.rsplit('/', 1)[-1]}"
+
     def _load_manifest(self, key: str) -> bool:
-        """Replace this store's cached rows with a manifest's (one transaction); False if unsound."""
+        """Fetch a manifest to a local copy, check it whole (trailer, order), and replace this
+        store's cached rows with its columns (one transaction); False if it is unsound."""
         name = self.store.name
+        old = self.cache.manifest(name)[0]
+        path = self._local(key)
         try:
-            m = read_manifest(self.store, key)
-            self.cache.clear(name)
-            damaged: list[tuple[str, str]] = []
+            from dumpsafe.fsutil import private_dir
 
-            def rows() -> Iterator[tuple]:  # (*Row, json) as plain tuples: 100,000 of them
-                for meta, rec in m.entries:
-                    if rec is None or not isinstance(meta, list):
-                        damaged.append((meta["id"], meta.get("damaged") or "damaged"))
-                        continue
-                    if len(meta) != len(Row._fields) - 1:
-                        raise TypeError("an entry lacks a field")
-                    yield (name, *meta, rec)
-
-            self.cache.put_many(rows(), bulk=True, flat=True)
-            for bid, reason in damaged:
-                self.cache.mark_damaged(name, bid, reason, None)
-            self.cache.add_notes(name, m.covers)
-            self.cache.set_manifest(name, key)
-            return True
+            private_dir(self._mdir)
+            sha = fetch(self.store, key, path)
+            self.cache.set_manifest(name, key, sha, load_columns(self.cache, name, path))
         except (ManifestError, KeyError, TypeError, AttributeError) as e:
             log.warning("store %r: catalog manifest %s is not used (%s); listing records/ instead", name, key,
                         e if isinstance(e, ManifestError) else "an entry lacks a field")
             self.cache.db.rollback()
+            path.unlink(missing_ok=True)
             return False
+        if old is not None and old != key:
+            self._local(old).unlink(missing_ok=True)
+        return True
 
     def sync(self, *, refresh: bool = False, id_prefix: str = "") -> None:
         """Bring the cache up to date with the store (see the module docstrings)."""
@@ -260,12 +270,23 @@ class Catalog:
             loaded = self.cache.bind(name, self.store.url())
         newest = listing.newest
         use_manifest = newest is not None and not refresh
-        if use_manifest and newest.key != loaded:
-            with self.cache.db:
-                use_manifest = self._load_manifest(newest.key)
+        self._set_copy(None)
+        if use_manifest:
+            copy = open_checked(self._local(loaded), self.cache.manifest(name)[1]) if newest.key == loaded else None
+            if copy is None and newest.key == loaded:
+                log.warning("store %r: the local copy of catalog manifest %s is gone or changed; fetching it again",
+                            name, loaded)
+            if copy is None:
+                with self.cache.db:
+                    use_manifest = self._load_manifest(newest.key)
+                copy = open_checked(self._local(newest.key), self.cache.manifest(name)[1]) if use_manifest else None
+                use_manifest = copy is not None
+            self._set_copy(copy)
         with self.cache.db:
             if not use_manifest:
-                if refresh:
+                if (was := self.cache.manifest(name)[0]) is not None:
+                    self._local(was).unlink(missing_ok=True)
+                if refresh or was is not None:  # a manifest's rows lack their JSON
                     self.cache.clear(name)
                 self.cache.set_manifest(name, None)
                 self._sync_listing("" if refresh else id_prefix)
@@ -293,19 +314,58 @@ class Catalog:
             self.sync(refresh=refresh, id_prefix=id_prefix)
             return newest_first(self.cache.rows(self.store.name, id_prefix))
 
+    def _set_copy(self, copy) -> None:
+        old, self._copy = self._copy, copy
+        if old is not None and old is not copy:
+            old.close()
+
+    def _entries(self, tenant: str | None = None, database: str | None = None) -> Iterator[tuple[list, bytes]]:
+        """After a sync: (meta, JSON) of each sound record, newest first by (created_at, id):
+        the checked local manifest copy's lines (minus those masked since, filtered on their
+        meta) merged with the records whose JSON the cache holds. Memory stays one chunk."""
+        name = self.store.name
+        copy, self._copy = self._copy, None
+        extras = self.cache.newest_first(name, tenant, database)
+        loaded, sha = self.cache.manifest(name)
+        if copy is None and loaded is not None:  # already read once since the sync: open it again
+            copy = open_checked(self._local(loaded), sha)
+            if copy is None:
+                raise ManifestError(f"the local copy of catalog manifest {loaded} changed meanwhile; list again")
+        if copy is None:
+            return extras
+        masked = self.cache.masked(name)
+        m = read_manifest(None, copy, checked=True)
+
+        def lines() -> Iterator[tuple[list, bytes]]:
+            try:
+                for meta, rec in m.entries:
+                    if (rec is not None and isinstance(meta, list) and meta[0] not in masked
+                            and (tenant is None or meta[1] == tenant) and (database is None or meta[2] == database)):
+                        yield meta, rec
+            finally:
+                copy.close()
+
+        return heapq.merge(lines(), extras, key=lambda e: (e[0][3], e[0][0]), reverse=True)
+
     def stream(self, tenant: str | None = None, database: str | None = None) -> Iterator[tuple] | None:
         """After a sync: (created_at, id, copy_of, JSON) of each sound record, newest first,
-        streamed from the cache's index; None when a clock set back means time order is not
-        the listing order (then use ``rows``, which orders by sequence)."""
+        streamed from the manifest copy and the cache (``_entries``); None when a clock set
+        back means time order is not the listing order (then use ``rows``: by sequence)."""
         with self._lock:
             self.sync()
             if not self.cache.time_order_holds(self.store.name, tenant, database):
+                self._set_copy(None)
                 return None
-        return self.cache.newest_first(self.store.name, tenant, database)
+            entries = self._entries(tenant, database)
+        return ((m[3], m[0], m[5], j) for m, j in entries)
 
     def records_json(self, rows: list[Row]) -> Iterator[bytes]:
-        """The normalized JSON of each row's record, in order (cached, not re-read)."""
-        return self.cache.json_of(self.store.name, [r.id for r in rows])
+        """After a sync: the normalized JSON of each row's record, in order (not re-read)."""
+        want = {r.id for r in rows}
+        with self._lock:
+            entries = self._entries()
+        got = {m[0]: j for m, j in entries if m[0] in want}
+        return (got[r.id] for r in rows)
 
     def records(self, *, refresh: bool = False, id_prefix: str = "") -> list[BackupRecord]:
         """Every committed record in the store (whose ID starts with ``id_prefix``), newest first."""
@@ -326,21 +386,19 @@ class Catalog:
                             self.store.delete(n.key)
                 return None
             name = self.store.name
-            rows = self.cache.rows(name)
             damaged = self.cache.damaged(name)
+            sound = self._entries()
 
-            def entries() -> Iterator[Entry]:
-                for r, data in zip(rows, self.cache.json_of(name, [r.id for r in rows])):
-                    yield Entry(list(r[1:]), data)  # [id, tenant, database, created_at, sequence, copy_of, etag]
+            def entries() -> Iterator[Entry]:  # in listing order (manifest v2), the damaged after
+                for meta, data in sound:
+                    yield Entry(meta, data)  # [id, tenant, database, created_at, sequence, copy_of, etag]
                 for bid, reason in damaged:
                     yield Entry({"id": bid, "damaged": reason})
 
             now = self.clock()
             listing = self._listing
             covers = [n.key for n in listing.notes]
-            key = write_manifest(self.store, entries(), covers, now)
-            with self.cache.db:
-                self.cache.set_manifest(name, key)
+            key = write_manifest(self.store, entries(), covers, now)  # this host loads it at its next sync
             remove_superseded(self.store, listing, set(covers), key, now)
             self.uncovered = 0
             return key

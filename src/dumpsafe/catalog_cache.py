@@ -2,9 +2,12 @@
 
 It only saves reads: the truth is the store (records, manifests, change notes; see
 ``catalog`` and ``manifest``). Rows are updated one by one as they change, never rewritten
-whole, and indexed by store, tenant, database and created_at. Each row keeps the
-record's normalized JSON (validated once, when it was read from the store), so listing
-100,000 records never re-parses them unless a caller asks for models.
+whole, and indexed by store, tenant, database and created_at. A record from the store's
+catalog manifest keeps only its columns (``json`` NULL): its JSON is streamed from the
+local copy of the manifest (see ``manifest``), 100,000 of them never copied into SQLite. A
+record read since (a change note, or listing ``records/`` without a manifest) keeps its
+normalized JSON (validated once, when it was read) and masks the manifest's line of the
+same ID (``masked``: rewritten, removed or damaged since the manifest).
 """
 
 from __future__ import annotations
@@ -19,26 +22,27 @@ from dumpsafe.fsutil import open_private, private_dir
 log = logging.getLogger(__name__)
 
 CACHE_FILE = "catalog.sqlite3"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 5  # 4: json NULL for a manifest's records, masked, stores.digest; 5: records_time partial
 
 _INDEXES = """
 CREATE UNIQUE INDEX IF NOT EXISTS records_id ON records (store, id);
 CREATE INDEX IF NOT EXISTS records_tenant ON records (store, tenant, database, created_at, id, sequence);
-CREATE INDEX IF NOT EXISTS records_time ON records (store, created_at, id);
+CREATE INDEX IF NOT EXISTS records_time ON records (store, created_at, id) WHERE json IS NOT NULL;
 """
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
     store TEXT NOT NULL, id TEXT NOT NULL, tenant TEXT NOT NULL, database TEXT NOT NULL,
-    created_at TEXT NOT NULL, sequence INTEGER, copy_of TEXT, etag TEXT, json BLOB NOT NULL
+    created_at TEXT NOT NULL, sequence INTEGER, copy_of TEXT, etag TEXT, json BLOB
 );
 CREATE UNIQUE INDEX IF NOT EXISTS records_id ON records (store, id);
 CREATE INDEX IF NOT EXISTS records_tenant ON records (store, tenant, database, created_at, id, sequence);
-CREATE INDEX IF NOT EXISTS records_time ON records (store, created_at, id);
+CREATE INDEX IF NOT EXISTS records_time ON records (store, created_at, id) WHERE json IS NOT NULL;
 CREATE TABLE IF NOT EXISTS damaged (
     store TEXT NOT NULL, id TEXT NOT NULL, reason TEXT NOT NULL, etag TEXT, PRIMARY KEY (store, id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS notes (store TEXT NOT NULL, key TEXT NOT NULL, PRIMARY KEY (store, key)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS stores (name TEXT PRIMARY KEY, url TEXT NOT NULL, manifest TEXT);
+CREATE TABLE IF NOT EXISTS masked (store TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (store, id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS stores (name TEXT PRIMARY KEY, url TEXT NOT NULL, manifest TEXT, digest TEXT, ordered INTEGER);
 """
 
 
@@ -94,7 +98,7 @@ class CatalogCache:
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
         if version != SCHEMA_VERSION:  # a cache is disposable: rebuild it rather than migrate
             with self.db:
-                for t in ("records", "damaged", "notes", "stores"):
+                for t in ("records", "damaged", "notes", "masked", "stores"):
                     self.db.execute(f"DROP TABLE IF EXISTS {t}")
                 self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         self.db.executescript(_SCHEMA)
@@ -114,25 +118,52 @@ class CatalogCache:
         return None
 
     def clear(self, store: str) -> None:
-        for t in ("records", "damaged", "notes"):
+        for t in ("records", "damaged", "notes", "masked"):
             self.db.execute(f"DELETE FROM {t} WHERE store=?", (store,))
+        self._changed(store)
 
-    def set_manifest(self, store: str, manifest: str | None) -> None:
-        self.db.execute("UPDATE stores SET manifest=? WHERE name=?", (manifest, store))
+    def set_manifest(self, store: str, manifest: str | None, digest: str | None = None,
+                     ordered: bool | None = None) -> None:
+        """The manifest whose records are cached (its local copy's SHA-256; whether its records'
+        time order is their listing order, when the loader checked it)."""
+        self.db.execute("UPDATE stores SET manifest=?, digest=?, ordered=? WHERE name=?",
+                        (manifest, digest, None if ordered is None else int(ordered), store))
+        if manifest is None:
+            self.db.execute("DELETE FROM masked WHERE store=?", (store,))
+
+    def manifest(self, store: str) -> tuple[str | None, str | None]:
+        row = self.db.execute("SELECT manifest, digest FROM stores WHERE name=?", (store,)).fetchone()
+        return (row[0], row[1]) if row else (None, None)
+
+    def _changed(self, store: str) -> None:
+        """The store's rows changed: whether time order holds is to be checked again."""
+        self.db.execute("UPDATE stores SET ordered=NULL WHERE name=?", (store,))
+
+    def _mask(self, store: str, backup_id: str) -> None:
+        """The manifest's line of this ID is no longer the truth (when a manifest is loaded);
+        every single-row change passes here, so it also marks the store's order unchecked."""
+        self._changed(store)
+        self.db.execute("INSERT OR IGNORE INTO masked (store, id) SELECT ?, ? WHERE EXISTS "
+                        "(SELECT 1 FROM stores WHERE name=? AND manifest IS NOT NULL)", (store, backup_id, store))
+
+    def masked(self, store: str) -> set[str]:
+        return {k for (k,) in self.db.execute("SELECT id FROM masked WHERE store=?", (store,))}
 
     # ---- records ----------------------------------------------------------------------------
     def put(self, row: Row, data: bytes) -> None:
         self.db.execute(f"INSERT OR REPLACE INTO records ({ROW_COLS}, json) VALUES (?,?,?,?,?,?,?,?,?)", (*row, data))
         self.db.execute("DELETE FROM damaged WHERE store=? AND id=?", (row.store, row.id))
+        self._mask(row.store, row.id)
 
     def put_many(self, rows: Iterable[tuple], *, bulk: bool = False, flat: bool = False) -> None:
-        """Insert many (Row, json) pairs (``flat``: (*Row, json) tuples); ``bulk`` (a whole manifest):
+        """Insert many (Row, json) pairs (``flat``: (*Row, json) tuples; json None: the manifest's); ``bulk`` (a whole manifest):
         the indexes are built once at the end, several times faster than row by row."""
         if bulk:
             for ix in ("records_id", "records_tenant", "records_time"):
                 self.db.execute(f"DROP INDEX IF EXISTS {ix}")
         self.db.executemany(f"INSERT OR REPLACE INTO records ({ROW_COLS}, json) VALUES (?,?,?,?,?,?,?,?,?)",
                             rows if flat else ((*r, d) for r, d in rows))
+        self.db.execute("UPDATE stores SET ordered=NULL")  # rows of any store may have come
         if bulk:
             for stmt in filter(None, (x.strip() for x in _INDEXES.split(";"))):
                 self.db.execute(stmt)
@@ -140,11 +171,18 @@ class CatalogCache:
     def drop(self, store: str, backup_id: str) -> None:
         self.db.execute("DELETE FROM records WHERE store=? AND id=?", (store, backup_id))
         self.db.execute("DELETE FROM damaged WHERE store=? AND id=?", (store, backup_id))
+        self._mask(store, backup_id)
 
     def mark_damaged(self, store: str, backup_id: str, reason: str, etag: str | None) -> None:
         self.db.execute("DELETE FROM records WHERE store=? AND id=?", (store, backup_id))
         self.db.execute("INSERT OR REPLACE INTO damaged (store, id, reason, etag) VALUES (?,?,?,?)",
                         (store, backup_id, reason, etag))
+        self._mask(store, backup_id)
+
+    def add_damaged(self, store: str, entries: Iterable[tuple[str, str]]) -> None:
+        """A manifest's damaged entries (id, reason): not masks, they ARE the manifest's word."""
+        self.db.executemany("INSERT OR REPLACE INTO damaged (store, id, reason, etag) VALUES (?,?,?,NULL)",
+                            ((store, b, r) for b, r in entries))
 
     def rows(self, store: str, id_prefix: str = "") -> list[Row]:
         q = f"SELECT {ROW_COLS} FROM records WHERE store=? AND id >= ? AND id < ? ORDER BY id"
@@ -158,14 +196,6 @@ class CatalogCache:
             out.update(self.db.execute(q, (store, id_prefix, id_prefix + "\uffff")))
         return out
 
-    def json_of(self, store: str, ids: list[str]) -> Iterator[bytes]:
-        """The records' JSON in the order of ``ids`` (in batches; memory stays one batch)."""
-        for i in range(0, len(ids), 500):
-            batch = ids[i : i + 500]
-            marks = ",".join("?" * len(batch))
-            got = dict(self.db.execute(f"SELECT id, json FROM records WHERE store=? AND id IN ({marks})", (store, *batch)))
-            for bid in batch:
-                yield got[bid]
 
     def _where(self, store: str, tenant: str | None, database: str | None) -> tuple[str, tuple]:
         where, args = "store=?", [store]
@@ -177,18 +207,31 @@ class CatalogCache:
 
     def time_order_holds(self, store: str, tenant: str | None = None, database: str | None = None) -> bool:
         """Whether, in every tenant/database, ``sequence`` grows with (created_at, id): then
-        newest-first by time IS the listing order (a clock set back breaks it; see catalog.py)."""
+        newest-first by time IS the listing order (a clock set back breaks it; see catalog.py).
+        The whole store's answer is kept until its rows change (it holds for every subset too)."""
+        row = self.db.execute("SELECT ordered FROM stores WHERE name=?", (store,)).fetchone()
+        if row is not None and row[0] is not None and (row[0] or (tenant is None and database is None)):
+            return bool(row[0])
+        q = ("SELECT 1 FROM (SELECT COALESCE(sequence, 0) AS s, LAG(COALESCE(sequence, 0)) OVER "
+             "(PARTITION BY tenant, database ORDER BY created_at, id) AS p FROM records WHERE {}) WHERE s < p LIMIT 1")
+        if row is not None and row[0] is None:
+            holds = self.db.execute(q.format("store=?"), (store,)).fetchone() is None
+            with self.db:
+                self.db.execute("UPDATE stores SET ordered=? WHERE name=?", (int(holds), store))
+            if holds or (tenant is None and database is None):
+                return holds
         where, args = self._where(store, tenant, database)
-        q = (f"SELECT 1 FROM (SELECT COALESCE(sequence, 0) AS s, LAG(COALESCE(sequence, 0)) OVER "
-             f"(PARTITION BY tenant, database ORDER BY created_at, id) AS p FROM records WHERE {where}) WHERE s < p LIMIT 1")
-        return self.db.execute(q, args).fetchone() is None
+        return self.db.execute(q.format(where), args).fetchone() is None
 
     def newest_first(self, store: str, tenant: str | None = None,
-                     database: str | None = None) -> Iterator[tuple[str, str, str | None, bytes]]:
-        """(created_at, id, copy_of, json) newest first by time, streamed from the index."""
+                     database: str | None = None) -> Iterator[tuple[list, bytes]]:
+        """([id, tenant, database, created_at, sequence, copy_of, etag], json) of each record
+        NOT in the manifest (its JSON cached), newest first by time, streamed from the index."""
         where, args = self._where(store, tenant, database)
-        q = f"SELECT created_at, id, copy_of, json FROM records WHERE {where} ORDER BY created_at DESC, id DESC"
-        yield from self.db.execute(q, args)
+        q = (f"SELECT {ROW_COLS}, json FROM records WHERE {where} AND json IS NOT NULL "
+             f"ORDER BY created_at DESC, id DESC")
+        for r in self.db.execute(q, args):
+            yield list(r[1:8]), r[8]
 
     def damaged(self, store: str, id_prefix: str = "") -> list[tuple[str, str]]:
         q = "SELECT id, reason FROM damaged WHERE store=? AND id >= ? AND id < ? ORDER BY id"

@@ -8,11 +8,45 @@ from __future__ import annotations
 import heapq
 from typing import TYPE_CHECKING, Iterator
 
-from dumpsafe.catalog import Damaged, filter_records, newest_first
+from dumpsafe.catalog import Catalog, Damaged, filter_records, newest_first
 from dumpsafe.models import BackupRecord
 
 if TYPE_CHECKING:
+    from dumpsafe.config import Config
     from dumpsafe.service import BackupService
+    from dumpsafe.storage import Store
+
+
+class Lister:
+    """What listing needs of the service (the config, its stores and their catalogs) without
+    the backup/restore stack (PostgreSQL engines, restore, verify, export): ``backup list``
+    runs on this, so it does not import them (``python -X importtime``: ~0.35 s less)."""
+
+    def __init__(self, config: Config):
+        from dumpsafe.fsutil import secure_config_roots
+
+        self.config = config
+        self._stores: dict[str, Store] = {}
+        secure_config_roots(config)  # as BackupService does: owner-only at rest
+
+    def store(self, name: str) -> Store:
+        from dumpsafe.storage import open_store
+
+        if name not in self._stores:
+            self._stores[name] = open_store(self.config, name)
+        return self._stores[name]
+
+    def catalog(self, store_name: str) -> Catalog:
+        from pathlib import Path
+
+        return Catalog(self.store(store_name), Path(self.config.state_dir) / "cache")  # BackupService.catalog's
+
+    def list(self, tenant: str | None = None, database: str | None = None, store: str | None = None) -> RecordList:
+        return list_records(self, tenant, database, store)
+
+    def list_json(self, tenant: str | None = None, database: str | None = None,
+                  store: str | None = None) -> tuple[Iterator[bytes], list[Damaged]]:
+        return list_json(self, tenant, database, store)
 
 
 class RecordList(list):
@@ -22,7 +56,7 @@ class RecordList(list):
     warnings: list[str]
 
 
-def list_records(svc: BackupService, tenant: str | None = None, database: str | None = None,
+def list_records(svc: BackupService | Lister, tenant: str | None = None, database: str | None = None,
                  store: str | None = None) -> RecordList:
     """Records newest first, from one store or all configured stores."""
     if tenant is not None and tenant not in svc.config.tenants:
@@ -49,7 +83,7 @@ def prefer_originals(records: list[BackupRecord]) -> list[BackupRecord]:
     return [r for r in records if seen[r.id] is r]
 
 
-def list_json(svc: BackupService, tenant: str | None = None, database: str | None = None,
+def list_json(svc: BackupService | Lister, tenant: str | None = None, database: str | None = None,
               store: str | None = None) -> tuple[Iterator[bytes], list[Damaged]]:
     """``list``'s records as one JSON array (newest first), streamed in pieces straight
     from the cache's normalized JSON: no model per record, memory flat."""

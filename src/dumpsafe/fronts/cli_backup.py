@@ -84,10 +84,11 @@ def backup_list(
 
     On a terminal the table fits its width (columns the ID already holds go first); --wide shows all.
     """
-    from dumpsafe.service import BackupService
+    from dumpsafe.listing import Lister
 
-    svc = state(ctx).service(reading=True)
-    if as_json and isinstance(svc, BackupService):  # 100,000 records: cached JSON, no model each
+    st = state(ctx)  # locally not the whole service: listing needs no backup/restore stack
+    svc = Lister(st.config(reading=True)) if st.server is None and st._service is None else st.service(reading=True)
+    if as_json and isinstance(svc, Lister):  # 100,000 records: streamed JSON, no model each
         pieces, damaged = svc.list_json(tenant, database, store)
         output.write_pieces(pieces)
         warn_damaged(damaged)
