@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
@@ -23,7 +24,8 @@ def browser():
 
 
 def wait(drv, timeout: float = 60) -> WebDriverWait:
-    return WebDriverWait(drv, timeout)
+    # the page re-renders after every action: an element found just before may be replaced
+    return WebDriverWait(drv, timeout, ignored_exceptions=(StaleElementReferenceException,))
 
 
 def sign_in(drv, served, who: str) -> None:
@@ -47,8 +49,14 @@ def open_backup(drv, served, backup_id: str) -> None:
 
 
 def result(drv, expect_class: str) -> str:
-    el = wait(drv, 120).until(lambda d: d.find_element(By.CSS_SELECTOR, f"#action-result.{expect_class}"))
-    return el.text
+    """The action's result text once it carries ``expect_class`` (read in the same wait, so a
+    re-render between finding the element and reading it is retried, not a stale element)."""
+    return wait(drv, 120).until(lambda d: d.find_element(By.CSS_SELECTOR, f"#action-result.{expect_class}").text or False)
+
+
+def click(drv, element_id: str) -> None:
+    """Click the element with this ID, found afresh if a re-render replaced it meanwhile."""
+    wait(drv).until(lambda d: d.find_element(By.ID, element_id).click() or True)
 
 
 def audit_count(served, action: str) -> int:
@@ -73,7 +81,7 @@ def test_tenant_token_sees_its_tenant_runs_a_drill_and_a_confirmed_restore(serve
     assert browser.find_elements(By.CSS_SELECTOR, "#tables tbody tr") and browser.find_elements(By.CSS_SELECTOR, "#objects tbody tr")
 
     # a drill from the page: its result appears, and the history gains the drill
-    browser.find_element(By.ID, "act-drill").click()
+    click(browser, "act-drill")
     assert result(browser, "ok").startswith("drill passed")
     wait(browser).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#history tr.event-drill"))
     assert "passed (drill)" in browser.find_element(By.ID, "last-verification").text
@@ -81,13 +89,13 @@ def test_tenant_token_sees_its_tenant_runs_a_drill_and_a_confirmed_restore(serve
 
     # restore without the typed database name: refused, nothing restored
     before = audit_count(served, "restore")
-    browser.find_element(By.ID, "act-restore").click()
+    click(browser, "act-restore")
     assert "to confirm the restore; nothing was restored" in result(browser, "error")
     assert audit_count(served, "restore") == before
 
     # with it, the restore runs
     browser.find_element(By.ID, "confirm-db").send_keys(served.env.db)
-    browser.find_element(By.ID, "act-restore").click()
+    click(browser, "act-restore")
     assert result(browser, "ok") == f"restored into {served.env.db}"
     assert audit_count(served, "restore") == before + 1
 
@@ -111,7 +119,7 @@ def test_admin_sees_every_tenant_and_the_audit_log(served, browser):
     doomed = served.service.create("beta", uploads=False)[0].id
     open_backup(browser, served, doomed)
     served.service.delete(doomed)
-    browser.find_element(By.ID, "act-verify").click()
+    click(browser, "act-verify")
     shown = result(browser, "error")
     api = httpx.post(served.url + f"/v1/backups/{doomed}/verify", json={}, headers=served.headers("admin"))
     assert api.status_code == 404 and shown == api.json()["detail"]

@@ -130,8 +130,8 @@ def test_dashboard_previews_and_brings_back_one_table(served):
     """In real headless Chromium: the backup page previews a one-table restore (what would be
     created) and runs it into a new schema; the token's tenant rules are the API's."""
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select, WebDriverWait
-    from test_dashboard import open_backup, result, sign_in
+    from selenium.webdriver.support.ui import Select
+    from test_dashboard import click, open_backup, result, sign_in, wait
 
     from browser import start_browser
 
@@ -146,15 +146,14 @@ def test_dashboard_previews_and_brings_back_one_table(served):
         assert box.get_attribute("value").startswith("restored_")
         box.clear()
         box.send_keys(schema)
-        drv.find_element(By.ID, "act-sel-plan").click()
+        click(drv, "act-sel-plan")
         assert "TABLE public.orders" in result(drv, "ok")
         assert schema not in _schemas(served)
         # the page reloads the record after an action: the choice stays
-        assert Select(drv.find_element(By.ID, "sel-table")).first_selected_option.text == "public.orders"
-        assert drv.find_element(By.ID, "sel-schema").get_attribute("value") == schema
-        drv.find_element(By.ID, "act-sel-restore").click()
-        WebDriverWait(drv, 120).until(lambda d: d.find_element(By.ID, "action-result").text.startswith("restored"))
-        text = drv.find_element(By.ID, "action-result").text
+        assert wait(drv).until(lambda d: Select(d.find_element(By.ID, "sel-table")).first_selected_option.text) == "public.orders"
+        assert wait(drv).until(lambda d: d.find_element(By.ID, "sel-schema").get_attribute("value")) == schema
+        click(drv, "act-sel-restore")
+        text = wait(drv, 120).until(lambda d: (t := d.find_element(By.ID, "action-result").text).startswith("restored") and t)
         assert text.startswith(f"restored public.orders into schema {schema}") and "orders_customer_id_fkey" in text
         with served.env.pg.connect(served.env.db) as c:
             assert c.execute(f"SELECT count(*) FROM {schema}.orders").fetchone()[0] == 200
