@@ -113,6 +113,24 @@ class _Writer:
             log.debug("store %r: could not cancel the upload of %s: %s", self.store.name, self.key, type(e).__name__)
 
 
+class _Chunk:
+    """Where one ranged GET's body lands, as it arrives: one copy of the chunk in memory
+    (``download_as_bytes`` holds a BytesIO and then its value: two)."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def write(self, b: bytes) -> int:
+        self.data += b
+        return len(b)
+
+    def seek(self, pos: int, whence: int = 0) -> int:  # the client rewinds only to start over
+        if (pos, whence) != (0, 0):
+            raise OSError("a chunk is only rewound to its start")
+        del self.data[:]
+        return 0
+
+
 class _Reader:
     """Ranged GETs of one chunk each. The first is made at open (a missing object fails
     there) and usually is the whole read for small objects like records. When the service
@@ -133,11 +151,13 @@ class _Reader:
             return b""
         want = self._store.chunk_size
         kw = {"if_generation_match": self._generation} if self._generation else {}
+        sink = _Chunk()
         try:
-            data = self._blob.download_as_bytes(
-                start=self._pos, end=self._pos + want - 1, checksum=None,
+            self._blob.download_to_file(
+                sink, start=self._pos, end=self._pos + want - 1, checksum=None,
                 retry=self._store.retry, timeout=self._store.cfg.timeout_s, **kw,
             )
+            data = sink.data
         except gexc.RequestRangeNotSatisfiable:  # at (or past) the end, e.g. an empty object
             data = b""
         self._pos += len(data)
@@ -159,7 +179,7 @@ class _Reader:
                 self._buf = self._fetch()
         except _ERRORS as e:
             raise self._store._error(e, f"reading {self._key}") from None
-        out = self._buf[self._off : self._off + n]
+        out = bytes(memoryview(self._buf)[self._off : self._off + n])  # one copy of what is asked for
         self._off += len(out)
         return out
 
