@@ -23,7 +23,8 @@ from dumpsafe.audit import AuditLog
 from dumpsafe.backup import BackupWriter
 from dumpsafe.config import Config, tenant_password
 from dumpsafe.engines import postgres, sqlsession
-from dumpsafe.errors import BackupFailed, DamagedRecord, DatabaseUnavailable, DumpsafeError, NotFoundError, UsageError
+from dumpsafe.errors import (BackupFailed, DamagedRecord, DatabaseUnavailable, DumpsafeError, NotFoundError, StoreError,
+                             UsageError)
 from dumpsafe.fsutil import secure_config_roots
 from dumpsafe.history import History
 from dumpsafe.catalog import Catalog, Damaged
@@ -161,14 +162,25 @@ class BackupService:
         only ones found are damaged, NotFoundError when there is none."""
         validate_backup_id(backup_id)
         damaged: DamagedRecord | None = None
+        unreachable: StoreError | None = None
         for name in self.stores_for(backup_id, store):
             try:
                 rec = self.catalog(name).get(backup_id)
             except DamagedRecord as e:
                 damaged = damaged or e
                 continue
+            except StoreError as e:
+                if store:
+                    raise
+                # a store that is down must not hide the record another store holds (restoring
+                # from the offsite copy while the primary is out is what the copy is for)
+                logging.getLogger(__name__).warning("%s; looking for backup %s in the other stores", e.message, backup_id)
+                unreachable = unreachable or e
+                continue
             if rec is not None:
                 return rec
+        if unreachable is not None:
+            raise unreachable  # the record may be in the store that could not be read: not "not found"
         if damaged is not None:
             raise damaged
         raise NotFoundError(f"backup {backup_id!r} not found (see 'dumpsafe backup list')")
