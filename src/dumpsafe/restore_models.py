@@ -99,8 +99,9 @@ class Preflight:
 
 def restore_jobs(configured: int) -> int:
     """pg_restore --jobs: as configured, else one per core (at most 4) from 4 cores on and a
-    single job below: on 2 cores --jobs=2 gained 3 % on a 1 GB dump (bench/RESULTS.md), less
-    than spooling the dump to a seekable file for it costs."""
+    single streamed job below, which needs no temp disk: on 2 cores plain pg_restore --jobs=2
+    took 0.97x of one job on a one-big-table dump and 0.72x on the 9-table benchmark dataset
+    (bench/RESULTS.md); restore_jobs = 2 spools the dump to a seekable file for it."""
     if configured:
         return configured
     cores = os.cpu_count() or 1
