@@ -1,6 +1,7 @@
 """Listing backups across stores: one entry per backup ID (the original, else its first
 copy), newest first, with the damaged records met on the way; also streamed as JSON
-straight from the catalog cache (no model per record, memory flat).
+straight from the stores' checked manifest copies and the catalog cache (no model per
+record, memory flat).
 """
 
 from __future__ import annotations
