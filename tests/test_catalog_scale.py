@@ -195,10 +195,9 @@ def test_the_sqlite_cache_is_updated_row_by_row(make_store, host, tmp_path):
     (new,) = fill(a, 1, start=900)
     assert len(cat.records()) == 151
     assert cat.cache.db.total_changes - before <= 5  # one record row and its note, not the whole cache
-    # the manifest's 150 records keep only their columns (their JSON stays in the manifest's
-    # checked local copy, 0600 in a 0700 dir); the one written since keeps its JSON
-    assert db.execute("SELECT count(*) FROM records WHERE json IS NULL").fetchone()[0] == 150
-    assert [json.loads(j)["id"] for (j,) in db.execute("SELECT json FROM records WHERE json IS NOT NULL")] == [new.id]
+    # the manifest's 150 records are not rows (its checked local copy, 0600 in a 0700 dir, is
+    # their index); the one written since is a row with its JSON
+    assert [json.loads(j)["id"] for (j,) in db.execute("SELECT json FROM records")] == [new.id]
     copies = list((cache_dir / "manifests").iterdir())
     assert len(copies) == 1 and stat.S_IMODE(copies[0].stat().st_mode) == 0o600
     assert stat.S_IMODE((cache_dir / "manifests").stat().st_mode) == 0o700
@@ -303,7 +302,8 @@ def _resealed(lines):
 
 
 @pytest.mark.parametrize("damage", ["byte flipped", "cut short", "trailer missing", "two metas on one line",
-                                    "a meta split over two lines"])
+                                    "a meta split over two lines", "a line after the trailer",
+                                    "a record line without its record"])
 def test_a_damaged_manifest_is_not_used(make_store, host, caplog, damage):
     """Every check of the manifest reader (it hashes and decodes a chunk of lines at once):
     a manifest failing one is not used; the cold host lists records/ and gets every record."""
@@ -319,6 +319,8 @@ def test_a_damaged_manifest_is_not_used(make_store, host, caplog, damage):
         "trailer missing": lambda ls: ls[:-1],
         "two metas on one line": lambda ls: _resealed(ls[:3] + [ls[3].split(b"\t")[0] + b"," + ls[4]] + ls[5:]),
         "a meta split over two lines": lambda ls: _resealed(ls[:3] + [ls[3][:5], ls[3][5:]] + ls[4:]),
+        "a line after the trailer": lambda ls: ls + [b'{"id":"t0.db0.20260301T000000Z.aaaaaaaa","damaged":"x"}'],
+        "a record line without its record": lambda ls: _resealed(ls[:3] + [ls[3].split(b"\t")[0]] + ls[4:]),
     }
     _rewrite_manifest(store, key, edits[damage])
     cold = host(store, clock=later)

@@ -5,7 +5,7 @@ columns. Each listing must equal the slow path's (records read one by one from t
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 import zstandard
@@ -187,3 +187,116 @@ def test_a_clock_set_back_after_a_listing_still_orders_by_sequence(tmp_path):
         got = [r["id"] for r in json.loads(b"".join(svc.list_json(tenant="t0")[0]))]
         assert got.index(back.id) < got.index(first.id)
         assert json.loads(b"".join(svc.list_json()[0])) == _truth(svc)
+
+
+def _fill_seq(cat, n, start=0, seq=None, **kw):
+    """fill(), but each tenant/database's records carry growing sequences (as backup create
+    writes them; ``seq``: the last one of each, updated)."""
+    recs, seq = [], {} if seq is None else seq
+    for i in range(start, start + n):
+        t, d = f"t{i % 7}", f"db{i % 3}"
+        seq[(t, d)] = seq.get((t, d), 0) + 1
+        recs.append(make_record(T0 + timedelta(minutes=i), tenant=t, database=d, store=cat.store.name, **kw)
+                    .model_copy(update={"sequence": seq[(t, d)]}))
+    for r in recs:
+        cat.put(r)
+    return recs
+
+
+def test_a_cold_host_keeps_none_of_the_manifests_records_in_sqlite(make_store, host):
+    """The checked manifest copy is the index of its records: loading it writes small facts (its
+    damaged entries; per tenant/database its newest record and whether sequences grow with
+    time there), not a row per record."""
+    _, store = make_store("local")
+    a = host(store)
+    recs = _fill_seq(a, 300)
+    a.compact(force=True)
+    cold = host(store, clock=later)
+    assert len(cold.records()) == 300
+    assert cold.cache.db.execute("SELECT count(*) FROM records").fetchone()[0] == 0
+    groups = cold.cache.groups(store.name)
+    newest = {}
+    for r in recs:
+        newest[(r.tenant, r.database)] = r
+    assert len(groups) == 21 and all(g[1] == newest[k].id and g[2] == newest[k].sequence and g[3]
+                                     for k, g in groups.items())
+
+
+def test_records_since_the_manifest_merge_into_its_regions(tmp_path):
+    """A manifest of several ~1 MiB regions; after it, rewrites of records all through it (same
+    created_at and sequence: time order still holds, so `backup list --json` streams the
+    regions, decoding metas only where a record falls in), new records and a deletion. The
+    streamed listing (whole and filtered; cold host, then warm) equals the slow path."""
+    tables = {f"public.table_{i}": i for i in range(150)}  # ~4 KB records: 600 of them span regions
+    writer = _service(tmp_path, "writer", ["main"])
+    cat = writer.catalog("main")
+    seq: dict = {}
+    recs = _fill_seq(cat, 600, seq=seq, tables=tables)
+    cat.compact(force=True)
+    for i in range(0, 600, 37):
+        cat.put(recs[i].model_copy(update={"pinned": True}))
+    cat.put(recs[599].model_copy(update={"pinned": True}))
+    _fill_seq(cat, 3, start=700, seq=seq)
+    cat.remove(recs[300].id)
+    cold = _service(tmp_path, "cold", ["main"])
+    for svc in (cold, cold):
+        batches = svc.catalog("main").batches()
+        assert batches is not None and len(b"".join(b"".join(b) for b in batches)) > 0  # time order holds: by region
+        for kw in ({}, {"tenant": "t1"}, {"database": "db2"}, {"tenant": "t0", "database": "db0"}):
+            want = _truth(svc, **kw)
+            assert json.loads(b"".join(svc.list_json(**kw)[0])) == want, kw
+    assert len(_truth(cold)) == 602 and sum(r["pinned"] for r in _truth(cold)) == 18
+
+
+def test_a_record_inside_the_manifests_span_with_a_higher_sequence_orders_by_sequence(tmp_path):
+    """A clock set back after the manifest: a record older by time than some of the manifest's
+    (of its tenant/database) but newest by sequence. Listing orders that group by sequence."""
+    writer = _service(tmp_path, "writer", ["main"])
+    cat = writer.catalog("main")
+    recs = _fill_seq(cat, 140)
+    cat.compact(force=True)
+    t0db0 = [r for r in recs if (r.tenant, r.database) == ("t0", "db0")]
+    back = make_record(t0db0[2].created_at + timedelta(seconds=30), tenant="t0", database="db0",
+                       store="main").model_copy(update={"sequence": t0db0[-1].sequence + 1})
+    cat.put(back)
+    for svc in (_service(tmp_path, "cold", ["main"]), writer):
+        got = [r["id"] for r in json.loads(b"".join(svc.list_json()[0]))]
+        assert got == [r["id"] for r in _truth(svc)]
+        assert [i for i in got if i.startswith("t0.db0.")][0] == back.id
+        assert svc.catalog("main").batches() is None
+        batches = svc.catalog("main").batches(tenant="t1")
+        assert batches is not None and len(list(batches)) > 0  # other groups keep time order
+
+
+@pytest.mark.parametrize("change", ["none", "newest rewritten", "newest deleted", "clock set back in the manifest",
+                                    "a newer record since", "only since the manifest"])
+def test_a_backups_next_sequence_equals_the_slow_path(tmp_path, change):
+    """`backup create` numbers a backup from its tenant/database's newest record by sequence:
+    read from the manifest's facts and the rows since, the copy only when they do not settle it."""
+    writer = _service(tmp_path, "writer", ["main"])
+    cat = writer.catalog("main")
+    recs = _fill_seq(cat, 140)
+    group = [r for r in recs if (r.tenant, r.database) == ("t2", "db1")]
+    if change == "clock set back in the manifest":  # the newest by sequence is older by time than two others
+        cat.put(group[-3].model_copy(update={"sequence": group[-1].sequence + 5}))
+    cat.compact(force=True)
+    if change == "newest rewritten":
+        cat.put(group[-1].model_copy(update={"pinned": True}))
+    elif change == "newest deleted":
+        cat.remove(group[-1].id)
+    elif change == "a newer record since":
+        cat.put(make_record(T0 + timedelta(days=2), tenant="t2", database="db1", store="main")
+                .model_copy(update={"sequence": group[-1].sequence + 1}))
+    elif change == "only since the manifest":
+        cat.put(make_record(T0 + timedelta(days=2), tenant="t5", database="other", store="main")
+                .model_copy(update={"sequence": 4}))
+    for svc in (_service(tmp_path, "cold", ["main"]), writer):
+        truth = {}
+        for r in _truth(svc):
+            k = (r["tenant"], r["database"])
+            key = (r["sequence"] or 0, r["created_at"], r["id"])
+            truth[k] = max(truth.get(k, key), key)
+        for t, d in [("t2", "db1"), ("t0", "db0"), ("t5", "other"), ("t6", "nothing")]:
+            want = truth.get((t, d))
+            got = svc.catalog("main").newest_of(t, d)
+            assert got == (None if want is None else (want[0], datetime.fromisoformat(want[1]))), (change, t, d)

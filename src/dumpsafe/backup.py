@@ -23,8 +23,8 @@ from dumpsafe.engines.inventory import schema_fingerprint
 from dumpsafe.errors import BackupFailed, DumpsafeError, IntegrityError, first_line
 from dumpsafe.export import record_layout
 from dumpsafe.failpoints import failpoint
-from dumpsafe.catalog import object_key, objects_prefix, order_key
-from dumpsafe.models import BackupRecord, ObjectRef, UploadsInfo, encode_db, new_backup_id
+from dumpsafe.catalog import object_key, objects_prefix
+from dumpsafe.models import BackupRecord, ObjectRef, UploadsInfo, new_backup_id
 from dumpsafe.pending import Pending
 from dumpsafe.pipeline import HashingReader, pack_stream
 from dumpsafe.progress import Progress
@@ -60,14 +60,12 @@ class BackupWriter:
     def _sequence(self, store_name: str, tenant: str, db: str, started) -> tuple[int, float | None]:
         """Next sequence of this store/tenant/database, and how far the clock is behind the
         newest earlier backup (None when it is not behind by more than a minute)."""
-        cat = self.svc.catalog(store_name)
-        prev = [r for r in cat.records(id_prefix=f"{tenant}.{encode_db(db)}.") if r.tenant == tenant and r.database == db]
-        if not prev:
+        newest = self.svc.catalog(store_name).newest_of(tenant, db)  # by (sequence, created_at, id)
+        if newest is None:
             return 1, None
-        newest = max(prev, key=order_key)
-        seq = max(r.sequence or 0 for r in prev) + 1
-        behind = newest.created_at - started
-        return seq, (round(behind.total_seconds(), 3) if behind > CLOCK_SLACK else None)
+        seq, created_at = newest
+        behind = created_at - started
+        return seq + 1, (round(behind.total_seconds(), 3) if behind > CLOCK_SLACK else None)
 
     def create_one(
         self, tenant: str, db: str, target: postgres.PgTarget, store_name: str, *,

@@ -16,16 +16,15 @@ Listing (see ``manifest`` for the store side, ``catalog_cache`` for the local si
 listing of ``catalog/``, the newest catalog manifest (read once per host), and a read of
 each record a change note names since; without a manifest, one listing of ``records/``
 and a read of each record not already cached (keyed by the listing's etag). The cache is
-SQLite, updated row by row; the manifest's records keep only their columns there, their JSON
-is streamed from the manifest's checked local copy (written in listing order), merged with
-the records read since. ``Catalog.compact`` writes a manifest when enough changes are
+SQLite, updated row by row, holding only the records read since the manifest; the manifest's
+records are streamed from its checked local copy (written in listing order), merged with
+those (``catalog_order``). ``Catalog.compact`` writes a manifest when enough changes are
 not in one yet (after a create or prune) and ``index rebuild`` always writes one.
 """
 
 from __future__ import annotations
 
 import hashlib
-import heapq
 import json
 import logging
 import shutil
@@ -37,16 +36,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterator
 
 from pydantic import TypeAdapter, ValidationError
 
 from dumpsafe import manifest as manifest_mod
 from dumpsafe.catalog_cache import CatalogCache, Row
 from dumpsafe.errors import DamagedRecord, ObjectMissing
-from dumpsafe.manifest import (CatalogListing, Entry, ManifestError, fetch, list_catalog, load_columns, note_id,
-                               open_checked, read_manifest, remove_superseded, write_manifest, write_note)
-from dumpsafe.models import ID_RE, BackupRecord, rfc3339
+from dumpsafe.catalog_order import entries, merged, newest_by_sequence, newest_first, time_order_holds
+from dumpsafe.manifest import (CatalogListing, Entry, ManifestError, check, fetch, list_catalog, note_id,
+                               open_checked, record_lines, remove_superseded, write_manifest, write_note)
+from dumpsafe.models import ID_RE, BackupRecord, encode_db, rfc3339
 from dumpsafe.storage.base import Store
 
 RECORDS_PREFIX = "records/"
@@ -114,13 +114,6 @@ def check_record(data: bytes, backup_id: str | None = None) -> BackupRecord:
     return rec
 
 
-def decode_record(data: bytes) -> BackupRecord | None:
-    try:
-        return check_record(data)
-    except ValueError:
-        return None
-
-
 def damaged_error(backup_id: str, store: str, reason: str) -> DamagedRecord:
     return DamagedRecord(
         f"integrity check failed: the record of backup {backup_id} in store {store!r} is damaged ({reason}); "
@@ -139,22 +132,6 @@ class Damaged:
     def warning(self) -> str:
         return (f"warning: the record of backup {self.id} in store {self.store!r} is damaged ({self.reason}); "
                 f"run 'dumpsafe backup repair {self.id}'")
-
-
-def order_key(r: BackupRecord) -> tuple:
-    return (r.sequence or 0, r.created_at, r.id)
-
-
-def newest_first(records: list[BackupRecord]) -> list[BackupRecord]:
-    """Newest first: by ``created_at`` across tenant/databases, but within each one by
-    ``sequence`` (which only grows), so a clock set back never reorders its backups."""
-    by_time = sorted(records, key=lambda r: (r.created_at, r.id), reverse=True)
-    groups: dict[tuple, list[BackupRecord]] = {}
-    for r in records:
-        groups.setdefault((r.store, r.tenant, r.database), []).append(r)
-    for g in groups.values():
-        g.sort(key=order_key)  # oldest first: pop() gives the newest
-    return [groups[(r.store, r.tenant, r.database)].pop() for r in by_time]
 
 
 COMPACT_EVERY = 100  # changes not yet in a manifest before a create/prune writes a new one
@@ -240,8 +217,8 @@ class Catalog:
         return self._mdir / f"{tag}-{key.rsplit('/', 1)[-1]}"
 
     def _load_manifest(self, key: str) -> bool:
-        """Fetch a manifest to a local copy, check it whole (trailer, order), and replace this
-        store's cached rows with its columns (one transaction); False if it is unsound."""
+        """Fetch a manifest to a local copy and check it whole (trailer, order); then this
+        store's cache holds only its small facts (its records stay in the copy); False if unsound."""
         name = self.store.name
         old = self.cache.manifest(name)[0]
         path = self._local(key)
@@ -250,13 +227,16 @@ class Catalog:
 
             private_dir(self._mdir)
             sha = fetch(self.store, key, path)
-            self.cache.set_manifest(name, key, sha, load_columns(self.cache, name, path))
-        except (ManifestError, KeyError, TypeError, AttributeError) as e:
-            log.warning("store %r: catalog manifest %s is not used (%s); listing records/ instead", name, key,
-                        e if isinstance(e, ManifestError) else "an entry lacks a field")
-            self.cache.db.rollback()
+            checked = check(path)
+        except ManifestError as e:
+            log.warning("store %r: catalog manifest %s is not used (%s); listing records/ instead", name, key, e)
             path.unlink(missing_ok=True)
             return False
+        self.cache.clear(name)
+        self.cache.set_manifest(name, key, sha)
+        self.cache.add_damaged(name, checked.damaged)
+        self.cache.add_groups(name, checked.groups.values())
+        self.cache.add_notes(name, checked.covers)
         if old is not None and old != key:
             self._local(old).unlink(missing_ok=True)
         return True
@@ -286,7 +266,7 @@ class Catalog:
             if not use_manifest:
                 if (was := self.cache.manifest(name)[0]) is not None:
                     self._local(was).unlink(missing_ok=True)
-                if refresh or was is not None:  # a manifest's rows lack their JSON
+                if refresh or was is not None:  # rows since a manifest: not the whole store
                     self.cache.clear(name)
                 self.cache.set_manifest(name, None)
                 self._sync_listing("" if refresh else id_prefix)
@@ -312,65 +292,87 @@ class Catalog:
         """The listing columns of every sound record (whose ID starts with ``id_prefix``), newest first."""
         with self._lock:
             self.sync(refresh=refresh, id_prefix=id_prefix)
-            return newest_first(self.cache.rows(self.store.name, id_prefix))
+            return newest_first([Row(self.store.name, *m) for m, _ in self._entries(id_prefix=id_prefix)])
+
+    def records(self, *, refresh: bool = False, id_prefix: str = "") -> list[BackupRecord]:
+        """Every committed record in the store (whose ID starts with ``id_prefix``), newest first."""
+        with self._lock:
+            self.sync(refresh=refresh, id_prefix=id_prefix)
+            found = list(self._entries(id_prefix=id_prefix))
+        if not found:
+            return []
+        rows = newest_first([Row(self.store.name, *m) for m, _ in found])
+        data = {m[0]: j for m, j in found}
+        return _RECORDS.validate_json(b"[" + b",".join([data[r.id] for r in rows]) + b"]")
+
+    def newest_of(self, tenant: str, database: str) -> tuple[int, datetime] | None:
+        """(sequence or 0, created_at) of the tenant/database's newest record by ``order_key``,
+        None without one (what a backup's next sequence needs): mostly from small facts."""
+        prefix = f"{tenant}.{encode_db(database)}."
+        with self._lock:
+            self.sync(id_prefix=prefix)
+            got = newest_by_sequence(self.cache, self.store.name, tenant, database,
+                                     lambda: self._entries(id_prefix=prefix))
+            self._set_copy(None)
+        return None if got is None else (got[0], datetime.fromisoformat(got[1]))
 
     def _set_copy(self, copy) -> None:
         old, self._copy = self._copy, copy
         if old is not None and old is not copy:
             old.close()
 
-    def _entries(self, tenant: str | None = None, database: str | None = None) -> Iterator[tuple[list, bytes]]:
-        """After a sync: (meta, JSON) of each sound record, newest first by (created_at, id):
-        the checked local manifest copy's lines (minus those masked since, filtered on their
-        meta) merged with the records whose JSON the cache holds. Memory stays one chunk."""
+    def _lines(self, id_prefix: str = "") -> Iterator[list[bytes]] | None:
+        """After a sync: the record lines of the checked local manifest copy (the one the sync
+        opened, else opened and re-hashed again), a region at a time, in listing order, minus
+        those masked since (and those outside ``id_prefix``); None without a manifest."""
         name = self.store.name
         copy, self._copy = self._copy, None
-        extras = self.cache.newest_first(name, tenant, database)
         loaded, sha = self.cache.manifest(name)
-        if copy is None and loaded is not None:  # already read once since the sync: open it again
+        if copy is None and loaded is not None:
             copy = open_checked(self._local(loaded), sha)
             if copy is None:
                 raise ManifestError(f"the local copy of catalog manifest {loaded} changed meanwhile; list again")
         if copy is None:
-            return extras
-        masked = self.cache.masked(name)
-        m = read_manifest(None, copy, checked=True)
+            return None
+        return record_lines(copy, id_prefix, {m.encode() for m in self.cache.masked(name)})
 
-        def lines() -> Iterator[tuple[list, bytes]]:
-            try:
-                for meta, rec in m.entries:
-                    if (rec is not None and isinstance(meta, list) and meta[0] not in masked
-                            and (tenant is None or meta[1] == tenant) and (database is None or meta[2] == database)):
-                        yield meta, rec
-            finally:
-                copy.close()
+    def _entries(self, tenant: str | None = None, database: str | None = None,
+                 id_prefix: str = "") -> Iterator[tuple[list, bytes]]:
+        """After a sync: (meta, JSON) of each sound record, newest first by (created_at, id):
+        the manifest copy's lines (``_lines``) merged with the records read since."""
+        extras = self.cache.newest_first(self.store.name, tenant, database, id_prefix)
+        regions = self._lines(id_prefix)
+        return extras if regions is None else entries(regions, extras, tenant, database)
 
-        return heapq.merge(lines(), extras, key=lambda e: (e[0][3], e[0][0]), reverse=True)
+    def _in_time_order(self, tenant: str | None, database: str | None) -> bool:
+        """Sync; whether time order is the listing order (``catalog_order``)."""
+        self.sync()
+        if time_order_holds(self.cache, self.store.name, self._lines, tenant, database):
+            return True
+        self._set_copy(None)
+        return False
 
     def stream(self, tenant: str | None = None, database: str | None = None) -> Iterator[tuple] | None:
         """After a sync: (created_at, id, copy_of, JSON) of each sound record, newest first,
         streamed from the manifest copy and the cache (``_entries``); None when a clock set
         back means time order is not the listing order (then use ``rows``: by sequence)."""
         with self._lock:
-            self.sync()
-            if not self.cache.time_order_holds(self.store.name, tenant, database):
-                self._set_copy(None)
+            if not self._in_time_order(tenant, database):
                 return None
-            entries = self._entries(tenant, database)
-        return ((m[3], m[0], m[5], j) for m, j in entries)
+            found = self._entries(tenant, database)
+        return ((m[3], m[0], m[5], j) for m, j in found)
 
-    def records_json(self, rows: list[Row]) -> Iterator[bytes]:
-        """After a sync: the normalized JSON of each row's record, in order (not re-read)."""
-        want = {r.id for r in rows}
+    def batches(self, tenant: str | None = None, database: str | None = None) -> Iterator[list[bytes]] | None:
+        """After a sync: the record JSON of each sound record, newest first, in lists (a region
+        of the manifest copy each, merged with the records read since): ``stream`` for one
+        store, without a meta decoded per line where nothing is filtered or merged in. None
+        when time order is not the listing order (as ``stream``)."""
         with self._lock:
-            entries = self._entries()
-        got = {m[0]: j for m, j in entries if m[0] in want}
-        return (got[r.id] for r in rows)
-
-    def records(self, *, refresh: bool = False, id_prefix: str = "") -> list[BackupRecord]:
-        """Every committed record in the store (whose ID starts with ``id_prefix``), newest first."""
-        rows = self.rows(refresh=refresh, id_prefix=id_prefix)
-        return _RECORDS.validate_json(b"[" + b",".join(self.records_json(rows)) + b"]") if rows else []
+            if not self._in_time_order(tenant, database):
+                return None
+            extras = self.cache.newest_first(self.store.name, tenant, database)
+            regions = self._lines()
+        return merged(regions or iter(()), extras, tenant, database)
 
     def compact(self, *, force: bool = False, resync: bool = True) -> str | None:
         """Write a new manifest when ``COMPACT_EVERY`` changes are not in one yet (always when
@@ -442,8 +444,3 @@ class Catalog:
         self.store.delete(record_key(backup_id))
         with self._lock, self.cache.db:
             self.cache.drop(self.store.name, backup_id)
-
-def filter_records(
-    records: Iterable[BackupRecord], tenant: str | None = None, database: str | None = None
-) -> list[BackupRecord]:
-    return [r for r in records if (tenant is None or r.tenant == tenant) and (database is None or r.database == database)]

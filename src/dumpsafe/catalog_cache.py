@@ -2,10 +2,12 @@
 
 It only saves reads: the truth is the store (records, manifests, change notes; see
 ``catalog`` and ``manifest``). Rows are updated one by one as they change, never rewritten
-whole, and indexed by store, tenant, database and created_at. A record from the store's
-catalog manifest keeps only its columns (``json`` NULL): its JSON is streamed from the
-local copy of the manifest (see ``manifest``), 100,000 of them never copied into SQLite. A
-record read since (a change note, or listing ``records/`` without a manifest) keeps its
+whole, and indexed by store, tenant, database and created_at. The records of the store's
+catalog manifest are NOT rows here: its checked local copy (see ``manifest``) is their index,
+streamed in listing order; loading it keeps only small facts: its damaged entries and, per
+(tenant, database), its newest record and whether sequences grow with time there
+(``groups``: what deciding the listing order and a backup's next sequence needs). A record
+read since (a change note, or listing ``records/`` without a manifest) is a row with its
 normalized JSON (validated once, when it was read) and masks the manifest's line of the
 same ID (``masked``: rewritten, removed or damaged since the manifest).
 """
@@ -22,28 +24,28 @@ from dumpsafe.fsutil import open_private, private_dir
 log = logging.getLogger(__name__)
 
 CACHE_FILE = "catalog.sqlite3"
-SCHEMA_VERSION = 5  # 4: json NULL for a manifest's records, masked, stores.digest; 5: records_time partial
+SCHEMA_VERSION = 6  # 6: a manifest's records are not rows (its copy is their index); groups
 
-_INDEXES = """
-CREATE UNIQUE INDEX IF NOT EXISTS records_id ON records (store, id);
-CREATE INDEX IF NOT EXISTS records_tenant ON records (store, tenant, database, created_at, id, sequence);
-CREATE INDEX IF NOT EXISTS records_time ON records (store, created_at, id) WHERE json IS NOT NULL;
-"""
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
     store TEXT NOT NULL, id TEXT NOT NULL, tenant TEXT NOT NULL, database TEXT NOT NULL,
-    created_at TEXT NOT NULL, sequence INTEGER, copy_of TEXT, etag TEXT, json BLOB
+    created_at TEXT NOT NULL, sequence INTEGER, copy_of TEXT, etag TEXT, json BLOB NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS records_id ON records (store, id);
-CREATE INDEX IF NOT EXISTS records_tenant ON records (store, tenant, database, created_at, id, sequence);
-CREATE INDEX IF NOT EXISTS records_time ON records (store, created_at, id) WHERE json IS NOT NULL;
+CREATE INDEX IF NOT EXISTS records_tenant ON records (store, tenant, database, created_at, id);
+CREATE INDEX IF NOT EXISTS records_time ON records (store, created_at, id);
 CREATE TABLE IF NOT EXISTS damaged (
     store TEXT NOT NULL, id TEXT NOT NULL, reason TEXT NOT NULL, etag TEXT, PRIMARY KEY (store, id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS notes (store TEXT NOT NULL, key TEXT NOT NULL, PRIMARY KEY (store, key)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS masked (store TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (store, id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS groups (
+    store TEXT NOT NULL, tenant TEXT NOT NULL, database TEXT NOT NULL, created_at TEXT NOT NULL, id TEXT NOT NULL,
+    sequence INTEGER, ordered INTEGER NOT NULL, PRIMARY KEY (store, tenant, database)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS stores (name TEXT PRIMARY KEY, url TEXT NOT NULL, manifest TEXT, digest TEXT, ordered INTEGER);
 """
+_TABLES = ("records", "damaged", "notes", "masked", "groups")
 
 
 class Row(NamedTuple):
@@ -98,7 +100,7 @@ class CatalogCache:
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
         if version != SCHEMA_VERSION:  # a cache is disposable: rebuild it rather than migrate
             with self.db:
-                for t in ("records", "damaged", "notes", "masked", "stores"):
+                for t in (*_TABLES, "stores"):
                     self.db.execute(f"DROP TABLE IF EXISTS {t}")
                 self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         self.db.executescript(_SCHEMA)
@@ -118,26 +120,44 @@ class CatalogCache:
         return None
 
     def clear(self, store: str) -> None:
-        for t in ("records", "damaged", "notes", "masked"):
+        for t in _TABLES:
             self.db.execute(f"DELETE FROM {t} WHERE store=?", (store,))
         self._changed(store)
 
-    def set_manifest(self, store: str, manifest: str | None, digest: str | None = None,
-                     ordered: bool | None = None) -> None:
-        """The manifest whose records are cached (its local copy's SHA-256; whether its records'
-        time order is their listing order, when the loader checked it)."""
-        self.db.execute("UPDATE stores SET manifest=?, digest=?, ordered=? WHERE name=?",
-                        (manifest, digest, None if ordered is None else int(ordered), store))
+    def set_manifest(self, store: str, manifest: str | None, digest: str | None = None) -> None:
+        """The manifest whose records this host lists from its checked local copy (the copy's SHA-256)."""
+        self.db.execute("UPDATE stores SET manifest=?, digest=? WHERE name=?", (manifest, digest, store))
         if manifest is None:
-            self.db.execute("DELETE FROM masked WHERE store=?", (store,))
+            for t in ("masked", "groups"):
+                self.db.execute(f"DELETE FROM {t} WHERE store=?", (store,))
+        self._changed(store)
 
     def manifest(self, store: str) -> tuple[str | None, str | None]:
         row = self.db.execute("SELECT manifest, digest FROM stores WHERE name=?", (store,)).fetchone()
         return (row[0], row[1]) if row else (None, None)
 
+    def add_groups(self, store: str, groups: Iterable[tuple[list, bool]]) -> None:
+        """A manifest's facts per (tenant, database): its newest record's meta
+        [id, tenant, database, created_at, sequence, ...] and whether sequences grow with time there."""
+        self.db.executemany("INSERT OR REPLACE INTO groups (store, tenant, database, created_at, id, sequence, ordered) "
+                            "VALUES (?,?,?,?,?,?,?)", ((store, m[1], m[2], m[3], m[0], m[4], int(o)) for m, o in groups))
+
+    def groups(self, store: str) -> dict[tuple[str, str], tuple[str, str, int, bool]]:
+        """(tenant, database) -> (created_at, id, sequence or 0, ordered) of the manifest's newest record there."""
+        q = "SELECT tenant, database, created_at, id, COALESCE(sequence, 0), ordered FROM groups WHERE store=?"
+        return {(t, d): (c, i, s, bool(o)) for t, d, c, i, s, o in self.db.execute(q, (store,))}
+
     def _changed(self, store: str) -> None:
         """The store's rows changed: whether time order holds is to be checked again."""
         self.db.execute("UPDATE stores SET ordered=NULL WHERE name=?", (store,))
+
+    def ordered(self, store: str) -> bool | None:
+        """Whether time order is the listing order in the whole store, when known since its last change."""
+        row = self.db.execute("SELECT ordered FROM stores WHERE name=?", (store,)).fetchone()
+        return None if row is None or row[0] is None else bool(row[0])
+
+    def set_ordered(self, store: str, holds: bool) -> None:
+        self.db.execute("UPDATE stores SET ordered=? WHERE name=?", (int(holds), store))
 
     def _mask(self, store: str, backup_id: str) -> None:
         """The manifest's line of this ID is no longer the truth (when a manifest is loaded);
@@ -149,24 +169,17 @@ class CatalogCache:
     def masked(self, store: str) -> set[str]:
         return {k for (k,) in self.db.execute("SELECT id FROM masked WHERE store=?", (store,))}
 
-    # ---- records ----------------------------------------------------------------------------
+    # ---- records read since the manifest (or all of them, without one) -----------------------
     def put(self, row: Row, data: bytes) -> None:
         self.db.execute(f"INSERT OR REPLACE INTO records ({ROW_COLS}, json) VALUES (?,?,?,?,?,?,?,?,?)", (*row, data))
         self.db.execute("DELETE FROM damaged WHERE store=? AND id=?", (row.store, row.id))
         self._mask(row.store, row.id)
 
-    def put_many(self, rows: Iterable[tuple], *, bulk: bool = False, flat: bool = False) -> None:
-        """Insert many (Row, json) pairs (``flat``: (*Row, json) tuples; json None: the manifest's); ``bulk`` (a whole manifest):
-        the indexes are built once at the end, several times faster than row by row."""
-        if bulk:
-            for ix in ("records_id", "records_tenant", "records_time"):
-                self.db.execute(f"DROP INDEX IF EXISTS {ix}")
+    def put_many(self, rows: Iterable[tuple[Row, bytes]]) -> None:
+        """Insert many (Row, json) pairs (no masks: for filling a cache without a manifest)."""
         self.db.executemany(f"INSERT OR REPLACE INTO records ({ROW_COLS}, json) VALUES (?,?,?,?,?,?,?,?,?)",
-                            rows if flat else ((*r, d) for r, d in rows))
+                            ((*r, d) for r, d in rows))
         self.db.execute("UPDATE stores SET ordered=NULL")  # rows of any store may have come
-        if bulk:
-            for stmt in filter(None, (x.strip() for x in _INDEXES.split(";"))):
-                self.db.execute(stmt)
 
     def drop(self, store: str, backup_id: str) -> None:
         self.db.execute("DELETE FROM records WHERE store=? AND id=?", (store, backup_id))
@@ -184,10 +197,6 @@ class CatalogCache:
         self.db.executemany("INSERT OR REPLACE INTO damaged (store, id, reason, etag) VALUES (?,?,?,NULL)",
                             ((store, b, r) for b, r in entries))
 
-    def rows(self, store: str, id_prefix: str = "") -> list[Row]:
-        q = f"SELECT {ROW_COLS} FROM records WHERE store=? AND id >= ? AND id < ? ORDER BY id"
-        return [Row(*r) for r in self.db.execute(q, (store, id_prefix, id_prefix + "\uffff"))]
-
     def etags(self, store: str, id_prefix: str = "") -> dict[str, str | None]:
         """id -> etag of every cached record and damaged entry under ``id_prefix``."""
         out: dict[str, str | None] = {}
@@ -196,42 +205,36 @@ class CatalogCache:
             out.update(self.db.execute(q, (store, id_prefix, id_prefix + "\uffff")))
         return out
 
-
-    def _where(self, store: str, tenant: str | None, database: str | None) -> tuple[str, tuple]:
+    def _where(self, store: str, tenant: str | None, database: str | None, id_prefix: str = "") -> tuple[str, tuple]:
         where, args = "store=?", [store]
         if tenant is not None:
             where, args = where + " AND tenant=?", args + [tenant]
         if database is not None:
             where, args = where + " AND database=?", args + [database]
+        if id_prefix:
+            where, args = where + " AND id >= ? AND id < ?", args + [id_prefix, id_prefix + "\uffff"]
         return where, tuple(args)
 
-    def time_order_holds(self, store: str, tenant: str | None = None, database: str | None = None) -> bool:
-        """Whether, in every tenant/database, ``sequence`` grows with (created_at, id): then
-        newest-first by time IS the listing order (a clock set back breaks it; see catalog.py).
-        The whole store's answer is kept until its rows change (it holds for every subset too)."""
-        row = self.db.execute("SELECT ordered FROM stores WHERE name=?", (store,)).fetchone()
-        if row is not None and row[0] is not None and (row[0] or (tenant is None and database is None)):
-            return bool(row[0])
-        q = ("SELECT 1 FROM (SELECT COALESCE(sequence, 0) AS s, LAG(COALESCE(sequence, 0)) OVER "
-             "(PARTITION BY tenant, database ORDER BY created_at, id) AS p FROM records WHERE {}) WHERE s < p LIMIT 1")
-        if row is not None and row[0] is None:
-            holds = self.db.execute(q.format("store=?"), (store,)).fetchone() is None
-            with self.db:
-                self.db.execute("UPDATE stores SET ordered=? WHERE name=?", (int(holds), store))
-            if holds or (tenant is None and database is None):
-                return holds
-        where, args = self._where(store, tenant, database)
-        return self.db.execute(q.format(where), args).fetchone() is None
+    def group_keys(self, store: str) -> list[tuple[str, str, str, str, int]]:
+        """(tenant, database, created_at, id, sequence or 0) of every row, by group, oldest first."""
+        q = ("SELECT tenant, database, created_at, id, COALESCE(sequence, 0) FROM records WHERE store=? "
+             "ORDER BY tenant, database, created_at, id")
+        return self.db.execute(q, (store,)).fetchall()
 
-    def newest_first(self, store: str, tenant: str | None = None,
-                     database: str | None = None) -> Iterator[tuple[list, bytes]]:
-        """([id, tenant, database, created_at, sequence, copy_of, etag], json) of each record
-        NOT in the manifest (its JSON cached), newest first by time, streamed from the index."""
-        where, args = self._where(store, tenant, database)
-        q = (f"SELECT {ROW_COLS}, json FROM records WHERE {where} AND json IS NOT NULL "
-             f"ORDER BY created_at DESC, id DESC")
+    def newest_first(self, store: str, tenant: str | None = None, database: str | None = None,
+                     id_prefix: str = "") -> Iterator[tuple[list, bytes]]:
+        """([id, tenant, database, created_at, sequence, copy_of, etag], json) of each row
+        (a record read since the manifest), newest first by time, streamed from the index."""
+        where, args = self._where(store, tenant, database, id_prefix)
+        q = f"SELECT {ROW_COLS}, json FROM records WHERE {where} ORDER BY created_at DESC, id DESC"
         for r in self.db.execute(q, args):
             yield list(r[1:8]), r[8]
+
+    def top(self, store: str, tenant: str, database: str) -> tuple[int, str, str] | None:
+        """(sequence or 0, created_at, id) of the row of the group that is newest by sequence."""
+        q = ("SELECT COALESCE(sequence, 0) AS s, created_at, id FROM records WHERE store=? AND tenant=? AND database=? "
+             "ORDER BY s DESC, created_at DESC, id DESC LIMIT 1")
+        return self.db.execute(q, (store, tenant, database)).fetchone()
 
     def damaged(self, store: str, id_prefix: str = "") -> list[tuple[str, str]]:
         q = "SELECT id, reason FROM damaged WHERE store=? AND id >= ? AND id < ? ORDER BY id"

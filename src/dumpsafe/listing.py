@@ -1,6 +1,7 @@
 """Listing backups across stores: one entry per backup ID (the original, else its first
 copy), newest first, with the damaged records met on the way; also streamed as JSON
-straight from the catalog cache (no model per record, memory flat).
+straight from the stores' checked manifest copies and the catalog cache (no model per
+record, memory flat).
 """
 
 from __future__ import annotations
@@ -8,7 +9,8 @@ from __future__ import annotations
 import heapq
 from typing import TYPE_CHECKING, Iterator
 
-from dumpsafe.catalog import Catalog, Damaged, filter_records, newest_first
+from dumpsafe.catalog import Catalog, Damaged
+from dumpsafe.catalog_order import filter_records, newest_first
 from dumpsafe.models import BackupRecord
 
 if TYPE_CHECKING:
@@ -86,7 +88,7 @@ def prefer_originals(records: list[BackupRecord]) -> list[BackupRecord]:
 def list_json(svc: BackupService | Lister, tenant: str | None = None, database: str | None = None,
               store: str | None = None) -> tuple[Iterator[bytes], list[Damaged]]:
     """``list``'s records as one JSON array (newest first), streamed in pieces straight
-    from the cache's normalized JSON: no model per record, memory flat."""
+    from the manifest copies and the cache's normalized JSON: no model per record, memory flat."""
     if tenant is not None and tenant not in svc.config.tenants:
         svc.config.tenant(tenant)  # raises the unknown-tenant error
     names = [store] if store else list(svc.config.stores)
@@ -94,34 +96,42 @@ def list_json(svc: BackupService | Lister, tenant: str | None = None, database: 
     streams = []
     for name in names:
         cat = svc.catalog(name)
-        streams.append(cat.stream(tenant, database))
+        # one store: its record JSON a region at a time; several: merged record by record
+        streams.append(cat.batches(tenant, database) if len(names) == 1 else cat.stream(tenant, database))
         damaged += [d for d in cat.damaged if tenant is None or d.id.split(".", 1)[0] == tenant]
     if any(s is None for s in streams):  # a clock went back somewhere: order by sequence
         recs = svc.list(tenant, database, store)
         return iter([b"[" + b",\n".join(r.model_dump_json().encode() for r in recs) + b"]\n"]), damaged
+    if len(names) == 1:
+        return _array(streams[0]), damaged
     merged = heapq.merge(*streams, key=lambda t: (t[0], t[1]), reverse=True)
 
-    def unique() -> Iterator[bytes]:
-        """One entry per backup ID across stores: the original, else its first copy."""
-        held = None
+    def unique() -> Iterator[list[bytes]]:
+        """One entry per backup ID across stores: the original, else its first copy (in lists)."""
+        held, batch = None, []
         for item in merged:
             if held is not None and item[1] == held[1]:
                 if held[2] and not item[2]:
                     held = item
                 continue
             if held is not None:
-                yield held[3]
+                batch.append(held[3])
+                if len(batch) == 2000:
+                    yield batch
+                    batch = []
             held = item
         if held is not None:
-            yield held[3]
+            batch.append(held[3])
+        yield batch
 
-    def pieces() -> Iterator[bytes]:
-        sep, batch = b"[\n", []
-        for data in unique():
-            batch.append(data)
-            if len(batch) == 2000:
-                yield sep + b",\n".join(batch)
-                sep, batch = b",\n", []
-        yield (sep + b",\n".join(batch) if batch else (b"[" if sep == b"[\n" else b"")) + b"\n]\n"
+    return _array(unique()), damaged
 
-    return pieces(), damaged
+
+def _array(batches: Iterator[list[bytes]]) -> Iterator[bytes]:
+    """A JSON array of the records in ``batches``, one piece per batch."""
+    sep = b"[\n"
+    for batch in batches:
+        if batch:
+            yield sep + b",\n".join(batch)
+            sep = b",\n"
+    yield (b"[" if sep == b"[\n" else b"") + b"\n]\n"

@@ -20,38 +20,37 @@ holding the SHA-256 of every line before it. A manifest that fails any check is 
 used (the reader falls back to listing ``records/``), never half-trusted.
 
 Version 2 (this one) writes the sound records in listing order: newest first by
-(created_at, id), the order of ``catalog_cache.newest_first``; the damaged entries follow
-them. The reader refuses a line out of that order. So ``backup list`` streams the records'
-JSON straight out of the manifest (merged with the few records changed since), and the
-local cache holds only their columns. A version-1 manifest (any order) is not used: the
-reader lists ``records/`` as if there were none, and the next compaction (``index
-rebuild``, or a create/prune once ``COMPACT_EVERY`` changes are uncovered) writes a v2 one.
+(created_at, id), the order of ``catalog_order.newest_first`` when no clock went back; the
+damaged entries follow them. The reader refuses a line out of that order. So ``backup list``
+streams the records' JSON straight out of the manifest (merged with the few records changed
+since), and the local cache holds none of its records, only small facts (``check``). A
+version-1 manifest (any order) is not used: the reader lists ``records/`` as if there were
+none, and the next compaction (``index rebuild``, or a create/prune once ``COMPACT_EVERY``
+changes are uncovered) writes a v2 one.
 
 Trust: a host fetches the manifest once (``fetch``) into its cache directory, hashing the
-compressed bytes as they arrive, then reads that local copy whole, checking the trailer
-and the order, before anything from it is used; the cache keeps the copy's SHA-256. Every
-later listing re-hashes the local copy (~7 MB at 100,000 records: milliseconds) and only
-streams from it when the digest still matches (else it is fetched and checked again).
+compressed bytes as they arrive, then reads that local copy whole (``check``: the trailer's
+count and SHA-256, every meta, the order; work per ~1 MiB region, not per line) before
+anything from it is used; the cache keeps the copy's SHA-256. Every later listing re-hashes
+the local copy (~10 MB at 100,000 records: milliseconds) and only streams from it
+(``record_lines``) when the digest still matches (else it is fetched and checked again).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import itertools
 import json
+import operator
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Iterable, Iterator
+from typing import BinaryIO, Iterable, Iterator
 
 import zstandard
 
 from dumpsafe.storage.base import ObjectInfo, Store
-
-if TYPE_CHECKING:
-    from dumpsafe.catalog_cache import CatalogCache
 
 CATALOG_PREFIX = "catalog/"
 MANIFESTS_PREFIX = "catalog/manifests/"
@@ -164,78 +163,215 @@ def remove_superseded(store: Store, listing: CatalogListing, covered: set[str], 
 
 # ---- reading -----------------------------------------------------------------------------
 _decode = json.JSONDecoder().decode
+_SEQ_TYPES = {int, type(None)}
 
 
 class ManifestError(ValueError):
     """The manifest cannot be trusted (damaged, truncated, another format)."""
 
 
-@dataclass
-class Manifest:
-    key: str
-    covers: set[str]
-    entries: Iterator[tuple[list | dict, bytes | None]]  # consumed once; raises ManifestError at the end if unsound
+def _regions(source: BinaryIO) -> Iterator[tuple[memoryview, list[bytes], bool]]:
+    """The decompressed manifest a region of whole lines (~1 MiB) at a time: (its bytes, its
+    lines without their newlines, whether it is the last region)."""
+    reader = zstandard.ZstdDecompressor().stream_reader(source, read_across_frames=True)
+    rest, held = b"", None
+    while True:
+        try:
+            chunk = reader.read(1 << 20)
+        except zstandard.ZstdError as e:
+            raise ManifestError(f"it does not decompress ({e})") from None
+        if not chunk:
+            break
+        data = rest + chunk if rest else chunk
+        cut = data.rfind(b"\n") + 1
+        if not cut:  # no whole line yet
+            rest = data
+            continue
+        lines = data.split(b"\n")
+        rest = lines.pop()
+        if held is not None:
+            yield held[0], held[1], False
+        held = (memoryview(data)[:cut], lines)
+    if rest:
+        raise ManifestError("its last line is cut short")
+    if held is not None:
+        yield held[0], held[1], True
 
 
-def _chunks(store: Store | None, key: str | Path) -> Iterator[list[bytes]]:
-    """The manifest's lines, a decompressed chunk (~1 MiB) of them at a time (from the store,
-    or from a local file when ``store`` is None)."""
-    dec = zstandard.ZstdDecompressor()
-    if store is not None:
-        source = store.open_read(key)
-    else:  # a local copy: its path, or a file already open (and hashed) by the caller
-        source = open(key, "rb") if isinstance(key, (str, Path)) else contextlib.nullcontext(key)
-    with source as r:
-        reader = dec.stream_reader(r, read_across_frames=True)
-        rest = b""
-        while True:
-            try:
-                chunk = reader.read(1 << 20)
-            except zstandard.ZstdError as e:
-                raise ManifestError(f"it does not decompress ({e})") from None
-            if not chunk:
-                break
-            *lines, rest = (rest + chunk).split(b"\n")
-            if lines:
-                yield lines
-        if rest:
-            raise ManifestError("its last line is cut short")
+def _open(source: Path | BinaryIO):
+    return open(source, "rb") if isinstance(source, (str, Path)) else contextlib.nullcontext(source)
 
 
-def _metas(lines: list[bytes]) -> tuple[list, list[bytes]]:
-    """The meta of each line and its record JSON (b"" when none): the metas decoded as ONE
-    JSON array per chunk (100,000 small decodes cost more than the bytes they parse)."""
-    split = [ln.split(b"\t", 1) for ln in lines]
+def _metas(parts: list[bytes], n: int) -> list:
+    """The metas of ``n`` lines (their text before the tab), decoded as ONE JSON array per
+    region: 100,000 small decodes cost more than the bytes they parse."""
     try:
-        metas = _decode("[" + ",".join(s[0].decode() for s in split) + "]")
+        metas = _decode("[" + b",".join(parts).decode() + "]")
     except (ValueError, UnicodeDecodeError):
         raise ManifestError("a line is not JSON") from None
-    if len(metas) != len(lines):  # a line holding "a,b" (or half a value): not one meta per line
+    if len(metas) != n:  # a line holding "a,b" (or half a value): not one meta per line
         raise ManifestError("a line is not one JSON value")
-    return metas, [s[1] if len(s) == 2 else b"" for s in split]
+    return metas
 
 
-def _check_order(metas: list, last: tuple) -> tuple:
-    """Sound records newest first by (created_at, id), strictly; damaged entries (dicts) after them."""
+@dataclass
+class Checked:
+    """What checking a manifest copy keeps (its records stay in the copy): the notes it
+    covers, its damaged entries (id, reason), and per (tenant, database) its newest record's
+    meta and whether that group's sequences grow with time (no clock set back in it)."""
+
+    covers: set[str]
+    damaged: list[tuple[str, str]]
+    groups: dict[tuple[str, str], tuple[list, bool]]
+
+
+def _group_facts(metas: list[list], groups: dict) -> None:
+    """Newest first: each group's first meta is its newest; its sequences must not grow after it."""
     for m in metas:
-        if isinstance(m, list):
-            if last is None:
-                raise ManifestError("a record follows its damaged entries")
-            try:
-                key = (m[3], m[0])
-            except IndexError:
-                raise ManifestError("an entry lacks a field") from None
-            if not key < last:
+        g, s = (m[1], m[2]), m[4] or 0
+        f = groups.get(g)
+        if f is None:
+            groups[g] = [m, True, s]
+        else:
+            if s > f[2]:
+                f[1] = False
+            f[2] = s
+
+
+def _check_lines(lines: list[bytes], last: tuple | None, groups: dict, damaged: list) -> tuple | None:
+    """Check a region's lines (records newest first by (created_at, id), strictly, after
+    ``last``; damaged entries only after them); gather the group facts and damaged entries.
+    Returns the key of its last record (None once damaged entries began)."""
+    tabs = [ln.find(b"\t") for ln in lines]
+    if min(tabs) > 0:  # records only (a damaged entry has no tab): chunk-level checks
+        if min(map(operator.sub, map(len, lines), tabs)) < 2:
+            raise ManifestError("a record line lacks its record")
+        metas = _metas([ln[:i] for ln, i in zip(lines, tabs)], len(lines))
+        if last is None:
+            raise ManifestError("a record follows its damaged entries")
+        try:
+            if (set(map(type, metas)) != {list} or set(map(len, metas)) != {7}
+                    or set(map(type, map(_ID, metas))) != {str} or not set(map(type, map(_SEQ, metas))) <= _SEQ_TYPES):
+                raise ManifestError("an entry lacks a field")
+            keys = list(zip(map(_CREATED, metas), map(_ID, metas)))
+            if not (keys[0] < last and keys == sorted(set(keys), reverse=True)):
                 raise ManifestError("its records are not in listing order")
-            last = key
-        elif not (isinstance(m, dict) and m.get("end") is True):
+            _group_facts(metas, groups)
+        except (TypeError, KeyError):  # a created_at that is not text, a tenant that is a list, ...
+            raise ManifestError("an entry lacks a field") from None
+        return keys[-1]
+    for ln, i in zip(lines, tabs):  # the region where damaged entries begin: line by line
+        (meta,) = _metas([ln[:i] if i >= 0 else ln], 1)
+        if isinstance(meta, list):
+            if i <= 0:
+                raise ManifestError("a record line lacks its record")
+            last = _check_lines([ln], last, groups, damaged)
+        elif i < 0 and isinstance(meta, dict) and isinstance(meta.get("id"), str):
+            damaged.append((meta["id"], str(meta.get("damaged") or "damaged")))
             last = None
+        else:
+            raise ManifestError("an entry is neither a record nor a damaged one")
     return last
+
+
+_ID, _CREATED, _SEQ = operator.itemgetter(0), operator.itemgetter(3), operator.itemgetter(4)
+
+
+def _header(line: bytes) -> dict:
+    try:
+        header = json.loads(line)
+    except ValueError:
+        header = None
+    if not isinstance(header, dict):
+        raise ManifestError("its header is missing or not JSON")
+    if header.get("format") != FORMAT or header.get("version") != VERSION:
+        raise ManifestError(f"it is not a version-{VERSION} dumpsafe catalog manifest")
+    if not all(isinstance(k, str) for k in header.get("covers") or ()):
+        raise ManifestError("its header's covered notes are not names")
+    return header
+
+
+def check(source: Path | BinaryIO) -> Checked:
+    """Read a manifest copy (its path, or a file open at its start) whole and check it: the
+    header, every line's meta, the listing order, the trailer's count and SHA-256 (one update
+    per region). ManifestError says what is wrong; nothing of it may be used before this returns."""
+    h = hashlib.sha256()
+    header, trailer, count, last = None, None, 0, ("\uffff",)
+    groups: dict = {}
+    damaged: list[tuple[str, str]] = []
+    with _open(source) as f:
+        for data, lines, final in _regions(f):
+            if header is None:
+                header = _header(lines.pop(0))
+            if final:
+                if not lines:
+                    raise ManifestError("its trailer is missing (cut short)")
+                trailer = lines.pop()
+                h.update(data[: len(data) - len(trailer) - 1])  # every line before the trailer, with its newline
+            else:
+                h.update(data)
+            if lines:
+                last = _check_lines(lines, last, groups, damaged)
+                count += len(lines)
+    if header is None:
+        raise ManifestError("its header is missing or not JSON")
+    try:
+        end = json.loads(trailer)
+    except ValueError:
+        end = None
+    if not (isinstance(end, dict) and end.get("end") is True):
+        raise ManifestError("its trailer is missing (cut short)")
+    if end.get("lines") != count or end.get("sha256") != h.hexdigest():
+        raise ManifestError("its content does not match its trailer's SHA-256")
+    return Checked(set(header.get("covers") or ()), damaged, {g: (f[0], f[1]) for g, f in groups.items()})
+
+
+def record_lines(copy: BinaryIO, id_prefix: str = "", masked: set[bytes] | frozenset = frozenset()) -> Iterator[list[bytes]]:
+    """The lines (``<meta>\\t<record JSON>``) of a CHECKED manifest copy's records, in listing
+    order, a region (~1 MiB) at a time, those whose ID is in ``masked`` (or does not start with
+    ``id_prefix``) left out; the header, damaged entries and trailer too. Closes ``copy``."""
+    prefix = b'["' + id_prefix.encode()
+    first = True
+    with copy:
+        for _, lines, _ in _regions(copy):
+            if first:
+                del lines[0]
+                first = False
+            last = bool(lines) and lines[-1][:1] != b"["  # the damaged entries and the trailer come last
+            if last:
+                del lines[next(i for i, ln in enumerate(lines) if ln[:1] != b"["):]
+            if id_prefix:
+                lines = [ln for ln in lines if ln.startswith(prefix)]
+            if masked:
+                lines = [ln for ln in lines if line_id(ln) not in masked]
+            if lines:
+                yield lines
+            if last:
+                return
+
+
+def line_meta(line: bytes) -> list:
+    """The meta of one record line of a checked copy."""
+    return _decode(line[: line.index(b"\t")].decode())
+
+
+def line_metas(lines: list[bytes]) -> list[list]:
+    return _decode("[" + b",".join([ln[: ln.index(b"\t")] for ln in lines]).decode() + "]")
+
+
+def line_records(lines: list[bytes]) -> list[bytes]:
+    """The record JSON of each record line."""
+    return [ln[ln.index(b"\t") + 1 :] for ln in lines]
+
+
+def line_id(line: bytes) -> bytes:
+    """The backup ID of a record line (its meta starts ``["<id>",``; IDs need no JSON escape)."""
+    return line[2 : line.index(b'"', 2)]
 
 
 def fetch(store: Store, key: str, dest: Path) -> str:
     """Copy manifest ``key`` to the local file ``dest`` (written whole, then renamed; 0600);
-    returns the SHA-256 of its bytes. The caller checks the copy (``read_manifest(None, dest)``)."""
+    returns the SHA-256 of its bytes. The caller checks the copy (``check(dest)``)."""
     from dumpsafe.fsutil import open_private
 
     tmp = dest.with_name(dest.name + f".{secrets.token_hex(4)}.tmp")
@@ -264,77 +400,3 @@ def open_checked(path: Path, sha256: str | None) -> BinaryIO | None:
         return None
     f.seek(0)
     return f
-
-
-def read_manifest(store: Store | None, key: str | Path | BinaryIO, *, checked: bool = False) -> Manifest:
-    """Open a manifest (``store`` None: a local copy, its path or open file): the header now
-    (ManifestError if it is not one), entries lazily. The entries' iterator checks the order
-    as it goes and the trailer (count and SHA-256) when it is exhausted, so a caller applies
-    them in one transaction and rolls back on ManifestError. ``checked``: a local copy whose
-    digest ``open_checked`` just matched (it was checked whole when fetched): not re-hashed."""
-    chunks = _chunks(store, key)
-    try:
-        lines = next(chunks)
-        first = lines.pop(0)
-        header = json.loads(first)
-    except (StopIteration, IndexError, ValueError):
-        raise ManifestError("its header is missing or not JSON") from None
-    if not isinstance(header, dict) or header.get("format") != FORMAT or header.get("version") != VERSION:
-        raise ManifestError(f"it is not a version-{VERSION} dumpsafe catalog manifest")
-    h = hashlib.sha256(first + b"\n")
-
-    def entries() -> Iterator[tuple[list | dict, bytes | None]]:
-        count = 0
-        last = ("\uffff",)  # (created_at, id) of the previous sound record: each must be older
-        for batch in itertools.chain([lines], chunks):
-            if not batch:
-                continue
-            metas, recs = _metas(batch)
-            if not checked:
-                last = _check_order(metas, last)
-            for i, meta in enumerate(metas):
-                if isinstance(meta, dict) and meta.get("end") is True:
-                    if i and not checked:  # the SHA-256 covers every line before the trailer, each with its newline
-                        h.update(b"\n".join(batch[:i]) + b"\n")
-                    if not checked and (meta.get("lines") != count + i or meta.get("sha256") != h.hexdigest()):
-                        raise ManifestError("its content does not match its trailer's SHA-256")
-                    yield from zip(metas[:i], (r or None for r in recs[:i]))
-                    return
-            if not checked:
-                h.update(b"\n".join(batch) + b"\n")
-            count += len(batch)
-            yield from zip(metas, (r or None for r in recs))
-        raise ManifestError("its trailer is missing (cut short)")
-
-    return Manifest(key, set(header.get("covers") or ()), entries())
-
-
-def load_columns(cache: CatalogCache, store: str, path: Path) -> bool:
-    """Replace ``store``'s cached rows with the columns of the manifest copy at ``path``
-    (checked whole as it is read: ManifestError, or KeyError/TypeError/AttributeError for an
-    entry lacking a field); the caller commits or rolls back. Returns whether, in every
-    tenant/database, time order is the listing order (``CatalogCache.time_order_holds``)."""
-    m = read_manifest(None, path)
-    cache.clear(store)
-    damaged: list[tuple[str, str]] = []
-    seqs: dict[tuple, int] = {}  # per tenant/database: the sequence of its newer record
-    ordered = True  # newest first: each one's sequence <= its newer one's
-
-    def rows() -> Iterator[tuple]:  # (*Row, None) as plain tuples: the JSON stays in the copy
-        nonlocal ordered
-        for meta, rec in m.entries:
-            if rec is None or not isinstance(meta, list):
-                damaged.append((meta["id"], meta.get("damaged") or "damaged"))
-                continue
-            if len(meta) != 7:  # [id, tenant, database, created_at, sequence, copy_of, etag]
-                raise TypeError("an entry lacks a field")
-            seq, group = meta[4] or 0, (meta[1], meta[2])
-            if seqs.get(group, seq) < seq:
-                ordered = False
-            seqs[group] = seq
-            yield (store, *meta, None)
-
-    cache.put_many(rows(), bulk=True, flat=True)
-    cache.add_damaged(store, damaged)
-    cache.add_notes(store, m.covers)
-    return ordered
