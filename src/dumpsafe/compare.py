@@ -42,12 +42,15 @@ def counted_in_parallel(target: PgTarget, dbname: str) -> dict[str, Any]:
 
 
 def check_contents(record: BackupRecord, s: Any, *, extra_tables_ok: bool = False,
-                   more: inventory.MoreSessions | None = None, workers: int = 1) -> tuple[dict[str, int], str]:
+                   more: inventory.MoreSessions | None = None, workers: int = 1,
+                   known: dict[int, int] | None = None) -> tuple[dict[str, int], str]:
     """Count what the record counted, in the restored database: (table counts, '' or what differs).
+    ``known``: tables already counted as they were loaded (by OID), not counted again.
 
     Tables, partitioned parents and large objects must match exactly; materialized views must
     exist and be populated (or not) as recorded: pg_restore refreshes them, it does not restore stale rows."""
-    counts = inventory.count_tables(s, quoted=record.table_keys == "quoted", more=more, workers=workers)
+    counts = inventory.count_tables(s, quoted=record.table_keys == "quoted", more=more, workers=workers,
+                                   known=known)
     if extra_tables_ok:  # clean leaves the target's own tables alone
         counts = {k: v for k, v in counts.items() if k in record.tables}
     parts = [compare_counts(record.tables, counts)]

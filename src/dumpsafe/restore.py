@@ -320,11 +320,11 @@ class Restorer:
                                 tablespaces=not self.opts.no_tablespaces, encoding=toc.encoding)
         profile.mark("create staging database")
         try:
-            self.load(target, tool, staging, dump, plan.database, args=self.opts.restore_args())
+            early = self.load(target, tool, staging, dump, plan.database, args=self.opts.restore_args(), fresh=True)
             profile.mark("pg_restore" + (" (streamed + hash)" if isinstance(dump, Streamed) else ""))
             failpoint("restore.after_load")
             with open_session(target, staging) as s:
-                counts, mismatch = check_contents(record, s, **counted_in_parallel(target, staging))
+                counts, mismatch = check_contents(record, s, known=early, **counted_in_parallel(target, staging))
             profile.mark("row counts")
             if mismatch:
                 raise RestoreFailed(
@@ -350,18 +350,35 @@ class Restorer:
                 dbs.drop_database(target, staging)
 
     def load(self, target: postgres.PgTarget, tool: str, dbname: str, dump: "Path | Streamed", label: str, *,
-             args: tuple[str, ...] = (), appname: str | None = None) -> None:
+             args: tuple[str, ...] = (), appname: str | None = None, fresh: bool = False) -> dict[int, int]:
         """pg_restore ``dump`` into ``dbname``, naming each table it loads on the progress task.
         A Streamed dump is hashed as it is fed: IntegrityError (after pg_restore) when it is not
-        the recorded object, so the caller must not use ``dbname`` unless this returns."""
+        the recorded object, so the caller must not use ``dbname`` unless this returns.
+
+        ``fresh``: ``dbname`` is a staging or scratch database nobody else writes to; tables are
+        then counted as soon as they are loaded (inventory.CountAsLoaded) when pg_restore runs
+        one job over a direct connection. Returns those counts by table OID, for check_contents."""
         advance = self.advance
-        on_table = lambda table: describe(advance, f"restore {label}: {table}")  # noqa: E731
-        if isinstance(dump, Path):
-            jobs = 1 if "--single-transaction" in args else restore_jobs(self.config.restore_jobs)
-            pgr.run_pg_restore(target, tool, dbname, dump, args=args, jobs=jobs, appname=appname, on_table=on_table)
-            return
-        dump.feed(lambda read: pgr.run_pg_restore(target, tool, dbname, read, args=args, appname=appname,
-                                                  on_table=on_table, fed=advance))
+        single = "--single-transaction" in args
+        jobs = 1 if single or not isinstance(dump, Path) else restore_jobs(self.config.restore_jobs)
+        early = (inventory.CountAsLoaded(lambda: open_session(target, dbname))
+                 if fresh and jobs == 1 and not single and not target.exec_prefix else None)
+
+        def on_table(table: str | None) -> None:
+            if early is not None:
+                early.saw(table)
+            if table is not None:
+                describe(advance, f"restore {label}: {table}")
+
+        try:
+            if isinstance(dump, Path):
+                pgr.run_pg_restore(target, tool, dbname, dump, args=args, jobs=jobs, appname=appname, on_table=on_table)
+            else:
+                dump.feed(lambda read: pgr.run_pg_restore(target, tool, dbname, read, args=args, appname=appname,
+                                                          on_table=on_table, fed=advance))
+        finally:
+            counted = early.finish() if early is not None else {}
+        return counted
 
     def _clean_owner(self, spec: dbspec.DbSpec | None) -> str | None:
         return None if self.opts.no_owner else (self.opts.owner or (spec.owner if spec else None))

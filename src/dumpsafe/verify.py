@@ -43,6 +43,10 @@ SCRATCH_PREFIX = "dumpsafe_drill_"
 
 
 class Verifier:
+    # tables are counted as pg_restore loads them (inventory.CountAsLoaded); False counts them
+    # only after the load, so that a change made to the scratch database in ``before_compare`` shows
+    count_as_loaded = True
+
     def __init__(self, service: ServiceContext):
         self.svc = service
         self.config = service.config
@@ -163,7 +167,8 @@ class Verifier:
                 try:
                     with progress.task(f"drill restore {record.id}",
                                        total=db_ref.raw_bytes if isinstance(dump, fetch.Streamed) else None) as restorer.advance:
-                        restorer.load(target, tool, scratch, dump, f"drill {record.id}")
+                        early = restorer.load(target, tool, scratch, dump, f"drill {record.id}",
+                                              fresh=self.count_as_loaded)
                         profile.mark("pg_restore" + (" (streamed + hash)" if isinstance(dump, fetch.Streamed) else ""))
                         with dbs.admin(target, scratch) as conn:
                             dbs.apply_properties(conn, scratch, spec)
@@ -171,7 +176,7 @@ class Verifier:
                         restore_s = time.monotonic() - t_restore
                         profile.mark("database properties")
                         self.before_compare(target, scratch)
-                        diffs, compared, counts = self._compare(record, target, scratch, major, toc_tool, dump)
+                        diffs, compared, counts = self._compare(record, target, scratch, major, toc_tool, dump, early)
                         profile.mark("compare: the rest")
                 finally:
                     drop_error = dbs.drop_database(target, scratch)
@@ -191,12 +196,13 @@ class Verifier:
         """Called between the scratch restore and the comparison (tests damage the scratch database here)."""
 
     def _compare(self, record: BackupRecord, target: postgres.PgTarget, scratch: str, major: int, toc_tool: str,
-                 dump: "Path | fetch.Streamed") -> tuple[list[str], list[str], dict[str, int]]:
-        """Everything the record (and the archive) says the database held, against the scratch database."""
+                 dump: "Path | fetch.Streamed", early: dict[int, int] | None = None) -> tuple[list[str], list[str], dict[str, int]]:
+        """Everything the record (and the archive) says the database held, against the scratch
+        database (``early``: tables counted as they were loaded, by OID)."""
         diffs: list[str] = []
         compared = [f"row counts of {len(record.tables)} tables"]
         with open_session(target, scratch) as s:
-            counts, mismatch = check_contents(record, s, **counted_in_parallel(target, scratch))
+            counts, mismatch = check_contents(record, s, known=early, **counted_in_parallel(target, scratch))
             profile.mark("compare: row counts")
             if record.partitioned is not None:
                 compared.append(f"{len(record.partitioned)} partitioned tables")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import queue
 import re
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, ExitStack
 from typing import IO, Any, Callable, Iterable
@@ -42,17 +43,23 @@ def _count(s: Session, schema: str, name: str) -> int:
     return int(s.rows(sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(schema), sql.Identifier(name)))[0][0])
 
 
-def count_tables(s: Session, *, quoted: bool = True, more: MoreSessions | None = None, workers: int = 1) -> dict[str, int]:
+def count_tables(s: Session, *, quoted: bool = True, more: MoreSessions | None = None, workers: int = 1,
+                 known: dict[int, int] | None = None) -> dict[str, int]:
     """Exact row count of every user table (plain keys "schema.table" for records written before quoting).
+
+    ``known``: counts already taken by table OID (``CountAsLoaded``); those tables are not counted again.
 
     With ``more`` (opens another session on the same database) and ``workers`` > 1 the tables
     are counted by that many sessions at once, largest first; a session that cannot be opened
     (the server's connection limit) leaves its share to the others. Only for a database nobody
     else writes to (a staging or scratch database): the sessions do not share a snapshot."""
-    rels = _rels(s, "'r'")
-    keys = {oid: (key if quoted else f"{nsp}.{rel}") for _k, nsp, rel, key, _p, oid in rels}
+    all_rels = _rels(s, "'r'")
+    keys = {oid: (key if quoted else f"{nsp}.{rel}") for _k, nsp, rel, key, _p, oid in all_rels}
+    known = known or {}
+    rels = [r for r in all_rels if r[5] not in known]
     if more is None or workers < 2 or len(rels) < 2:
-        return {keys[oid]: _count(s, nsp, rel) for _k, nsp, rel, _key, _p, oid in rels}
+        out = {oid: _count(s, nsp, rel) for _k, nsp, rel, _key, _p, oid in rels}
+        return {keys[oid]: known[oid] if oid in known else out[oid] for *_, oid in all_rels}
     sizes = dict(s.rows("SELECT c.oid::int8, pg_relation_size(c.oid) FROM pg_class c WHERE c.relkind = 'r'"))
     todo = queue.SimpleQueue()
     for _k, nsp, rel, _key, _p, oid in sorted(rels, key=lambda r: -sizes.get(r[5], 0)):
@@ -80,7 +87,71 @@ def count_tables(s: Session, *, quoted: bool = True, more: MoreSessions | None =
         drain(s)
         for h in helpers:
             h.result()  # a helper's error (e.g. SqlFailed) is the count's error
-    return {keys[oid]: out[oid] for _k, _n, _r, _key, _p, oid in rels}
+    return {keys[oid]: known[oid] if oid in known else out[oid] for *_, oid in all_rels}
+
+
+class CountAsLoaded:
+    """Count each table of a staging or scratch database while a single-job pg_restore goes on
+    loading the others, in one background session, so the count after the load has only the
+    last table (and parents, views, large objects) left.
+
+    pg_restore --verbose names a table before its COPY and names every later item as it starts
+    it; in a single job, without --single-transaction, the next item's line means the COPY
+    before it ended and was committed, and nothing in a restore adds or removes a table's rows
+    after its COPY. So ``saw(table)`` (a table's data starts) and ``saw(None)`` (any other item)
+    hand the previous table, if any, to the counting session. Tables are found by the name
+    pg_restore prints ("schema.table", unquoted); one that two relations could match, a failed
+    count, or a session the server refuses just leaves that table to the count after the load.
+    Not for a database anyone else writes to, nor for --jobs or --single-transaction restores.
+    """
+
+    _STOP = object()
+
+    def __init__(self, open_more: MoreSessions):
+        self._open = open_more
+        self._todo: queue.SimpleQueue = queue.SimpleQueue()
+        self._pending: str | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self.counted: dict[int, int] = {}  # table OID -> rows
+
+    def saw(self, table: str | None) -> None:
+        if self._pending is not None:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, daemon=True, name="count-as-loaded")
+                self._thread.start()
+            self._todo.put(self._pending)
+        self._pending = table
+
+    def finish(self) -> dict[int, int]:
+        """Stop and return what was counted; the table still pending, and any not reached yet,
+        are left to the count after the load (which may use more sessions)."""
+        self._stopping = True
+        if self._thread is not None:
+            self._todo.put(self._STOP)
+            self._thread.join()
+        return dict(self.counted)
+
+    def _run(self) -> None:
+        with ExitStack() as stack:
+            try:
+                s = stack.enter_context(self._open())
+                s.execute("SET max_parallel_workers_per_gather = 0")  # the load keeps the cores
+            except Exception:  # e.g. max_connections reached: everything is counted after the load
+                s = None
+            while (name := self._todo.get()) is not self._STOP:
+                if s is None or self._stopping:
+                    continue
+                try:
+                    found = s.rows(sql.SQL(
+                        "SELECT c.oid::int8, n.nspname::text, c.relname::text FROM pg_class c "
+                        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                        "WHERE c.relkind = 'r' AND n.nspname || '.' || c.relname = {}").format(sql.Literal(name)))
+                    if len(found) == 1:
+                        oid, nsp, rel = found[0]
+                        self.counted[int(oid)] = _count(s, nsp, rel)
+                except Exception:  # counted again after the load
+                    continue
 
 
 def count_relations(s: Session, tables: dict[str, int] | None = None) -> dict[str, dict[str, int | None]]:

@@ -24,15 +24,18 @@ def conninfo_dbname(name: str) -> str:
     return "dbname='" + name.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-# pg_restore --verbose, before each table's COPY: 'pg_restore: processing data for table "public.events"'
+# pg_restore --verbose, before each table's COPY: 'pg_restore: processing data for table "public.events"',
+# and as it starts any other item: 'pg_restore: creating INDEX "public.events_pkey"', 'executing SEQUENCE SET ...'
 _TABLE_LINE = re.compile(rb'^pg_restore: processing data for table "(.*)"$')
+_ITEM_LINE = re.compile(rb"^pg_restore: (?:creating|executing|processing|setting owner|dropping) ")
 Read = Callable[[int], bytes]
 
 
 class _VerboseTail(_StderrTail):
-    """The stderr tail, also reporting each table pg_restore starts loading (its --verbose lines)."""
+    """The stderr tail, also reporting each item pg_restore starts (its --verbose lines): the
+    table's name when it starts loading a table's data, None for any other item."""
 
-    def __init__(self, stream, secret: str | None, on_table: Callable[[str], None]):
+    def __init__(self, stream, secret: str | None, on_table: Callable[[str | None], None]):
         super().__init__(stream, secret)
         self._on_table = on_table
 
@@ -40,10 +43,10 @@ class _VerboseTail(_StderrTail):
         try:
             for line in iter(self._stream.readline, b""):
                 m = _TABLE_LINE.match(line.rstrip(b"\r\n"))
-                if m:
+                if m or _ITEM_LINE.match(line):
                     try:
-                        self._on_table(m.group(1).decode("utf-8", "replace"))
-                    except Exception:  # a progress display must never stop the restore
+                        self._on_table(m.group(1).decode("utf-8", "replace") if m else None)
+                    except Exception:  # progress and early counts must never stop the restore
                         pass
                     continue  # verbose chatter stays out of the error tail
                 if line.startswith(b"pg_restore: ") and not line[12:].lower().startswith((b"error", b"detail", b"warning")) \
@@ -55,14 +58,15 @@ class _VerboseTail(_StderrTail):
 
 
 def run_pg_restore(target: PgTarget, tool: str, dbname: str, archive: Path | Read, *, args: tuple[str, ...] = (),
-                   jobs: int = 1, appname: str | None = None, on_table: Callable[[str], None] | None = None,
+                   jobs: int = 1, appname: str | None = None, on_table: Callable[[str | None], None] | None = None,
                    fed: Callable[[int], None] | None = None) -> None:
     """pg_restore an archive into ``dbname``; any error stops it (--exit-on-error).
 
     ``archive`` is a file (local tools read it, in parallel with ``jobs`` > 1) or a read
     function whose bytes go to pg_restore's stdin (single job; exec'd tools always get stdin,
     so nothing needs to exist inside the container). ``fed`` is told every chunk written to
-    stdin, ``on_table`` each table whose data pg_restore starts loading (its --verbose output).
+    stdin, ``on_table`` each table whose data pg_restore starts loading, and None for each other
+    item it starts (its --verbose output).
     ``appname`` names its sessions (application_name), so a journal replay can find them after
     the restoring process died.
     """
