@@ -29,6 +29,11 @@ CREATE TABLE parts_2 PARTITION OF parts FOR VALUES FROM (50000) TO (200000);
 INSERT INTO parts SELECT g, md5(g::text) FROM generate_series(1, 120000) g;
 CREATE INDEX ON a_big (v);
 CREATE MATERIALIZED VIEW mv AS SELECT count(*) AS n FROM b_mid;
+CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+CREATE TABLE feel (m mood, i int) PARTITION BY HASH (m);                -- loaded through its root:
+CREATE TABLE feel_0 PARTITION OF feel FOR VALUES WITH (MODULUS 2, REMAINDER 0);  -- a later COPY may
+CREATE TABLE feel_1 PARTITION OF feel FOR VALUES WITH (MODULUS 2, REMAINDER 1);  -- add rows to either
+INSERT INTO feel SELECT (enum_range(NULL::mood))[1 + g % 3], g FROM generate_series(1, 3000) g;
 CREATE TABLE z_last AS SELECT g FROM generate_series(1, 77) g;
 """
 
@@ -66,10 +71,11 @@ def test_tables_are_counted_as_they_load_and_equal_the_final_counts(pg):
         oids = _rel_oids(pg, dst)
         loaded = [t for t in seen if t is not None]
         assert set(loaded) == {"public.a_big", "public.b_mid", "public.c_empty", "d.e.f", "public.parts_1",
-                               "public.parts_2", "public.z_last"}
+                               "public.parts_2", "public.z_last", "public.feel_0", "public.feel_1"}
         assert seen[-1] is None  # items after the last table's data (indexes, the view's refresh) were seen
         by_oid = {v: k for k, v in oids.items()}
-        # every unambiguous table was counted during the load, the two "d.e.f" ones never
+        # every unambiguous table was counted during the load; the two "d.e.f" ones never, nor
+        # the partitions loaded through their root
         assert {by_oid[o] for o in counted} == {"public.a_big", "public.b_mid", "public.c_empty", "public.parts_1",
                                                 "public.parts_2", "public.z_last"}
         with open_session(target, dst) as s:

@@ -35,6 +35,17 @@ ORDER BY 2, 3
 """
 
 
+# A leaf partition whose rows pg_dump loads through its top-most partitioned root: an ancestor is
+# hash-partitioned with the enum opclass (pg_dump's own test, since PostgreSQL 11.20/15.3: an
+# enum hashes by its OID, which a restore changes, so a row may land in another partition).
+# ``{rel}`` is the leaf's OID expression.
+_VIA_ROOT = """(SELECT vr.relispartition FROM pg_class vr WHERE vr.oid = {rel}) AND EXISTS (
+    SELECT 1 FROM pg_partition_ancestors({rel}) a JOIN pg_partitioned_table pt ON pt.partrelid = a.relid
+    WHERE (SELECT oc.oid FROM pg_opclass oc JOIN pg_am am ON am.oid = oc.opcmethod
+           WHERE oc.opcname = 'enum_ops' AND oc.opcnamespace = 'pg_catalog'::regnamespace AND am.amname = 'hash')
+          = ANY (pt.partclass))"""
+
+
 def _rels(s: Session, kinds: str) -> list[tuple[Any, ...]]:
     return s.rows(_USER_RELS.replace("{kinds}", kinds))
 
@@ -100,8 +111,9 @@ class CountAsLoaded:
     before it ended and was committed, and nothing in a restore adds or removes a table's rows
     after its COPY. So ``saw(table)`` (a table's data starts) and ``saw(None)`` (any other item)
     hand the previous table, if any, to the counting session. Tables are found by the name
-    pg_restore prints ("schema.table", unquoted); one that two relations could match, a failed
-    count, or a session the server refuses just leaves that table to the count after the load.
+    pg_restore prints ("schema.table", unquoted); one that two relations could match, a
+    partition whose rows go through its root (later items may add rows to it: ``loaded_via_root``),
+    a failed count, or a session the server refuses leaves that table to the count after the load.
     Not for a database anyone else writes to, nor for --jobs or --single-transaction restores.
     """
 
@@ -146,12 +158,27 @@ class CountAsLoaded:
                     found = s.rows(sql.SQL(
                         "SELECT c.oid::int8, n.nspname::text, c.relname::text FROM pg_class c "
                         "JOIN pg_namespace n ON n.oid = c.relnamespace "
-                        "WHERE c.relkind = 'r' AND n.nspname || '.' || c.relname = {}").format(sql.Literal(name)))
+                        "WHERE c.relkind = 'r' AND n.nspname || '.' || c.relname = {} "
+                        f"AND NOT ({_VIA_ROOT.format(rel='c.oid')})").format(sql.Literal(name)))
                     if len(found) == 1:
                         oid, nsp, rel = found[0]
                         self.counted[int(oid)] = _count(s, nsp, rel)
                 except Exception:  # counted again after the load
                     continue
+
+
+def loaded_via_root(s: Session, quoted: bool = True) -> dict[str, str]:
+    """Leaf partitions whose rows pg_dump loads through their top-most root (see _VIA_ROOT),
+    each with that root: their rows are restored, but not necessarily into the partition
+    they came from, so only the sum over the root's partitions can be compared."""
+    key = ("quote_ident({n}.nspname) || '.' || quote_ident({c}.relname)" if quoted
+           else "{n}.nspname || '.' || {c}.relname")
+    rows = s.rows(
+        f"SELECT {key.format(n='ln', c='l')} AS leaf, {key.format(n='rn', c='r')} AS root "
+        "FROM pg_class l JOIN pg_namespace ln ON ln.oid = l.relnamespace "
+        "JOIN pg_class r ON r.oid = pg_partition_root(l.oid) JOIN pg_namespace rn ON rn.oid = r.relnamespace "
+        f"WHERE l.relkind = 'r' AND {_VIA_ROOT.format(rel='l.oid')}")
+    return {leaf: root for leaf, root in rows}
 
 
 def count_relations(s: Session, tables: dict[str, int] | None = None) -> dict[str, dict[str, int | None]]:
