@@ -34,6 +34,10 @@ CREATE TABLE feel (m mood, i int) PARTITION BY HASH (m);                -- loade
 CREATE TABLE feel_0 PARTITION OF feel FOR VALUES WITH (MODULUS 2, REMAINDER 0);  -- a later COPY may
 CREATE TABLE feel_1 PARTITION OF feel FOR VALUES WITH (MODULUS 2, REMAINDER 1);  -- add rows to either
 INSERT INTO feel SELECT (enum_range(NULL::mood))[1 + g % 3], g FROM generate_series(1, 3000) g;
+CREATE TABLE a_inh_parent (x int);                                     -- its count takes in its
+CREATE TABLE b_inh_child (y int) INHERITS (a_inh_parent);               -- child's rows, loaded later
+INSERT INTO a_inh_parent SELECT g FROM generate_series(1, 500) g;
+INSERT INTO b_inh_child SELECT g, g FROM generate_series(1, 700) g;
 CREATE TABLE z_last AS SELECT g FROM generate_series(1, 77) g;
 """
 
@@ -71,17 +75,19 @@ def test_tables_are_counted_as_they_load_and_equal_the_final_counts(pg):
         oids = _rel_oids(pg, dst)
         loaded = [t for t in seen if t is not None]
         assert set(loaded) == {"public.a_big", "public.b_mid", "public.c_empty", "d.e.f", "public.parts_1",
-                               "public.parts_2", "public.z_last", "public.feel_0", "public.feel_1"}
+                               "public.parts_2", "public.z_last", "public.feel_0", "public.feel_1",
+                               "public.a_inh_parent", "public.b_inh_child"}
         assert seen[-1] is None  # items after the last table's data (indexes, the view's refresh) were seen
         by_oid = {v: k for k, v in oids.items()}
         # every unambiguous table was counted during the load; the two "d.e.f" ones never, nor
-        # the partitions loaded through their root
+        # the partitions loaded through their root, nor a table with inheritance children
         assert {by_oid[o] for o in counted} == {"public.a_big", "public.b_mid", "public.c_empty", "public.parts_1",
-                                                "public.parts_2", "public.z_last"}
+                                                "public.parts_2", "public.z_last", "public.b_inh_child"}
         with open_session(target, dst) as s:
             at_the_end = inventory.count_tables(s)
             combined = inventory.count_tables(s, known=counted)
         assert at_the_end["public.a_big"] == 150000 and at_the_end["public.parts_2"] == 70001
+        assert at_the_end["public.a_inh_parent"] == 1200  # a table's count includes its children's rows
         for oid, n in counted.items():  # a count taken before its COPY committed would be short
             assert n == at_the_end[by_oid[oid]], by_oid[oid]
         assert combined == at_the_end and list(combined) == list(at_the_end)

@@ -111,9 +111,10 @@ class CountAsLoaded:
     before it ended and was committed, and nothing in a restore adds or removes a table's rows
     after its COPY. So ``saw(table)`` (a table's data starts) and ``saw(None)`` (any other item)
     hand the previous table, if any, to the counting session. Tables are found by the name
-    pg_restore prints ("schema.table", unquoted); one that two relations could match, a
-    partition whose rows go through its root (later items may add rows to it: ``loaded_via_root``),
-    a failed count, or a session the server refuses leaves that table to the count after the load.
+    pg_restore prints ("schema.table", unquoted). Left to the count after the load, because a
+    later COPY may still add to its count: a table with inheritance children (its count takes in
+    theirs) and a partition whose rows go through its root (``loaded_via_root``); and a name two
+    relations could match, a failed count, or a session the server refuses.
     Not for a database anyone else writes to, nor for --jobs or --single-transaction restores.
     """
 
@@ -159,6 +160,7 @@ class CountAsLoaded:
                         "SELECT c.oid::int8, n.nspname::text, c.relname::text FROM pg_class c "
                         "JOIN pg_namespace n ON n.oid = c.relnamespace "
                         "WHERE c.relkind = 'r' AND n.nspname || '.' || c.relname = {} "
+                        "AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhparent = c.oid) "
                         f"AND NOT ({_VIA_ROOT.format(rel='c.oid')})").format(sql.Literal(name)))
                     if len(found) == 1:
                         oid, nsp, rel = found[0]
