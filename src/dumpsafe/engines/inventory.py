@@ -125,7 +125,6 @@ class CountAsLoaded:
         self._todo: queue.SimpleQueue = queue.SimpleQueue()
         self._pending: str | None = None
         self._thread: threading.Thread | None = None
-        self._stopping = False
         self.counted: dict[int, int] = {}  # table OID -> rows
 
     def saw(self, table: str | None) -> None:
@@ -137,9 +136,9 @@ class CountAsLoaded:
         self._pending = table
 
     def finish(self) -> dict[int, int]:
-        """Stop and return what was counted; the table still pending, and any not reached yet,
-        are left to the count after the load (which may use more sessions)."""
-        self._stopping = True
+        """Count what was handed over (the counting session keeps up with a load: a count is far
+        cheaper than the COPY before it) and return the counts; the table still pending is left
+        to the count after the load."""
         if self._thread is not None:
             self._todo.put(self._STOP)
             self._thread.join()
@@ -153,7 +152,7 @@ class CountAsLoaded:
             except Exception:  # e.g. max_connections reached: everything is counted after the load
                 s = None
             while (name := self._todo.get()) is not self._STOP:
-                if s is None or self._stopping:
+                if s is None:
                     continue
                 try:
                     found = s.rows(sql.SQL(
