@@ -23,6 +23,8 @@ CREATE SCHEMA "d.e";
 CREATE TABLE "d.e".f AS SELECT g FROM generate_series(1, 1234) g;   -- printed as d.e.f ...
 CREATE SCHEMA d;
 CREATE TABLE d."e.f" AS SELECT g FROM generate_series(1, 4321) g;   -- ... and so is this one
+CREATE TABLE "d.e".f_kid () INHERITS ("d.e".f);                        -- (not counted early either:
+INSERT INTO "d.e".f_kid SELECT g FROM generate_series(1, 10) g;        --  so d.e.f matches one of two)
 CREATE TABLE parts (k int, v text) PARTITION BY RANGE (k);
 CREATE TABLE parts_1 PARTITION OF parts FOR VALUES FROM (0) TO (50000);
 CREATE TABLE parts_2 PARTITION OF parts FOR VALUES FROM (50000) TO (200000);
@@ -76,13 +78,14 @@ def test_tables_are_counted_as_they_load_and_equal_the_final_counts(pg):
         loaded = [t for t in seen if t is not None]
         assert set(loaded) == {"public.a_big", "public.b_mid", "public.c_empty", "d.e.f", "public.parts_1",
                                "public.parts_2", "public.z_last", "public.feel_0", "public.feel_1",
-                               "public.a_inh_parent", "public.b_inh_child"}
+                               "public.a_inh_parent", "public.b_inh_child", "d.e.f_kid"}
         assert seen[-1] is None  # items after the last table's data (indexes, the view's refresh) were seen
         by_oid = {v: k for k, v in oids.items()}
         # every unambiguous table was counted during the load; the two "d.e.f" ones never, nor
         # the partitions loaded through their root, nor a table with inheritance children
         assert {by_oid[o] for o in counted} == {"public.a_big", "public.b_mid", "public.c_empty", "public.parts_1",
-                                                "public.parts_2", "public.z_last", "public.b_inh_child"}
+                                                "public.parts_2", "public.z_last", "public.b_inh_child",
+                                                '"d.e".f_kid'}
         with open_session(target, dst) as s:
             at_the_end = inventory.count_tables(s)
             combined = inventory.count_tables(s, known=counted)

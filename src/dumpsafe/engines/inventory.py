@@ -155,14 +155,14 @@ class CountAsLoaded:
                 if s is None:
                     continue
                 try:
-                    found = s.rows(sql.SQL(
-                        "SELECT c.oid::int8, n.nspname::text, c.relname::text FROM pg_class c "
-                        "JOIN pg_namespace n ON n.oid = c.relnamespace "
-                        "WHERE c.relkind = 'r' AND n.nspname || '.' || c.relname = {} "
-                        "AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhparent = c.oid) "
-                        f"AND NOT ({_VIA_ROOT.format(rel='c.oid')})").format(sql.Literal(name)))
-                    if len(found) == 1:
-                        oid, nsp, rel = found[0]
+                    found = s.rows(sql.SQL(  # every table the name could mean, and whether it may be counted now
+                        "SELECT c.oid::int8, n.nspname::text, c.relname::text, "
+                        "NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhparent = c.oid) "
+                        f"AND NOT ({_VIA_ROOT.format(rel='c.oid')}) AS now "
+                        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                        "WHERE c.relkind = 'r' AND n.nspname || '.' || c.relname = {}").format(sql.Literal(name)))
+                    if len(found) == 1 and found[0][3]:
+                        oid, nsp, rel, _ = found[0]
                         self.counted[int(oid)] = _count(s, nsp, rel)
                 except Exception:  # counted again after the load
                     continue
