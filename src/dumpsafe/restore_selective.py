@@ -28,7 +28,7 @@ from psycopg import sql
 
 from dumpsafe import fetch, restore_journal
 from dumpsafe.engines import databases as dbs
-from dumpsafe.engines import dbspec
+from dumpsafe.engines import dbspec, inventory
 from dumpsafe.engines import pg_restore as pgr
 from dumpsafe.engines import toc as tocs
 from dumpsafe.engines import postgres, selection
@@ -45,10 +45,6 @@ from dumpsafe.context import ServiceContext
 
 def _schema_exists(s: Any, name: str) -> bool:
     return bool(s.rows(sql.SQL("SELECT 1 FROM pg_namespace WHERE nspname = {}").format(sql.Literal(name))))
-
-
-def _count(s: Any, schema: str, table: str) -> int:
-    return int(s.rows(sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(schema), sql.Identifier(table)))[0][0])
 
 
 class SelectiveRestorer:
@@ -192,7 +188,7 @@ class SelectiveRestorer:
 
     @staticmethod
     def _check_counts(record: BackupRecord, sel: selection.Selection, s: Any, schema: str | None, where: str) -> dict[str, int]:
-        got = {k: _count(s, schema or sch, t) for (sch, t), k in zip(sel.tables, sel.keys)}
+        got = {k: inventory.count_rows(s, schema or sch, t) for (sch, t), k in zip(sel.tables, sel.keys)}
         diffs = [f"{k} (recorded {record.tables[k]}, restored {n})" for k, n in got.items() if n != record.tables[k]]
         if diffs:
             raise RestoreFailed(f"restored rows in {where} do not match backup {record.id}: " + ", ".join(diffs))

@@ -50,7 +50,8 @@ def _rels(s: Session, kinds: str) -> list[tuple[Any, ...]]:
     return s.rows(_USER_RELS.replace("{kinds}", kinds))
 
 
-def _count(s: Session, schema: str, name: str) -> int:
+def count_rows(s: Session, schema: str, name: str) -> int:
+    """Exact rows of one table (its inheritance children's included, as PostgreSQL counts them)."""
     return int(s.rows(sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(schema), sql.Identifier(name)))[0][0])
 
 
@@ -69,7 +70,7 @@ def count_tables(s: Session, *, quoted: bool = True, more: MoreSessions | None =
     known = known or {}
     rels = [r for r in all_rels if r[5] not in known]
     if more is None or workers < 2 or len(rels) < 2:
-        out = {oid: _count(s, nsp, rel) for _k, nsp, rel, _key, _p, oid in rels}
+        out = {oid: count_rows(s, nsp, rel) for _k, nsp, rel, _key, _p, oid in rels}
         return {keys[oid]: known[oid] if oid in known else out[oid] for *_, oid in all_rels}
     sizes = dict(s.rows("SELECT c.oid::int8, pg_relation_size(c.oid) FROM pg_class c WHERE c.relkind = 'r'"))
     todo = queue.SimpleQueue()
@@ -83,7 +84,7 @@ def count_tables(s: Session, *, quoted: bool = True, more: MoreSessions | None =
                 oid, nsp, rel = todo.get_nowait()
             except queue.Empty:
                 return
-            out[oid] = _count(session, nsp, rel)
+            out[oid] = count_rows(session, nsp, rel)
 
     def helper() -> None:
         with ExitStack() as stack:
@@ -163,7 +164,7 @@ class CountAsLoaded:
                         "WHERE c.relkind = 'r' AND n.nspname || '.' || c.relname = {}").format(sql.Literal(name)))
                     if len(found) == 1 and found[0][3]:
                         oid, nsp, rel, _ = found[0]
-                        self.counted[int(oid)] = _count(s, nsp, rel)
+                        self.counted[int(oid)] = count_rows(s, nsp, rel)
                 except Exception:  # counted again after the load
                     continue
 
@@ -198,9 +199,9 @@ def count_relations(s: Session, tables: dict[str, int] | None = None) -> dict[st
             if tables is not None and all(k in tables for k in leaves):
                 out["partitioned"][key] = sum(tables[k] for k in leaves)
             else:
-                out["partitioned"][key] = _count(s, nsp, rel)
+                out["partitioned"][key] = count_rows(s, nsp, rel)
         else:
-            out["matviews"][key] = _count(s, nsp, rel) if populated else None
+            out["matviews"][key] = count_rows(s, nsp, rel) if populated else None
     return out
 
 
