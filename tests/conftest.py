@@ -39,6 +39,22 @@ def db(pg: Cluster) -> str:
 
 
 @pytest.fixture
+def new_db(pg: Cluster):
+    """``new_db(prefix)``: the name of a fresh, empty database on the session cluster, dropped after the test."""
+    made: list[str] = []
+
+    def make(prefix: str = "t") -> str:
+        name = f"{prefix}_{secrets.token_hex(4)}"
+        pg.create_database(name)
+        made.append(name)
+        return name
+
+    yield make
+    for name in made:
+        pg.drop_database(name)
+
+
+@pytest.fixture
 def uploads_dir(tmp_path: Path) -> Path:
     root = tmp_path / "uploads"
     make_uploads(root)
